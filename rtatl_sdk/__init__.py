@@ -1,0 +1,17 @@
+"""rtatl_sdk: facial action unit detection (RTATL) without torch.
+
+Geometry shared with training and export lives here, in numpy: the AU catalogue (``au``),
+the 68-point landmark scheme (``landmarks``), alignment and AU centres (``geometry``) and the
+input normalisation (``preprocess``). Heavy parts (face pipeline, ONNX engines) import lazily.
+"""
+
+from .au import AU_NAMES, AU_SETS, au_label, au_number
+from .errors import InputError, ModelCardError, ModelFileError, ModelNotFoundError, RTATLError
+from .images import load_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AU_NAMES", "AU_SETS", "au_label", "au_number", "load_image",
+    "RTATLError", "InputError", "ModelCardError", "ModelFileError", "ModelNotFoundError",
+]

@@ -1,0 +1,60 @@
+"""The AU catalogue: the single place that names action units and the dataset AU sets."""
+
+from __future__ import annotations
+
+#: FACS number -> name (only the AUs used by the supported datasets).
+AU_NAMES: dict[int, str] = {
+    1: "Inner Brow Raiser",
+    2: "Outer Brow Raiser",
+    4: "Brow Lowerer",
+    6: "Cheek Raiser",
+    7: "Lid Tightener",
+    9: "Nose Wrinkler",
+    10: "Upper Lip Raiser",
+    12: "Lip Corner Puller",
+    14: "Dimpler",
+    15: "Lip Corner Depressor",
+    17: "Chin Raiser",
+    23: "Lip Tightener",
+    24: "Lip Pressor",
+    25: "Lips Part",
+    26: "Jaw Drop",
+}
+
+#: The AU sets of the two benchmark datasets (paper sec. 4.1).
+AU_SETS: dict[str, tuple[int, ...]] = {
+    "BP4D": (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24),
+    "DISFA": (1, 2, 4, 6, 9, 12, 25, 26),
+}
+
+
+def au_label(number: int) -> str:
+    """``12 -> "AU12"``; two digits, the OpenFace convention (``AU01``... ``AU26``)."""
+    return f"AU{int(number):02d}"
+
+
+def au_number(label: str | int) -> int:
+    """Parse ``"AU12"``, ``"AU1"``, ``"12"`` or ``12`` into a known FACS number."""
+    from .errors import InputError
+
+    text = str(label).strip().upper()
+    if text.startswith("AU"):
+        text = text[2:]
+    try:
+        number = int(text)
+    except ValueError:
+        raise InputError("AU", f"{label!r} is not an AU name like 'AU12'") from None
+    if number not in AU_NAMES:
+        known = ", ".join(au_label(n) for n in AU_NAMES)
+        raise InputError("AU", f"{label!r} is not a supported AU (known: {known})")
+    return number
+
+
+def au_set(name: str) -> tuple[int, ...]:
+    """The AU numbers of a dataset's AU set (``"BP4D"`` or ``"DISFA"``)."""
+    from .errors import InputError
+
+    key = str(name).upper()
+    if key not in AU_SETS:
+        raise InputError("au_set", f"{name!r} is not one of {sorted(AU_SETS)}")
+    return AU_SETS[key]

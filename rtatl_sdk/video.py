@@ -1,0 +1,54 @@
+"""Reading frames from video files and cameras."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    timestamp: float  #: seconds from the start
+    image: np.ndarray | None  #: BGR uint8, or None when the frame could not be decoded
+
+
+def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
+    """Frames of a video file (path) or camera (int index), in order.
+
+    Raises InputError when the source cannot be opened.
+    """
+    import cv2
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(str(path), "no such video file")
+        cap = cv2.VideoCapture(str(path))
+        label = str(path)
+    elif isinstance(source, int) and not isinstance(source, bool):
+        cap = cv2.VideoCapture(source)
+        label = f"camera {source}"
+    else:
+        raise InputError("video", f"expected a path or a camera index, got {type(source).__name__}")
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(label, "cannot be opened as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    try:
+        index = 0
+        while max_frames is None or index < max_frames:
+            ok, img = cap.read()
+            if not ok:
+                break
+            ts = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            yield Frame(index, float(ts), img)
+            index += 1
+    finally:
+        cap.release()

@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def media_dir() -> Path:
+    env = os.environ.get("RTATL_MEDIA")
+    return Path(env) if env else REPO.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    d = media_dir()
+    if not (d / "single_face.jpg").is_file():
+        pytest.skip(f"real face media not found in {d} (set RTATL_MEDIA to the media folder)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The face pipeline with the store's models; missing models fail with the fix in the message."""
+    from rtatl_sdk.face import FacePipeline
+
+    pipe = FacePipeline(blendshapes=True)
+    yield pipe
+    pipe.landmarker.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip)

@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rtatl_sdk import load_image, store
+from rtatl_sdk.card import ModelCard, Provenance
+from rtatl_sdk.errors import InputError, ModelCardError, ModelNotFoundError
+
+
+def test_bad_image_inputs_name_the_input(tmp_path):
+    with pytest.raises(InputError, match="nope.jpg: no such file"):
+        load_image(tmp_path / "nope.jpg")
+    txt = tmp_path / "notes.jpg"
+    txt.write_bytes(b"this is text, not a JPEG")
+    with pytest.raises(InputError, match="notes.jpg: is not a decodable image"):
+        load_image(txt)
+    with pytest.raises(InputError, match="image bytes"):
+        load_image(b"\x00\x01garbage")
+    with pytest.raises(InputError, match="is empty"):
+        load_image(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InputError, match="dtype float64"):
+        load_image(np.zeros((10, 10, 3)))
+    with pytest.raises(InputError, match=r"shape \(10, 10, 5\)"):
+        load_image(np.zeros((10, 10, 5), np.uint8))
+    with pytest.raises(InputError, match="unsupported type"):
+        load_image(12345)
+    with pytest.raises(InputError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_grey_rgba_rgb_and_pil_inputs():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = load_image(grey)
+    assert out.shape == (3, 4, 3) and np.array_equal(out[..., 0], grey) and np.array_equal(out[..., 2], grey)
+    rgba = np.zeros((3, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red in RGB order
+    bgr = load_image(rgba, colour="rgb")
+    assert bgr.shape == (3, 4, 3) and bgr[0, 0, 2] == 200 and bgr[0, 0, 0] == 0
+    from PIL import Image
+
+    pil = Image.fromarray(rgba[..., :3])
+    assert np.array_equal(load_image(pil), bgr)
+    with pytest.raises(InputError, match="colour"):
+        load_image(rgba, colour="hsv")
+
+
+def _card(**kw):
+    base = dict(aus=["AU01", "AU12"], thresholds=[0.5, 0.4], provenance=Provenance(training_data="synthetic"))
+    base.update(kw)
+    return ModelCard(**base)
+
+
+def test_card_round_trips_and_rejects_bad_content():
+    card = _card(metrics={"f1_mean": 0.5, "f1": {"AU01": 0.4}})
+    assert ModelCard.from_json(card.to_json()) == card
+    raw = json.loads(card.to_json())
+    for change, pattern in [({"aus": ["AU01", "AU99"]}, "AU99"),
+                            ({"thresholds": [0.5]}, "1 thresholds for 2 AUs"),
+                            ({"thresholds": [0.5, 1.5]}, "strictly between"),
+                            ({"unknown_field": 1}, "unknown_field")]:
+        with pytest.raises(ModelCardError, match=pattern):
+            ModelCard.from_json(json.dumps({**raw, **change}), source="model.onnx")
+    with pytest.raises(ModelCardError, match="model.onnx"):
+        ModelCard.from_json("{not json", source="model.onnx")
+    assert _card(aus=["1", "au12"]).aus == ["AU01", "AU12"]
+
+
+def test_card_geometry_check():
+    _card().check_geometry()
+    with pytest.raises(ModelCardError, match="roi_size=32"):
+        _card(roi_size=32).check_geometry()
+
+
+def test_model_resolution_lists_every_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTATL_MODEL_DIR", str(tmp_path / "store"))
+    monkeypatch.delenv(store.FACE_DETECTOR.env_var, raising=False)
+    with pytest.raises(ModelNotFoundError) as err:
+        store.resolve(store.FACE_DETECTOR)
+    msg = str(err.value)
+    assert str(tmp_path / "store" / "retinaface_mnet.onnx") in msg and "rtatl-fetch-models" in msg
+    assert "RTATL_FACE_DETECTOR" in msg
+    monkeypatch.setenv(store.FACE_DETECTOR.env_var, str(tmp_path / "missing.onnx"))
+    with pytest.raises(ModelNotFoundError, match="missing.onnx"):
+        store.resolve(store.FACE_DETECTOR)
+    real = tmp_path / "det.onnx"
+    real.write_bytes(b"x")
+    assert store.resolve(store.FACE_DETECTOR, real) == real
+    with pytest.raises(ModelNotFoundError, match="not a file"):
+        store.resolve(store.FACE_DETECTOR, tmp_path / "nope.onnx")
+
+
+def test_importing_the_sdk_does_not_import_torch():
+    code = ("import rtatl_sdk, rtatl_sdk.geometry, rtatl_sdk.card, rtatl_sdk.face, sys; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
