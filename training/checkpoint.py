@@ -1,0 +1,62 @@
+"""Atomic file writes and checkpoints (temporary file + rename: a half-written file is never read)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from rtatl_sdk.errors import RTATLError
+
+CHECKPOINT_FORMAT = "rtatl-checkpoint-v1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint written by ``rtatl-train``; a clear RTATLError otherwise."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RTATLError(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip, pickle errors, wrong format
+        raise RTATLError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RTATLError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    return state
+
+
+def model_from_checkpoint(path: Path):
+    """(RTATL model with the checkpoint's weights, eval mode; the checkpoint dict)."""
+    from .config import TrainConfig
+    from .train import build_model
+
+    state = load_checkpoint(path)
+    try:
+        cfg = TrainConfig.model_validate(state["config"])
+        aus = tuple(state["aus"])
+        model = build_model(cfg, aus, from_checkpoint=True)
+        model.load_state_dict(state["model"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise RTATLError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
+    return model.eval(), state

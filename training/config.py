@@ -1,0 +1,98 @@
+"""Training configuration: a YAML file plus ``section.key=value`` overrides, validated by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rtatl_sdk.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    cache: Path = Field(description="rtatl-prep cache of the labelled dataset")
+    dataset: Literal["BP4D", "DISFA"] = "BP4D"
+    fold: int | None = Field(1, description="1-3: train on the other two parts, test on this one; null: all subjects")
+    unlabelled_cache: Path | None = None
+    strict_subjects: bool = False
+    aus: list[int] | None = None  #: default: the dataset's AU set
+
+
+class ModelConfig(_Strict):
+    variant: Literal["backbone", "ofe", "roii", "rtatl"] = "rtatl"
+    d: int = 128
+    heads: int = 8
+    pretrained: Path | None = None
+    lambda1: float = 0.1
+    lambda2: float = 0.1
+    lambda_f: float = 0.2
+
+
+class OptimConfig(_Strict):
+    lr: float = 3e-4
+    batch_size: int = 32
+    unlabelled_batch_size: int = 32
+    steps: int = 20000
+    grad_clip: float | None = None
+
+
+class RunConfig(_Strict):
+    out: Path = Path("runs/rtatl")
+    seed: int = 0
+    device: str = "auto"  #: auto, cpu, cuda, cuda:N
+    amp: bool = True  #: mixed precision (CUDA only)
+    workers: int = 2
+    log_every: int = 10
+    ckpt_every: int = 500
+    nonfinite: Literal["stop", "skip"] = "stop"
+    threads: int | None = None  #: torch CPU threads
+
+
+class TrainConfig(_Strict):
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read ``path`` (YAML) and apply ``a.b=value`` overrides; errors name the file or override."""
+    import yaml
+
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(str(p), "config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(str(p), f"is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise InputError(str(p), "must hold a mapping of sections (data, model, optim, run)")
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(item, "an override must look like section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(item, f"{part} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(str(path or "config"), f"invalid configuration:\n{exc}") from None

@@ -1,0 +1,110 @@
+"""``rtatl-eval``: per-AU F1 (threshold 0.5) and their mean on a fold's test subjects.
+
+F1 follows the common protocol (facts/datasets.md sec. 5): per AU, all test frames of the fold
+pooled, frames whose label is unknown (BP4D 9) removed, binary F1 of the positive class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rtatl_sdk.au import au_label
+from rtatl_sdk.errors import RTATLError
+
+
+def f1_scores(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
+    """Per-AU F1 over pooled frames; labels -1 are ignored. F1 is 0 when it is undefined."""
+    out = []
+    for j in range(labels.shape[1]):
+        known = labels[:, j] >= 0
+        y, p = labels[known, j] == 1, probs[known, j] >= threshold
+        tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
+        f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+        out.append({"f1": f1, "tp": tp, "fp": fp, "fn": fn, "n": int(known.sum()), "positives": int(y.sum())})
+    return out
+
+
+def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
+    """(probabilities, labels) on the centre crop of every cached frame of ``subjects``."""
+    import torch
+
+    from .data.dataset import AUDataset, collate
+
+    ds = AUDataset(cache, subjects, train=False, labelled=True, aus=aus)
+    model = model.to(device).eval()
+    probs, labels = [], []
+    with torch.no_grad():
+        for s in range(0, len(ds), batch_size):
+            b = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
+            out = model.backbone(b["image"].to(device), b["centres"].to(device))
+            probs.append(torch.sigmoid(out.logits).cpu().numpy())
+            labels.append(b["labels"].numpy())
+    return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+
+
+def evaluate_checkpoint(ckpt: Path, cache: Path, subjects, store: bool = False, device: str = "cpu") -> dict:
+    from .checkpoint import model_from_checkpoint, save_checkpoint
+
+    model, state = model_from_checkpoint(ckpt)
+    aus = tuple(state["aus"])
+    probs, labels = predict_cache(model, cache, subjects, aus, device=device)
+    per = f1_scores(probs, labels)
+    report = {"checkpoint": str(ckpt), "step": state.get("step"), "subjects": list(subjects) if subjects else None,
+              "frames": len(labels), "aus": [au_label(a) for a in aus],
+              "f1": {au_label(a): r["f1"] for a, r in zip(aus, per)},
+              "counts": {au_label(a): {k: v for k, v in r.items() if k != "f1"} for a, r in zip(aus, per)}}
+    report["f1_mean"] = float(np.mean(list(report["f1"].values())))
+    if store:
+        state["metrics"] = {"f1_mean": report["f1_mean"], "f1": report["f1"], "frames": report["frames"]}
+        save_checkpoint(Path(ckpt), state)
+    return report
+
+
+def format_table(report: dict) -> str:
+    aus = report["aus"]
+    head = "| " + " | ".join(["AU"] + [a[2:] for a in aus] + ["Avg."]) + " |"
+    sep = "|" + "---|" * (len(aus) + 2)
+    row = "| F1 (%) | " + " | ".join(f"{100 * report['f1'][a]:.1f}" for a in aus) + f" | {100 * report['f1_mean']:.1f} |"
+    return "\n".join([head, sep, row, f"{report['frames']} frames, checkpoint step {report['step']}"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rtatl-eval", description=__doc__)
+    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, required=True, help="rtatl-prep cache of the labelled dataset")
+    ap.add_argument("--dataset", choices=["BP4D", "DISFA"], default=None, help="with --fold: the split to use")
+    ap.add_argument("--fold", type=int, default=None, help="evaluate this fold's test subjects (default: the checkpoint's)")
+    ap.add_argument("--subjects", nargs="*", default=None, help="explicit subject list instead of a fold")
+    ap.add_argument("--json", type=Path, default=None, help="write the report here")
+    ap.add_argument("--store", action="store_true", help="store the metrics in the checkpoint (export puts them on the card)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    try:
+        from .checkpoint import load_checkpoint
+        from .data.dataset import all_subjects
+        from .data.splits import check_present
+
+        subjects = args.subjects
+        if subjects is None and args.fold is not None:
+            ds = args.dataset or load_checkpoint(args.ckpt)["config"]["data"]["dataset"]
+            _, subjects = check_present(ds, args.fold, all_subjects(args.cache))
+        if subjects is None:
+            subjects = load_checkpoint(args.ckpt).get("test_subjects")
+        report = evaluate_checkpoint(args.ckpt, args.cache, subjects, store=args.store, device=args.device)
+    except RTATLError as exc:
+        print(f"rtatl-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The RTATL backbone network (paper sec. 3.1-3.2) and its inference wrapper.
+
+ResNet-18 -> top-down fusion to stride 4 -> RoI features around two centres per AU ->
+one two-conv module per AU -> average pooling to d=128 -> transformer (1 encoder layer without
+positional encoding, 1 decoder layer with learned AU indicators added to its input) -> the two
+enhanced RoI features of each AU averaged -> per-AU local FC; global FC on the pooled ResNet
+features; final logits = elementwise max(local, global).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.ops import roi_align
+
+from rtatl_sdk import geometry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackboneOutput:
+    logits: torch.Tensor  #: (B, N) final = max(local, global)
+    local_logits: torch.Tensor  #: (B, N)
+    global_logits: torch.Tensor  #: (B, N)
+    roi_tokens: torch.Tensor  #: (B, 2N, d) transformer outputs, one per RoI (input of G)
+    global_maps: torch.Tensor  #: (B, 512, H/32, W/32) ResNet-18 output (input of the flow head)
+
+
+class TopDownFusion(nn.Module):
+    """Upsample high-level maps and add them to low-level maps, down to stride 4 (sec. 3.1)."""
+
+    def __init__(self, in_channels=(64, 128, 256, 512), out_channels: int = 128):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.smooth = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
+                                    nn.ReLU(inplace=True))
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[-1](feats[-1])
+        for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
+            x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False) + lat(f)
+        return self.smooth(x)
+
+
+class PerAUConvs(nn.Module):
+    """One module of two 3x3 convs per AU, run as grouped convolutions (group i = AU i)."""
+
+    def __init__(self, n_aus: int, channels: int = 128):
+        super().__init__()
+        c = n_aus * channels
+        self.n_aus, self.channels = n_aus, channels
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1, groups=n_aus), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, padding=1, groups=n_aus), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, rois: torch.Tensor) -> torch.Tensor:
+        """(B, 2N, C, r, r) RoI maps -> (B, 2N, C) pooled features."""
+        b, n2, c, r, _ = rois.shape
+        n = n2 // 2
+        # (B, N, 2, C, r, r) -> (B*2, N*C, r, r): each AU's two RoIs pass through that AU's convs
+        x = rois.view(b, n, 2, c, r, r).transpose(1, 2).reshape(b * 2, n * c, r, r)
+        x = self.body(x).mean(dim=(2, 3))  # average pooling -> 128-d per RoI
+        return x.view(b, 2, n, c).transpose(1, 2).reshape(b, n2, c)
+
+
+class AURelationTransformer(nn.Module):
+    """Eq. 1: one encoder (no positional encoding) + one decoder whose input carries AU indicators."""
+
+    def __init__(self, n_aus: int, d: int = 128, heads: int = 8, ff: int = 2048, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(d, heads, ff, dropout, batch_first=True)
+        self.decoder = nn.TransformerDecoderLayer(d, heads, ff, dropout, batch_first=True)
+        self.au_indicators = nn.Parameter(torch.randn(n_aus, d) * 0.02)  # d x N learned, one per AU
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 2N, d) RoI tokens (two per AU, consecutive) -> (B, 2N, d) enhanced tokens."""
+        memory = self.encoder(tokens)
+        indicators = self.au_indicators.repeat_interleave(2, dim=0)  # both RoIs of AU i get indicator i
+        return self.decoder(tokens + indicators, memory)
+
+
+class RTATLBackbone(nn.Module):
+    """The network used at test time (sec. 3.5: the auxiliary modules are removed)."""
+
+    def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
+                 roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
+                 log_init: bool = True):
+        super().__init__()
+        self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
+        net = resnet18(weights=None)
+        if pretrained:
+            state = torch.load(pretrained, map_location="cpu", weights_only=True)
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            log.info("ResNet-18 initialised from %s (missing %d, unexpected %d keys)", pretrained, len(missing), len(unexpected))
+        elif log_init:
+            log.warning("ResNet-18 randomly initialised (no --pretrained ImageNet weights given)")
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.fusion = TopDownFusion(out_channels=d)
+        self.au_convs = PerAUConvs(n_aus, d)
+        self.transformer = AURelationTransformer(n_aus, d, heads, ff)
+        self.local_fc = nn.Parameter(torch.randn(n_aus, d) * d**-0.5)  # per-AU local FC
+        self.local_bias = nn.Parameter(torch.zeros(n_aus))
+        self.global_fc = nn.Linear(512, n_aus)
+
+    def roi_boxes(self, centres: torch.Tensor) -> torch.Tensor:
+        """(B, 2N, 2) centres -> (B*2N, 5) boxes [batch index, x1, y1, x2, y2] in input pixels."""
+        b, n2, _ = centres.shape
+        h = self.roi_size / 2
+        idx = torch.arange(b, device=centres.device, dtype=centres.dtype).repeat_interleave(n2).unsqueeze(1)
+        c = centres.reshape(b * n2, 2)
+        return torch.cat([idx, c - h, c + h], dim=1)
+
+    def forward(self, image: torch.Tensor, centres: torch.Tensor) -> BackboneOutput:
+        b = image.shape[0]
+        x = self.stem(image)
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        fused = self.fusion(feats)  # stride 4
+        scale = fused.shape[-1] / image.shape[-1]
+        rois = roi_align(fused, self.roi_boxes(centres), self.roi_cells, spatial_scale=scale, sampling_ratio=2, aligned=True)
+        rois = rois.view(b, 2 * self.n_aus, self.d, self.roi_cells, self.roi_cells)
+        tokens = self.transformer(self.au_convs(rois))
+        per_au = tokens.view(b, self.n_aus, 2, self.d).mean(2)  # average of the two enhanced RoIs
+        local = (per_au * self.local_fc).sum(-1) + self.local_bias
+        glob = self.global_fc(feats[-1].mean(dim=(2, 3)))
+        return BackboneOutput(torch.maximum(local, glob), local, glob, tokens, feats[-1])
+
+
+class InferenceModel(nn.Module):
+    """Export wrapper: ``(image, centres) -> logits`` (the model contract of the design notes)."""
+
+    def __init__(self, backbone: RTATLBackbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, image: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        return self.backbone(image, centres).logits
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,244 @@
+"""``rtatl-prep``: one-off preprocessing of a raw dataset into a training cache.
+
+Per frame: face pipeline (largest face) -> 68 landmarks -> aligned 200x200 crop (JPEG) and
+aligned landmarks; TV-L1 flow from frame t to frame t+3, the later frame aligned with frame t's
+transform (sec. 3.4). One sequence (BP4D task, DISFA video, chunk of a folder) is the unit of
+work: its arrays are written to ``parts/<key>.npz`` atomically once all its frames are done, so
+an interrupted run resumes at the first unfinished sequence. Frames that fail (undecodable, no
+face) are skipped, counted in the part and logged.
+
+Cache layout::
+
+    manifest.json                 dataset, AU list, flow step and parameters
+    images/<key>/<frame>.jpg      aligned 200x200 faces
+    flow/<key>/<frame>.npy        float16 (2, 200, 200) flow, pixels of the aligned canvas
+    parts/<key>.npz               frames, labels, landmarks, matrices, has_flow, skipped counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from rtatl_sdk import geometry
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.errors import RTATLError
+
+from .checkpoint import atomic_write_bytes
+from .data import raw
+from .flow import FlowParams, tvl1_flow
+
+log = logging.getLogger(__name__)
+FLOW_STEP = 3
+CACHE_VERSION = 1
+
+
+class _FrameReader:
+    """Random access to frames of images and videos, caching the open video and decoded frames."""
+
+    def __init__(self):
+        self._cap = None
+        self._video = None
+        self._pos = -1
+        self._recent: dict[tuple, np.ndarray | None] = {}
+
+    def read(self, source) -> np.ndarray | None:
+        import cv2
+
+        if source in self._recent:
+            return self._recent[source]
+        if source[0] == "image":
+            img = cv2.imread(str(source[1]), cv2.IMREAD_COLOR)
+        else:
+            _, video, index = source
+            if self._video != video:
+                if self._cap is not None:
+                    self._cap.release()
+                self._cap, self._video, self._pos = cv2.VideoCapture(str(video)), video, -1
+            if index != self._pos + 1:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, img = self._cap.read()
+            self._pos = index
+            img = img if ok else None
+        if len(self._recent) > 16:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[source] = img
+        return img
+
+
+def _largest_face(pipe, img):
+    faces = pipe.process(img)
+    return max(faces, key=lambda f: f.box.w * f.box.h) if faces else None
+
+
+def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, with_flow: bool = True) -> dict:
+    """Preprocess one sequence into the cache; returns its counts."""
+    import cv2
+
+    part = cache / "parts" / f"{seq.key}.npz"
+    if part.is_file():
+        return {"frames": 0, "skipped": 0, "resumed": 1}
+    reader = _FrameReader()
+    img_dir, flow_dir = cache / "images" / seq.key, cache / "flow" / seq.key
+    img_dir.mkdir(parents=True, exist_ok=True)
+    keep, lms, mats, has_flow = [], [], [], []
+    skipped = dict(seq.skipped)
+    for i in range(len(seq.frames)):
+        frame = int(seq.frames[i])
+        img = reader.read(seq.source(i))
+        if img is None:
+            skipped["undecodable"] = skipped.get("undecodable", 0) + 1
+            continue
+        face = _largest_face(pipe, img)
+        if face is None:
+            skipped["no face"] = skipped.get("no face", 0) + 1
+            continue
+        ok, jpg = cv2.imencode(".jpg", face.aligned.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        atomic_write_bytes(img_dir / f"{frame}.jpg", jpg.tobytes())
+        flow_ok = False
+        later = seq.later_source(i, FLOW_STEP) if with_flow else None
+        nxt = reader.read(later) if later is not None else None
+        if nxt is not None:
+            nxt_aligned = geometry.warp_to_canvas(nxt, face.aligned.matrix)  # t+3 aligned by frame t's transform
+            flow = tvl1_flow(face.aligned.image, nxt_aligned, params).astype(np.float16)
+            flow_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(flow_dir / f"{frame}.npy", _npy_bytes(flow))
+            flow_ok = True
+        keep.append(i)
+        lms.append(face.aligned.landmarks.astype(np.float32))
+        mats.append(face.aligned.matrix.astype(np.float32))
+        has_flow.append(flow_ok)
+    n = len(keep)
+    arrays = dict(
+        frames=seq.frames[keep], labels=seq.labels[keep],
+        landmarks=np.asarray(lms, np.float32).reshape(n, 68, 2), matrices=np.asarray(mats, np.float32).reshape(n, 2, 3),
+        has_flow=np.asarray(has_flow, bool), subject=np.array(seq.subject), sequence=np.array(seq.name),
+        skipped=np.array(json.dumps(skipped)),
+    )
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(part, buf.getvalue())  # written last: marks the sequence done
+    n_skip = sum(skipped.values())
+    if n_skip:
+        log.warning("%s: %d frames skipped (%s)", seq.key, n_skip, ", ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return {"frames": n, "skipped": n_skip, "resumed": 0}
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+_WORKER = {}
+
+
+def _worker_init(cache, params, with_flow, threads):
+    import cv2
+
+    from rtatl_sdk.face import FacePipeline
+
+    cv2.setNumThreads(threads)
+    _WORKER.update(pipe=FacePipeline(), cache=cache, params=params, with_flow=with_flow)
+
+
+def _worker_run(seq):
+    try:
+        return seq.key, process_sequence(seq, _WORKER["cache"], _WORKER["pipe"], _WORKER["params"], _WORKER["with_flow"]), None
+    except Exception as exc:  # reported by the parent with the sequence's name
+        return seq.key, None, f"{type(exc).__name__}: {exc}"
+
+
+def load_sequences(dataset: str, root: Path, images: Path | None = None, aus=None) -> list[raw.Sequence]:
+    ds = dataset.upper()
+    if ds == "BP4D":
+        return raw.read_bp4d(root, images, aus or AU_SETS["BP4D"])
+    if ds == "DISFA":
+        return raw.read_disfa(root, aus or AU_SETS["DISFA"])
+    if ds in ("UNLABELLED", "FOLDER"):
+        return raw.read_image_folder(root, len(aus or AU_SETS["BP4D"]))
+    raise RTATLError(f"dataset: {dataset!r} is not BP4D, DISFA or unlabelled")
+
+
+def prepare(dataset: str, root: Path, cache: Path, images: Path | None = None, workers: int = 1,
+            params: FlowParams = FlowParams(), with_flow: bool = True, aus=None, progress: bool = True) -> dict:
+    """Preprocess ``root`` into ``cache`` (resumable). Returns total counts."""
+    from tqdm import tqdm
+
+    seqs = load_sequences(dataset, root, images, aus)
+    aus = tuple(aus or (AU_SETS["BP4D"] if dataset.upper() not in AU_SETS else AU_SETS[dataset.upper()]))
+    cache = Path(cache)
+    (cache / "parts").mkdir(parents=True, exist_ok=True)
+    manifest = {"version": CACHE_VERSION, "dataset": dataset.upper(), "aus": list(aus), "flow_step": FLOW_STEP,
+                "flow_params": asdict(params), "aligned_size": geometry.ALIGNED_SIZE}
+    mpath = cache / "manifest.json"
+    if mpath.is_file():
+        old = json.loads(mpath.read_text())
+        if {k: old.get(k) for k in manifest} != manifest:
+            raise RTATLError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
+    else:
+        atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
+    totals = {"sequences": len(seqs), "frames": 0, "skipped": 0, "resumed": 0, "failed": 0}
+    todo = [s for s in seqs if not (cache / "parts" / f"{s.key}.npz").is_file()]
+    totals["resumed"] = len(seqs) - len(todo)
+    bar = tqdm(total=len(todo), desc=f"rtatl-prep {dataset}", unit="seq", disable=not progress)
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    if workers <= 1:
+        _worker_init(cache, params, with_flow, threads)
+        results = map(_worker_run, todo)
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers, _worker_init, (cache, params, with_flow, threads))
+        results = pool.imap_unordered(_worker_run, todo)
+    for key, res, err in results:
+        bar.update(1)
+        if err:
+            totals["failed"] += 1
+            log.error("%s: failed: %s", key, err)
+            continue
+        totals["frames"] += res["frames"]
+        totals["skipped"] += res["skipped"]
+    bar.close()
+    if workers > 1:
+        pool.close()
+        pool.join()
+    return totals
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rtatl-prep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", choices=["BP4D", "DISFA", "unlabelled"], type=lambda s: {"bp4d": "BP4D", "disfa": "DISFA"}.get(s.lower(), s))
+    ap.add_argument("root", type=Path, help="the dataset folder as distributed (or a folder of images)")
+    ap.add_argument("cache", type=Path, help="output cache folder")
+    ap.add_argument("--images", type=Path, default=None, help="BP4D: folder with F001/T1/<frame>.jpg (default ROOT/images)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-flow", action="store_true", help="skip the TV-L1 flow targets")
+    ap.add_argument("--flow-scale", type=float, default=1.0, help="compute flow at this fraction of 200 px")
+    ap.add_argument("--flow-warps", type=int, default=5)
+    ap.add_argument("--flow-scales", type=int, default=5)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    params = FlowParams(scale=args.flow_scale, warps=args.flow_warps, scales=args.flow_scales)
+    try:
+        totals = prepare(args.dataset, args.root, args.cache, args.images, args.workers, params, not args.no_flow)
+    except RTATLError as exc:
+        print(f"rtatl-prep: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(totals))
+    return 1 if totals["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
