@@ -88,6 +88,6 @@ def crop_patches(images: torch.Tensor, centres: torch.Tensor, size: int = geomet
     b, k, _ = centres.shape
     h = size / 2
     idx = torch.arange(b, device=images.device, dtype=images.dtype).repeat_interleave(k).unsqueeze(1)
-    c = centres.reshape(b * k, 2).to(images.dtype)
+    c = centres.reshape(b * k, 2).to(images.dtype) + 0.5  # pixel-centre coordinates -> roi_align's
     boxes = torch.cat([idx, c - h, c + h], 1)
     return roi_align(images, boxes, size, spatial_scale=1.0, sampling_ratio=1, aligned=True)

@@ -111,11 +111,15 @@ class RTATLBackbone(nn.Module):
         self.global_fc = nn.Linear(512, n_aus)
 
     def roi_boxes(self, centres: torch.Tensor) -> torch.Tensor:
-        """(B, 2N, 2) centres -> (B*2N, 5) boxes [batch index, x1, y1, x2, y2] in input pixels."""
+        """(B, 2N, 2) centres -> (B*2N, 5) boxes [batch index, x1, y1, x2, y2] for roi_align.
+
+        Centres use pixel-centre coordinates (pixel i at i, flips map x to W-1-x); roi_align
+        (aligned=True) puts pixel i's centre at i + 0.5, hence the half-pixel shift.
+        """
         b, n2, _ = centres.shape
         h = self.roi_size / 2
         idx = torch.arange(b, device=centres.device, dtype=centres.dtype).repeat_interleave(n2).unsqueeze(1)
-        c = centres.reshape(b * n2, 2)
+        c = centres.reshape(b * n2, 2) + 0.5
         return torch.cat([idx, c - h, c + h], dim=1)
 
     def forward(self, image: torch.Tensor, centres: torch.Tensor) -> BackboneOutput:

@@ -175,11 +175,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     t0 = time.time()
     history = []
     while step < cfg.optim.steps:
-        torch.manual_seed(cfg.run.seed * 1_000_003 + step)  # dropout etc.: a function of the step
-        gen = torch.Generator().manual_seed(cfg.run.seed * 7_919 + step)  # which AU gets cropped
         batch = streams[0].get(step)
         if len(streams) > 1:
             batch = _merge(batch, streams[1].get(step))
+        # seeded after the data (a new DataLoader draws from the global RNG): dropout and the
+        # cropped AU are functions of the step alone, so a resumed run repeats them exactly
+        torch.manual_seed(cfg.run.seed * 1_000_003 + step)
+        gen = torch.Generator().manual_seed(cfg.run.seed * 7_919 + step)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, enabled=amp):
             g = net(batch, mode="g", gen=gen)

@@ -7,6 +7,7 @@ Landmarker in image mode with one face; its 478 points are mapped back to image 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +41,14 @@ class FaceLandmarker:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ text
             raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
+        # close the graph before interpreter teardown (mediapipe's own __del__ fails then)
+        self._finalizer = weakref.finalize(self, self._landmarker.close)
         self.blendshapes = blendshapes
         self.crop_factor = crop_factor
         self.crop_size = crop_size
 
     def close(self) -> None:
-        self._landmarker.close()
+        self._finalizer()
 
     def crop_matrix(self, cx: float, cy: float, side: float) -> np.ndarray:
         """2x3 matrix: image pixels -> crop pixels for a square of ``side`` centred at (cx, cy)."""

@@ -1,0 +1,171 @@
+"""RTATL model and losses on random tensors (no data needed)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rtatl_sdk import geometry as g  # noqa: E402
+from rtatl_sdk import landmarks as lm  # noqa: E402
+from rtatl_sdk.au import AU_SETS  # noqa: E402
+from training.aux_heads import crop_patches  # noqa: E402
+from training.model import InferenceModel, count_parameters  # noqa: E402
+from training.rtatl import RTATL  # noqa: E402
+
+AUS = AU_SETS["BP4D"]
+
+
+def make_batch(b=4, seed=0):
+    from tests.test_geometry import mean_face
+
+    rng = np.random.default_rng(seed)
+    cen = np.stack([g.au_centres(mean_face(rng, 1.5), AUS) for _ in range(b)])
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randn(b, 3, 192, 192, generator=gen),
+        "centres": torch.tensor(cen, dtype=torch.float32),
+        "labels": torch.randint(0, 2, (b, len(AUS)), generator=gen).float(),
+        "labelled": torch.tensor([True] * (b // 2) + [False] * (b - b // 2)),
+        "flow": torch.randn(b, 2, 192, 192, generator=gen),
+        "has_flow": torch.tensor([True, False] * (b // 2)),
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return RTATL(AUS)
+
+
+def test_shapes_and_parameter_counts(model):
+    b = make_batch(2)
+    out = model.backbone(b["image"], b["centres"])
+    assert out.logits.shape == (2, 12) and out.roi_tokens.shape == (2, 24, 128)
+    assert torch.equal(out.logits, torch.maximum(out.local_logits, out.global_logits))
+    n_inf = count_parameters(model.backbone)
+    assert 15e6 < n_inf < 20e6  # paper: 19.12 M
+    assert count_parameters(model) > n_inf + 2e6  # G, D, C and the flow head are training-only
+    assert count_parameters(InferenceModel(model.backbone)) == n_inf
+
+
+def test_crop_random_au_whitens_both_rois_and_masks_shared_aus(model):
+    b = make_batch(4)
+    cropped, k, kc, keep = model.crop_random_au(b["image"], b["centres"], torch.Generator().manual_seed(3))
+    white = model.white.view(3)
+    for i in range(4):
+        for c in kc[i]:
+            x, y = int(c[0]), int(c[1])
+            assert torch.allclose(cropped[i, :, y, x], white)
+        assert not keep[i, k[i]]
+        if AUS[int(k[i])] in (12, 14, 15):  # AUs sharing the lip-corner RoIs are all masked
+            assert not keep[i, [AUS.index(12), AUS.index(14), AUS.index(15)]].any()
+    far = (cropped == b["image"]).all(1)
+    assert far.float().mean() > 0.7  # only the two boxes changed
+
+
+def test_masked_aus_give_no_gradient(model):
+    b = make_batch(4)
+    out = model.backbone(b["image"], b["centres"])
+    logits = out.logits.detach().requires_grad_(True)
+    local = out.local_logits.detach().requires_grad_(True)
+    glob = out.global_logits.detach().requires_grad_(True)
+    from types import SimpleNamespace
+
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    mask[0, 3] = mask[2, :5] = False
+    labels = b["labels"].clone()
+    labels[1, 7] = -1  # unknown label (BP4D 9)
+    mask &= labels >= 0
+    loss = model.supervised_loss(SimpleNamespace(logits=logits, local_logits=local, global_logits=glob), labels, mask)
+    loss.backward()
+    for t in (logits, local, glob):
+        assert torch.all(t.grad[~mask] == 0)
+        assert torch.all(t.grad[mask] != 0)
+
+
+def _snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def _changed(before, params):
+    return [not torch.equal(a, p.detach()) for a, p in zip(before, params)]
+
+
+def test_alternating_steps_touch_only_their_own_parameters():
+    torch.manual_seed(0)
+    m = RTATL(AUS)
+    opt_g = torch.optim.Adam(m.generator_parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(m.discriminator_parameters(), lr=1e-3)
+    b = make_batch(4)
+    gparams = list(m.generator.parameters()) + list(m.backbone.parameters()) + list(m.flow_head.parameters())
+    dparams = m.discriminator_parameters()
+    g0, d0 = _snapshot(gparams), _snapshot(dparams)
+    out = m(b, mode="g", gen=torch.Generator().manual_seed(0))
+    opt_g.zero_grad()
+    out.total.backward()
+    opt_g.step()
+    assert not any(_changed(d0, dparams)), "the G step changed D or C"
+    assert sum(_changed(g0, gparams)) > 0.9 * len(gparams)
+    g1 = _snapshot(gparams)
+    opt_d.zero_grad(set_to_none=True)
+    m(out, mode="d").total.backward()
+    opt_d.step()
+    assert not any(_changed(g1, gparams)), "the D step changed G, the backbone or the flow head"
+    assert all(_changed(d0, dparams))
+
+
+def test_every_loss_term_is_finite_and_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    m = RTATL(AUS)
+    m.train()
+    opt_g = torch.optim.Adam(m.generator_parameters(), lr=3e-4)
+    b = make_batch(4, seed=1)
+    first = last = None
+    for _ in range(15):  # generator side, same cropped AU each time
+        torch.manual_seed(5)
+        out = m(b, mode="g", gen=torch.Generator().manual_seed(1))
+        terms = {k: float(v.detach()) for k, v in out.terms.items()}
+        assert all(np.isfinite(v) for v in terms.values())
+        first = first or terms
+        last = terms
+        opt_g.zero_grad()
+        out.total.backward()
+        opt_g.step()
+    for k in ("sup", "rec", "cls_g", "adv_g", "G", "flow"):
+        assert last[k] < first[k], f"{k}: {first[k]:.4f} -> {last[k]:.4f}"
+    opt_d = torch.optim.Adam(m.discriminator_parameters(), lr=3e-4)
+    d_first = d_last = None
+    for _ in range(8):  # discriminator side on fixed real/fake patches
+        d = m(out, mode="d")
+        d_last = {k: float(v.detach()) for k, v in d.terms.items()}
+        d_first = d_first or d_last
+        opt_d.zero_grad()
+        d.total.backward()
+        opt_d.step()
+    for k in ("D", "C"):
+        assert np.isfinite(d_last[k]) and d_last[k] < d_first[k], f"{k}: {d_first[k]:.4f} -> {d_last[k]:.4f}"
+
+
+def test_variants_switch_the_auxiliary_tasks():
+    b = make_batch(2)
+    for variant, keys in [("backbone", {"sup"}), ("ofe", {"sup", "flow"}), ("roii", {"sup", "adv_g", "rec", "cls_g", "G"})]:
+        m = RTATL(AUS, variant=variant)
+        assert set(m(b, mode="g").terms) == keys
+    with pytest.raises(ValueError, match="variant"):
+        RTATL(AUS, variant="nope")
+
+
+def test_flipped_face_gives_mirrored_roi_patches():
+    """The model sees the same face either way round: each RoI of the flipped image is the
+    mirror of its twin's RoI in the original."""
+    from tests.test_geometry import mean_face
+
+    rng = np.random.default_rng(4)
+    img = torch.rand(1, 3, 192, 192)
+    pts = mean_face(rng, 1.0)
+    c = torch.tensor(g.au_centres(pts, AUS)[None], dtype=torch.float32)
+    cf = torch.tensor(g.au_centres(lm.flip_landmarks(pts, 192), AUS)[None], dtype=torch.float32)
+    p = crop_patches(img, c)
+    pf = crop_patches(img.flip(-1), cf)
+    perm = torch.as_tensor(g.centre_flip_permutation(AUS))
+    assert torch.allclose(pf, p[perm].flip(-1), atol=1e-5)

@@ -1,0 +1,136 @@
+"""Preprocessing and training end to end on synthetic BP4D-layout data made from real frames."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rtatl_sdk import geometry as g  # noqa: E402
+from rtatl_sdk.au import AU_SETS  # noqa: E402
+from rtatl_sdk.errors import RTATLError  # noqa: E402
+from training import evaluate, prep, train  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.data import synthetic  # noqa: E402
+from training.data.dataset import AUDataset  # noqa: E402
+from training.flow import FlowParams, flip_flow  # noqa: E402
+
+pytestmark = pytest.mark.media
+FAST_FLOW = FlowParams(scale=0.5, warps=3, scales=3)
+
+
+@pytest.fixture(scope="module")
+def caches(media, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    videos = [media / "single_face.mp4", media / "WolfgangLanger_Pexels.mp4"]
+    bp4d = synthetic.make_bp4d(root / "bp4d", videos, frames=6)
+    # one labelled frame whose JPEG is corrupt: must be skipped and counted, not mislabelled
+    victim = sorted((bp4d / "images" / "M001" / "T1").glob("*.jpg"))[0]
+    victim.write_bytes(b"\xff\xd8\xff garbage")
+    unl = synthetic.make_unlabelled(root / "unl", videos, n=8)
+    totals = prep.prepare("BP4D", bp4d, root / "cache_bp4d", workers=2, params=FAST_FLOW, progress=False)
+    utotals = prep.prepare("unlabelled", unl, root / "cache_unl", workers=1, with_flow=False, progress=False)
+    return {"root": root, "bp4d": root / "cache_bp4d", "unl": root / "cache_unl", "totals": totals, "utotals": utotals}
+
+
+def test_prep_counts_skips_and_resumes(caches):
+    t = caches["totals"]
+    assert t["sequences"] == 12 and t["failed"] == 0
+    assert t["skipped"] == 2  # the corrupt JPEG and the labelled frame without an image file
+    assert t["frames"] == 12 * 6 - 2
+    parts = sorted((caches["bp4d"] / "parts").glob("*.npz"))
+    skipped = {}
+    for p in parts:
+        with np.load(p) as d:
+            for k, v in json.loads(str(d["skipped"])).items():
+                skipped[k] = skipped.get(k, 0) + v
+            assert d["landmarks"].shape[1:] == (68, 2) and d["has_flow"].any()
+    assert skipped == {"undecodable": 1, "image file missing": 1}
+    again = prep.prepare("BP4D", caches["root"] / "bp4d", caches["bp4d"], workers=1, params=FAST_FLOW, progress=False)
+    assert again["resumed"] == 12 and again["frames"] == 0
+    with pytest.raises(RTATLError, match="other settings"):
+        prep.prepare("BP4D", caches["root"] / "bp4d", caches["bp4d"], params=FlowParams(), progress=False)
+
+
+def test_cached_faces_are_aligned(caches):
+    ds = AUDataset(caches["bp4d"], train=False)
+    idx = ds.index
+    eyes = np.stack([g.five_points(idx.landmarks[i])[:2] for i in range(len(idx))])
+    assert np.abs(eyes - g.TEMPLATE_5[:2]).max() < 8.0  # every cached face sits on the template
+
+
+def test_flip_is_consistent_across_image_centres_flow_and_labels(caches, monkeypatch):
+    ds = AUDataset(caches["bp4d"], train=True)
+    i = int(np.flatnonzero(ds.index.has_flow)[0])
+    monkeypatch.setattr(ds, "augmentation", lambda i: (3, 5, False))
+    a = ds[i]
+    monkeypatch.setattr(ds, "augmentation", lambda i: (3, 5, True))
+    b = ds[i]
+    assert np.allclose(b["image"], a["image"][:, :, ::-1])
+    assert np.allclose(b["flow"], flip_flow(a["flow"]))
+    assert np.array_equal(a["labels"], b["labels"])
+    aus = AU_SETS["BP4D"]
+    assert np.allclose(b["centres"], g.flip_centres(a["centres"], aus, g.CROP_SIZE), atol=1e-4)
+
+
+def smoke_cfg(caches, out, **over):
+    items = [f"data.cache={caches['bp4d']}", f"data.unlabelled_cache={caches['unl']}", f"run.out={out}",
+             "optim.batch_size=4", "optim.unlabelled_batch_size=2", "run.workers=0", "run.log_every=1"]
+    items += [f"{k}={v}" for k, v in over.items()]
+    return load_config(train.Path("training/configs/smoke.yaml"), items)
+
+
+def test_smoke_train_then_eval_cli(caches, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = train.main(["--config", "training/configs/smoke.yaml", f"data.cache={caches['bp4d']}",
+                     f"data.unlabelled_cache={caches['unl']}", f"run.out={out}", "optim.steps=12", "run.log_every=1", "--eval"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| AU | 01 | 02 | 04 | 06 | 07 | 10 | 12 | 14 | 15 | 17 | 23 | 24 | Avg. |" in text
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 12 and {"sup", "G", "rec", "flow", "D", "C"} <= set(log[-1])
+    assert list((out / "tb").glob("events.*"))
+    rc = evaluate.main(["--ckpt", str(out / "last.ckpt"), "--cache", str(caches["bp4d"]), "--fold", "1",
+                        "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["f1"]) == {f"AU{a:02d}" for a in AU_SETS["BP4D"]}
+    assert report["subjects"] == ["F001", "M001"]
+    assert report["frames"] == 2 * 2 * 6 - 2  # F001_T1 lacks one image file, M001_T1 has a corrupt one
+    assert all(0.0 <= v <= 1.0 for v in report["f1"].values())
+
+
+def test_resume_continues_with_identical_losses(caches, tmp_path):
+    full = train.train(smoke_cfg(caches, tmp_path / "a", **{"optim.steps": 6}), progress=False)["history"]
+    train.train(smoke_cfg(caches, tmp_path / "b", **{"optim.steps": 3}), progress=False)
+    resumed = train.train(smoke_cfg(caches, tmp_path / "b", **{"optim.steps": 6}), progress=False)["history"]
+    assert len(resumed) == 3
+    assert resumed == full[3:]  # bit-identical loss terms
+
+
+def test_non_finite_loss_stops_or_skips(caches, tmp_path, monkeypatch, caplog):
+    from training.rtatl import RTATL
+
+    real = RTATL.supervised_loss
+    monkeypatch.setattr(RTATL, "supervised_loss", staticmethod(lambda *a: real(*a) * float("nan")))
+    with pytest.raises(RTATLError, match="step 0: non-finite loss"):
+        train.train(smoke_cfg(caches, tmp_path / "s", **{"optim.steps": 2}), progress=False)
+    with caplog.at_level(logging.WARNING):
+        res = train.train(smoke_cfg(caches, tmp_path / "k", **{"optim.steps": 2, "run.nonfinite": "skip"}), progress=False)
+    assert res["skipped_steps"] == 2 and "step skipped" in caplog.text
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp(caches, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "training.train",
+           "--config", "training/configs/smoke.yaml", f"data.cache={caches['bp4d']}", f"data.unlabelled_cache={caches['unl']}",
+           f"run.out={tmp_path / 'ddp'}", "optim.steps=3", "optim.batch_size=2", "optim.unlabelled_batch_size=1",
+           "run.threads=1", "run.workers=0"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count('"steps": 3') == 2  # both ranks finished
+    assert (tmp_path / "ddp" / "last.ckpt").is_file()
