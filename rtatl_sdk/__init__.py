@@ -12,6 +12,14 @@ from .images import load_image
 __version__ = "0.1.0"
 
 __all__ = [
-    "AU_NAMES", "AU_SETS", "au_label", "au_number", "load_image",
-    "RTATLError", "InputError", "ModelCardError", "ModelFileError", "ModelNotFoundError",
+    "AU_NAMES",
+    "AU_SETS",
+    "InputError",
+    "ModelCardError",
+    "ModelFileError",
+    "ModelNotFoundError",
+    "RTATLError",
+    "au_label",
+    "au_number",
+    "load_image",
 ]

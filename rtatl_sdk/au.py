@@ -38,8 +38,7 @@ def au_number(label: str | int) -> int:
     from .errors import InputError
 
     text = str(label).strip().upper()
-    if text.startswith("AU"):
-        text = text[2:]
+    text = text.removeprefix("AU")
     try:
         number = int(text)
     except ValueError:

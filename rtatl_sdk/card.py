@@ -70,7 +70,7 @@ class ModelCard(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _lengths(self) -> "ModelCard":
+    def _lengths(self) -> ModelCard:
         if len(self.thresholds) != len(self.aus):
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.aus)} AUs")
         return self
@@ -83,7 +83,7 @@ class ModelCard(BaseModel):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "model card") -> "ModelCard":
+    def from_json(cls, text: str | bytes, source: str = "model card") -> ModelCard:
         try:
             return cls.model_validate(json.loads(text))
         except (ValidationError, ValueError, TypeError) as exc:

@@ -10,7 +10,7 @@ import numpy as np
 N_LANDMARKS = 68
 
 #: Named index groups of the 68-point scheme (0-based).
-JAW = tuple(range(0, 17))
+JAW = tuple(range(17))
 RIGHT_BROW = tuple(range(17, 22))  # subject's right = image left
 LEFT_BROW = tuple(range(22, 27))
 NOSE_BRIDGE = tuple(range(27, 31))

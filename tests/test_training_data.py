@@ -7,12 +7,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rtatl_sdk.au import AU_SETS  # noqa: E402
-from rtatl_sdk.errors import InputError, RTATLError  # noqa: E402
-from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.data import raw, splits  # noqa: E402
-from training.flow import flip_flow  # noqa: E402
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.errors import InputError, RTATLError
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import load_config
+from training.data import raw, splits
+from training.flow import flip_flow
 
 BP4D_HEADER = "0,1,2,4,5,6,7,9,10,11,12,13,14,15,16,17,18,19,20,22,23,24,27,28"
 

@@ -5,12 +5,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtatl_sdk import geometry as g  # noqa: E402
-from rtatl_sdk import landmarks as lm  # noqa: E402
-from rtatl_sdk.au import AU_SETS  # noqa: E402
-from training.aux_heads import crop_patches  # noqa: E402
-from training.model import InferenceModel, count_parameters  # noqa: E402
-from training.rtatl import RTATL  # noqa: E402
+from rtatl_sdk import geometry as g
+from rtatl_sdk import landmarks as lm
+from rtatl_sdk.au import AU_SETS
+from training.aux_heads import crop_patches
+from training.model import InferenceModel, count_parameters
+from training.rtatl import RTATL
 
 AUS = AU_SETS["BP4D"]
 

@@ -10,14 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtatl_sdk import geometry as g  # noqa: E402
-from rtatl_sdk.au import AU_SETS  # noqa: E402
-from rtatl_sdk.errors import RTATLError  # noqa: E402
-from training import evaluate, prep, train  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.data import synthetic  # noqa: E402
-from training.data.dataset import AUDataset  # noqa: E402
-from training.flow import FlowParams, flip_flow  # noqa: E402
+from rtatl_sdk import geometry as g
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.errors import RTATLError
+from training import evaluate, prep, train
+from training.config import load_config
+from training.data import synthetic
+from training.data.dataset import AUDataset
+from training.flow import FlowParams, flip_flow
 
 pytestmark = pytest.mark.media
 FAST_FLOW = FlowParams(scale=0.5, warps=3, scales=3)

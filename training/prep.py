@@ -101,6 +101,8 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
             skipped["no face"] = skipped.get("no face", 0) + 1
             continue
         ok, jpg = cv2.imencode(".jpg", face.aligned.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise RTATLError(f"{seq.key} frame {frame}: the aligned face could not be encoded as JPEG")
         atomic_write_bytes(img_dir / f"{frame}.jpg", jpg.tobytes())
         flow_ok = False
         later = seq.later_source(i, FLOW_STEP) if with_flow else None

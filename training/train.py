@@ -25,7 +25,7 @@ import numpy as np
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import RTATLError
 
-from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
 
 log = logging.getLogger("rtatl.train")
@@ -172,7 +172,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     bar = tqdm(total=cfg.optim.steps, initial=step, desc="rtatl-train", disable=not progress or rank != 0)
     log_file = open(out / "log.jsonl", "a") if rank == 0 else None
     model.train()
-    t0 = time.time()
+    t0, start_step = time.time(), step
     history = []
     while step < cfg.optim.steps:
         batch = streams[0].get(step)
@@ -219,11 +219,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         bar.update(1)
         if rank == 0:
             if step % cfg.run.log_every == 0 or step == cfg.optim.steps:
-                rate = step / max(1e-9, time.time() - t0)
-                bar.set_postfix(sup=f"{terms['sup']:.3f}")
+                ips = (step - start_step) * len(batch["image"]) * world / max(1e-9, time.time() - t0)
+                bar.set_postfix(sup=f"{terms['sup']:.3f}", img_s=f"{ips:.1f}")
                 for k, v in terms.items():
                     writer.add_scalar(f"loss/{k}", v, step)
-                log_file.write(json.dumps({"step": step, **terms}) + "\n")
+                writer.add_scalar("speed/images_per_second", ips, step)
+                log_file.write(json.dumps({"step": step, **terms, "images_per_second": round(ips, 2)}) + "\n")
                 log_file.flush()
             if step % cfg.run.ckpt_every == 0 or step == cfg.optim.steps:
                 save_checkpoint(ckpt_path, {

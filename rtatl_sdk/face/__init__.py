@@ -4,4 +4,4 @@ from .detector import FaceBox, RetinaFaceDetector
 from .landmarker import FaceLandmarker, LandmarkResult
 from .pipeline import Face, FacePipeline
 
-__all__ = ["FaceBox", "RetinaFaceDetector", "FaceLandmarker", "LandmarkResult", "Face", "FacePipeline"]
+__all__ = ["Face", "FaceBox", "FaceLandmarker", "FacePipeline", "LandmarkResult", "RetinaFaceDetector"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry, landmarks as lm, preprocess
+from rtatl_sdk import geometry, preprocess
+from rtatl_sdk import landmarks as lm
 from rtatl_sdk.errors import InputError
 
 from ..flow import flip_flow

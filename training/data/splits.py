@@ -14,14 +14,14 @@ log = logging.getLogger(__name__)
 
 PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "BP4D": (
-        tuple("F001 F002 F008 F009 F010 F016 F018 F023 M001 M004 M007 M008 M012 M014".split()),
-        tuple("F003 F005 F011 F013 F020 F022 M002 M005 M010 M011 M013 M016 M017 M018".split()),
-        tuple("F004 F006 F007 F012 F014 F015 F017 F019 F021 M003 M006 M009 M015".split()),
+        tuple(["F001", "F002", "F008", "F009", "F010", "F016", "F018", "F023", "M001", "M004", "M007", "M008", "M012", "M014"]),
+        tuple(["F003", "F005", "F011", "F013", "F020", "F022", "M002", "M005", "M010", "M011", "M013", "M016", "M017", "M018"]),
+        tuple(["F004", "F006", "F007", "F012", "F014", "F015", "F017", "F019", "F021", "M003", "M006", "M009", "M015"]),
     ),
     "DISFA": (
-        tuple("SN001 SN002 SN009 SN010 SN016 SN026 SN027 SN030 SN032".split()),
-        tuple("SN006 SN011 SN012 SN013 SN018 SN021 SN024 SN028 SN031".split()),
-        tuple("SN003 SN004 SN005 SN007 SN008 SN017 SN023 SN025 SN029".split()),
+        tuple(["SN001", "SN002", "SN009", "SN010", "SN016", "SN026", "SN027", "SN030", "SN032"]),
+        tuple(["SN006", "SN011", "SN012", "SN013", "SN018", "SN021", "SN024", "SN028", "SN031"]),
+        tuple(["SN003", "SN004", "SN005", "SN007", "SN008", "SN017", "SN023", "SN025", "SN029"]),
     ),
 }
 
