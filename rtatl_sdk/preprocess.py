@@ -19,3 +19,13 @@ def normalise(images_rgb: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     x = arr.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def model_inputs(crops_bgr, crop_landmarks, aus, mean=MEAN, std=STD) -> tuple[np.ndarray, np.ndarray]:
+    """Batch the 192x192 BGR face crops and their 68 landmarks into the model's two inputs:
+    ``image`` float32 (B, 3, 192, 192) and ``centres`` float32 (B, 2N, 2)."""
+    from .geometry import au_centres
+
+    rgb = np.stack([np.asarray(c)[:, :, ::-1] for c in crops_bgr])
+    centres = np.stack([au_centres(p, aus) for p in crop_landmarks]).astype(np.float32)
+    return normalise(rgb, mean, std), centres

@@ -60,3 +60,20 @@ def model_from_checkpoint(path: Path):
     except (KeyError, ValueError, RuntimeError) as exc:
         raise RTATLError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
     return model.eval(), state
+
+
+def write_initial_checkpoint(path: Path, cfg, aus, seed: int = 0) -> Path:
+    """A checkpoint of a freshly initialised model (step 0): lets the export and SDK paths run
+    before any training; its card says it is untrained."""
+    import json
+
+    import torch
+
+    from .train import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(cfg, tuple(aus))
+    save_checkpoint(Path(path), {"model": model.state_dict(), "step": 0, "config": json.loads(cfg.model_dump_json()),
+                                 "aus": list(aus), "training_data": "none: randomly initialised, untrained",
+                                 "notes": "untrained weights; for testing the pipeline only"})
+    return Path(path)
