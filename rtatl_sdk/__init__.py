@@ -11,7 +11,21 @@ from .images import load_image
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):  # heavy parts load on first use
+    if name == "AUDetector":
+        from .detector import AUDetector
+
+        return AUDetector
+    if name in ("FaceAUs", "FrameResult", "AUResult", "to_dataframe"):
+        from . import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'rtatl_sdk' has no attribute {name!r}")
+
+
 __all__ = [
+    "AUDetector", "FaceAUs", "FrameResult", "AUResult", "to_dataframe",
     "AU_NAMES",
     "AU_SETS",
     "InputError",

@@ -7,6 +7,8 @@ Landmarker in image mode with one face; its 478 points are mapped back to image 
 
 from __future__ import annotations
 
+import functools
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -14,6 +16,12 @@ import numpy as np
 
 from .. import store
 from ..errors import ModelFileError
+
+
+def _close_ref(ref) -> None:
+    obj = ref()
+    if obj is not None:
+        obj.close()
 
 
 @dataclass(frozen=True)
@@ -41,14 +49,24 @@ class FaceLandmarker:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ text
             raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
-        # close the graph before interpreter teardown (mediapipe's own __del__ fails then)
-        self._finalizer = weakref.finalize(self, self._landmarker.close)
+        # Close the graph before interpreter teardown: mediapipe's own __del__ fails once its
+        # dispatcher threads are gone, and threading's exit hooks run before that happens.
+        self._closed = False
+        threading._register_atexit(functools.partial(_close_ref, weakref.ref(self)))
         self.blendshapes = blendshapes
         self.crop_factor = crop_factor
         self.crop_size = crop_size
 
     def close(self) -> None:
-        self._finalizer()
+        if not self._closed:
+            self._closed = True
+            self._landmarker.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter teardown: nothing left to report to
+            pass
 
     def crop_matrix(self, cx: float, cy: float, side: float) -> np.ndarray:
         """2x3 matrix: image pixels -> crop pixels for a square of ``side`` centred at (cx, cy)."""

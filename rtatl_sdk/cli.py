@@ -1,0 +1,193 @@
+"""``rtatl-detect``: AUs of faces in images, folders, videos and cameras.
+
+    rtatl-detect photo.jpg clips/ talk.mp4 --out results.csv --annotate out/ --plot au.png
+    rtatl-detect --camera 0 --out live.jsonl --max-frames 300
+
+One row per face per frame: input, frame, timestamp, face, track_id, x, y, w, h, then the
+AU columns (AU01_p probability ... AU01_c occurrence ...). Files that cannot be read are named
+on stderr with the reason; the exit status is 1 when any input failed, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import InputError, RTATLError
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to process (folders searched recursively) and (input, reason) for unusable ones."""
+    files, bad = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+                if f.suffix.lower() in IMAGE_EXT | VIDEO_EXT:
+                    files.append(f)
+                else:
+                    bad.append((str(f), "not an image or video file (by its extension)"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            bad.append((item, "no such file or folder"))
+    return files, bad
+
+
+def _annotate(img, faces, active_only: bool = True):
+    from .draw import draw_box, draw_points
+
+    for f in faces:
+        active = [n for n, r in f.aus.items() if r.present] if active_only else list(f.aus)
+        label = f"#{f.track_id if f.track_id is not None else f.face} " + " ".join(a[2:] for a in active)
+        draw_box(img, f.box.x, f.box.y, f.box.w, f.box.h, label)
+        draw_points(img, f.landmarks, radius=1)
+    return img
+
+
+def _plot(frames_probs, aus: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = [t for t, _ in frames_probs]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for j, a in enumerate(aus):
+        ax.plot(ts, [p[j] if p is not None else float("nan") for _, p in frames_probs], label=a, lw=1)
+    ax.set(xlabel="time (s)", ylabel="probability", ylim=(0, 1), title=title)
+    ax.legend(ncol=6, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from .detector import AUDetector
+    from .images import load_image
+    from .results import face_row
+    from .writers import RowWriter
+
+    files, bad = expand_inputs(args.inputs)
+    if not files and args.camera is None:
+        for name, reason in bad:
+            print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
+        print("rtatl-detect: no usable input", file=sys.stderr)
+        return 1
+    det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads)
+    writer = RowWriter(args.out, det.aus, resume=args.resume) if args.out else None
+    failures = list(bad)
+    ann = Path(args.annotate) if args.annotate else None
+    try:
+        sources: list = list(files) + ([args.camera] if args.camera is not None else [])
+        for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
+            name = f"camera:{src}" if isinstance(src, int) else str(src)
+            is_video = isinstance(src, int) or src.suffix.lower() in VIDEO_EXT
+            try:
+                if not is_video:
+                    if writer and writer.last_done.get(name, -1) >= 0:
+                        continue
+                    img = load_image(src)
+                    faces = det.detect(img)
+                    if writer:
+                        writer.write_rows([face_row(name, 0, 0.0, f) for f in faces])
+                    if not args.out:
+                        _print_faces(name, 0, faces)
+                    if ann:
+                        ann.mkdir(parents=True, exist_ok=True)
+                        cv2.imwrite(str(ann / f"{Path(name).stem}.jpg"), _annotate(img.copy(), faces))
+                    continue
+                start = writer.last_done.get(name, -1) + 1 if writer else 0
+                vw, series, undecodable = None, [], []
+                bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
+                for fr in det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=ann is not None):
+                    bar.update(1)
+                    if fr.error:
+                        undecodable.append(fr.index)
+                        continue
+                    if writer:
+                        writer.write_rows([face_row(name, fr.index, fr.timestamp, f) for f in fr.faces])
+                    elif args.camera is not None or not args.plot:
+                        _print_faces(name, fr.index, fr.faces)
+                    series.append((fr.timestamp, [r.probability for r in fr.faces[0].aus.values()] if fr.faces else None))
+                    if ann is not None:
+                        vw = vw or _video_writer(ann, name, src)
+                        if vw is not None:
+                            vw.write(_annotate(fr.image, fr.faces))
+                bar.close()
+                if vw is not None:
+                    vw.release()
+                if undecodable:
+                    print(f"rtatl-detect: {name}: frames {undecodable} could not be decoded; they have no rows", file=sys.stderr)
+                if args.plot and series:
+                    _plot(series, det.aus, Path(args.plot) if len(sources) == 1 else Path(args.plot).with_name(f"{Path(name).stem}_{Path(args.plot).name}"), name)
+            except InputError as exc:
+                failures.append((name, exc.reason))
+                print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
+    finally:
+        if writer:
+            writer.close()
+        det.close()
+    for name, reason in bad:
+        print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _video_writer(ann: Path, name: str, src):
+    import cv2
+
+    cap = cv2.VideoCapture(src if isinstance(src, int) else str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    out = ann if ann.suffix.lower() in VIDEO_EXT else ann / f"{Path(name).stem}_annotated.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+
+
+def _print_faces(name: str, frame: int, faces) -> None:
+    for f in faces:
+        active = " ".join(f"{n}({r.probability:.2f})" for n, r in f.aus.items() if r.present) or "none"
+        print(f"{name} frame {frame} face {f.face}: box {f.box.x:.0f},{f.box.y:.0f},{f.box.w:.0f}x{f.box.h:.0f} active: {active}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rtatl-detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="*", help="images, videos or folders")
+    ap.add_argument("--out", type=Path, help="results file (.csv or .jsonl); without it, results are printed")
+    ap.add_argument("--model", type=Path, help="AU model (.onnx or .engine); default: the bundled model")
+    ap.add_argument("--annotate", help="folder (images, videos) or .mp4 file for annotated output")
+    ap.add_argument("--plot", help="PNG of AU probabilities over time (videos)")
+    ap.add_argument("--camera", type=int, help="read this camera index")
+    ap.add_argument("--max-frames", type=int, help="stop each video/camera after this many frames")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --out")
+    ap.add_argument("--smooth", type=float, help="temporal smoothing factor in (0, 1] (per track)")
+    ap.add_argument("--calibrate", action="store_true", help="per-person neutral baseline learned per track")
+    ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.inputs and args.camera is None:
+        build_parser().error("give at least one input or --camera N")
+    try:
+        return run(args)
+    except RTATLError as exc:
+        print(f"rtatl-detect: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

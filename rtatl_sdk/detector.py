@@ -1,0 +1,165 @@
+"""``AUDetector``: faces -> 68 landmarks -> aligned crops -> AU model -> typed results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import InputError, ModelNotFoundError
+from .images import load_image
+from .preprocess import model_inputs
+from .results import AUResult, Box, FaceAUs, FrameResult
+from .temporal import NeutralBaseline, Smoother
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "model.onnx"
+DEFAULT_INT8_MODEL = "model.int8.onnx"
+
+
+def default_model_path() -> Path:
+    """The bundled model (``rtatl_sdk/models``), else ``$RTATL_MODEL`` / the model store."""
+    env = os.environ.get("RTATL_MODEL")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ModelNotFoundError(f"$RTATL_MODEL is set to {env!r}, which is not a file")
+        return p
+    looked = []
+    for folder in (store.PACKAGE_MODELS, store.store_dir()):
+        for name in (DEFAULT_MODEL,):
+            p = folder / name
+            if p.is_file():
+                return p
+            looked.append(str(p))
+    raise ModelNotFoundError(
+        "no AU model was given and no default model is installed. Looked in:\n  - " + "\n  - ".join(looked)
+        + "\nFix: pass AUDetector('model.onnx'), set $RTATL_MODEL, or export one from a checkpoint with "
+        "`rtatl-export --ckpt CKPT --out DIR` (README: 'Models')."
+    )
+
+
+class AUDetector:
+    """Detect faces and their action units in images, folders, videos and cameras.
+
+    >>> det = AUDetector()                         # bundled default model, best provider
+    >>> faces = det.detect("photo.jpg")
+    >>> faces[0].aus["AU12"].probability
+
+    One instance may be shared by threads: the face pipeline (MediaPipe) is used under a
+    lock, the AU engine is thread-safe, and the results equal serial use.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, providers: list[str] | None = None,
+                 threads: int = 0, blendshapes: bool = False, detector_model=None, landmarker_model=None,
+                 smoothing: float | None = None, calibration: bool = False, max_batch: int = 32):
+        from .engine import load_engine
+        from .face import FacePipeline
+
+        path = Path(model) if model is not None else default_model_path()
+        self.engine = load_engine(path, providers, threads)  # validates the card first
+        self.card = self.engine.card
+        self.model_path = path
+        self.aus = list(self.card.aus)
+        self.au_numbers = self.card.au_numbers
+        self.thresholds = np.asarray(self.card.thresholds, np.float64)
+        self.pipeline = FacePipeline(blendshapes=blendshapes, detector_path=detector_model, landmarker_path=landmarker_model)
+        self._face_lock = threading.Lock()
+        self.max_batch = max_batch
+        self.smoothing = smoothing
+        self.calibration = calibration
+
+    # --- single images ---------------------------------------------------------------------
+    def _faces(self, bgr: np.ndarray):
+        with self._face_lock:  # MediaPipe graphs are not re-entrant
+            return self.pipeline.process(bgr)
+
+    def _probabilities(self, faces) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, len(self.aus)))
+        out = []
+        for s in range(0, len(faces), self.max_batch):
+            chunk = faces[s:s + self.max_batch]
+            image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
+                                          self.card.mean, self.card.std)
+            out.append(self.engine.run(image, centres))
+        logits = np.concatenate(out).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def _result(self, i: int, face, probs: np.ndarray, track_id: int | None = None) -> FaceAUs:
+        b = face.box
+        aus = {name: AUResult(probability=float(p), present=bool(p >= t), threshold=float(t))
+               for name, p, t in zip(self.aus, probs, self.thresholds)}
+        return FaceAUs(face=i, box=Box(x=b.x, y=b.y, w=b.w, h=b.h, score=b.score), landmarks=face.landmarks,
+                       aus=aus, track_id=track_id, blendshapes=face.blendshapes)
+
+    def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:
+        """Faces and AUs of one image: a path, encoded bytes, a numpy array (BGR unless
+        ``colour="rgb"``) or a PIL image. No face -> an empty list."""
+        bgr = load_image(image, colour=colour)
+        faces = self._faces(bgr)
+        probs = self._probabilities(faces)
+        return [self._result(i, f, p) for i, (f, p) in enumerate(zip(faces, probs))]
+
+    def detect_batch(self, images, colour: str = "bgr") -> list[list[FaceAUs]]:
+        """Like ``detect`` for several images; the faces of all images go through the AU model
+        together (batches of up to ``max_batch``)."""
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
+            raise InputError("images", "detect_batch takes a list of images; use detect() for one image")
+        per_image = []
+        for k, img in enumerate(images):
+            name = str(img) if isinstance(img, (str, os.PathLike)) else f"images[{k}]"
+            per_image.append(self._faces(load_image(img, colour=colour, name=name)))
+        flat = [f for faces in per_image for f in faces]
+        probs = self._probabilities(flat)
+        out, at = [], 0
+        for faces in per_image:
+            out.append([self._result(i, f, probs[at + i]) for i, f in enumerate(faces)])
+            at += len(faces)
+        return out
+
+    # --- video and cameras -----------------------------------------------------------------
+    def detect_video(self, source, max_frames: int | None = None, start: int = 0,
+                     neutral_frames: set[int] | None = None, keep_images: bool = False) -> Iterator[FrameResult]:
+        """Results for each frame of a video file (path) or camera (int index), in order.
+
+        ``face.track_id`` follows each person across frames. Smoothing and calibration, when
+        enabled on the detector, run per track; ``neutral_frames`` marks frame indices whose
+        faces show a neutral expression (calibration baseline). ``start`` skips frames (resume);
+        ``keep_images`` attaches each decoded frame to its result (for drawing).
+        """
+        from .face.pipeline import IoUTracker
+        from .video import iter_frames
+
+        tracker = IoUTracker()
+        smoother = Smoother(self.smoothing) if self.smoothing else None
+        baseline = NeutralBaseline() if self.calibration else None
+        for fr in iter_frames(source, max_frames=max_frames):
+            if fr.index < start:
+                continue
+            if fr.image is None:
+                yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error="frame could not be decoded")
+                continue
+            faces = self._faces(fr.image)
+            probs = self._probabilities(faces)
+            ids = tracker.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
+            results = []
+            for i, (f, p, tid) in enumerate(zip(faces, probs, ids)):
+                if baseline is not None:
+                    if neutral_frames and fr.index in neutral_frames:
+                        baseline.add_neutral(tid, p)
+                    p = baseline(tid, p)
+                if smoother is not None:
+                    p = smoother(tid, p)
+                results.append(self._result(i, f, p, tid))
+            yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
+                              image=fr.image if keep_images else None)
+
+    def close(self) -> None:
+        self.pipeline.landmarker.close()

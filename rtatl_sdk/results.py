@@ -1,0 +1,96 @@
+"""Typed results of the SDK (pydantic) and their tabular forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+
+class AUResult(BaseModel):
+    probability: float
+    present: bool
+    threshold: float
+
+
+class Box(BaseModel):
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+
+class FaceAUs(BaseModel):
+    """One face: where it is, its 68 landmarks (image pixels) and its AUs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    face: int  #: index of the face in its image (left to right)
+    box: Box
+    landmarks: np.ndarray  #: (68, 2) float, image pixels
+    aus: dict[str, AUResult]
+    track_id: int | None = None
+    blendshapes: dict[str, float] | None = None
+
+    @field_serializer("landmarks")
+    def _lm(self, v: np.ndarray) -> list:
+        return np.round(np.asarray(v, dtype=float), 2).tolist()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def probabilities(self) -> dict[str, float]:
+        return {k: v.probability for k, v in self.aus.items()}
+
+
+class FrameResult(BaseModel):
+    """One frame of a video or camera stream; ``error`` is set when it could not be decoded.
+    ``image`` (BGR) is kept only when ``detect_video(..., keep_images=True)`` and never dumped."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: int
+    timestamp: float
+    faces: list[FaceAUs]
+    error: str | None = None
+    image: np.ndarray | None = Field(default=None, exclude=True, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+#: Columns before the AU columns in CSV/DataFrame rows.
+BASE_COLUMNS = ["input", "frame", "timestamp", "face", "track_id", "x", "y", "w", "h"]
+
+
+def au_columns(aus: list[str]) -> list[str]:
+    """OpenFace-style: ``AU01_p`` (probability) for every AU, then ``AU01_c`` (occurrence)."""
+    return [f"{a}_p" for a in aus] + [f"{a}_c" for a in aus]
+
+
+def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "face": face.face,
+        "track_id": face.track_id if face.track_id is not None else "",
+        "x": round(face.box.x, 1), "y": round(face.box.y, 1), "w": round(face.box.w, 1), "h": round(face.box.h, 1),
+    }
+    for name, r in face.aus.items():
+        row[f"{name}_p"] = round(r.probability, 4)
+    for name, r in face.aus.items():
+        row[f"{name}_c"] = int(r.present)
+    return row
+
+
+def to_dataframe(frames, input_name: str = ""):
+    """A video's (or image list's) results as a pandas DataFrame, one row per face per frame."""
+    import pandas as pd
+
+    rows = []
+    for fr in frames:
+        for face in fr.faces:
+            rows.append(face_row(input_name, fr.index, fr.timestamp, face))
+    if not rows:
+        return pd.DataFrame(columns=BASE_COLUMNS)
+    return pd.DataFrame(rows)

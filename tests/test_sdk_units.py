@@ -1,0 +1,61 @@
+"""Writers, smoothing and calibration without models."""
+
+import numpy as np
+import pytest
+
+from rtatl_sdk.errors import InputError
+from rtatl_sdk.temporal import NeutralBaseline, Smoother
+from rtatl_sdk.writers import RowWriter
+
+AUS = ["AU01", "AU12"]
+
+
+def rows(frame, n=2, name="v.mp4"):
+    return [{"input": name, "frame": frame, "timestamp": frame / 30, "face": i, "track_id": i, "x": 1, "y": 2, "w": 3, "h": 4,
+             "AU01_p": 0.1, "AU12_p": 0.9, "AU01_c": 0, "AU12_c": 1} for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_drops_partial_line_and_redoes_last_frame(tmp_path, suffix):
+    path = tmp_path / f"r{suffix}"
+    w = RowWriter(path, AUS)
+    for f in range(5):
+        w.write_rows(rows(f))
+    w.close()
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[-1][:17])  # killed mid-line
+    w = RowWriter(path, AUS, resume=True)
+    assert w.last_done == {"v.mp4": 3}  # frame 4 is redone, its rows were dropped
+    w.write_rows(rows(4))
+    w.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == (1 if suffix == ".csv" else 0) + 10
+    assert len(set(lines)) == len(lines)
+
+
+def test_writer_rejects_unknown_suffix_and_foreign_csv(tmp_path):
+    with pytest.raises(InputError, match="must end in .csv or .jsonl"):
+        RowWriter(tmp_path / "r.txt", AUS)
+    (tmp_path / "x.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(InputError, match="cannot resume"):
+        RowWriter(tmp_path / "x.csv", AUS, resume=True)
+
+
+def test_smoother_is_an_ema_per_track():
+    s = Smoother(0.5)
+    assert np.allclose(s(0, np.array([1.0])), [1.0])
+    assert np.allclose(s(0, np.array([0.0])), [0.5])
+    assert np.allclose(s(1, np.array([0.2])), [0.2])  # another track starts fresh
+    with pytest.raises(ValueError):
+        Smoother(0.0)
+
+
+def test_neutral_baseline_marked_and_learned():
+    b = NeutralBaseline(keep=2, warmup=3)
+    b.add_neutral(0, np.array([0.2, 0.5]))
+    assert np.allclose(b(0, np.array([0.6, 0.5])), [0.5, 0.0])  # (0.6-0.2)/0.8, at baseline -> 0
+    seq = [np.array([0.3, 0.3]), np.array([0.9, 0.9]), np.array([0.1, 0.1])]
+    outs = [b(1, p) for p in seq]
+    assert np.allclose(outs[0], seq[0]) and np.allclose(outs[1], seq[1])  # no baseline during warm-up
+    assert np.allclose(b.baseline(1), [0.2, 0.2])  # mean of the 2 lowest-activity frames
+    assert np.allclose(outs[2], [0.0, 0.0])
