@@ -94,6 +94,8 @@ class TensorRTEngine:
             try:
                 for name, arr in (("image", image), ("centres", centres), ("logits", out)):
                     err, ptr = cudart.cudaMalloc(arr.nbytes)
+                    if err != cudart.cudaError_t.cudaSuccess:
+                        raise ModelFileError(f"model {self.path}: cudaMalloc of {arr.nbytes} bytes failed ({err})")
                     bufs.append(ptr)
                     self.context.set_tensor_address(name, ptr)
                     if name != "logits":
