@@ -4,8 +4,11 @@
     rtatl-detect --camera 0 --out live.jsonl --max-frames 300
 
 One row per face per frame: input, frame, timestamp, face, track_id, x, y, w, h, then the
-AU columns (AU01_p probability ... AU01_c occurrence ...). Files that cannot be read are named
-on stderr with the reason; the exit status is 1 when any input failed, 0 otherwise.
+AU columns (AU01_p probability ... AU01_c occurrence ...), then ``error``: empty, except on the
+single row of a video frame that could not be decoded. Files that cannot be read are named
+on stderr with the reason; the exit status is 1 when any input or frame failed, 0 otherwise.
+With ``--resume`` an interrupted run continues where its output file ends (no gaps, no
+duplicates).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def run(args) -> int:
 
     from .detector import AUDetector
     from .images import load_image
-    from .results import face_row
+    from .results import error_row, face_row
     from .writers import RowWriter
 
     files, bad = expand_inputs(args.inputs)
@@ -113,6 +116,8 @@ def run(args) -> int:
                     bar.update(1)
                     if fr.error:
                         undecodable.append(fr.index)
+                        if writer:
+                            writer.write_rows([error_row(name, fr.index, fr.timestamp, fr.error)])
                         continue
                     if writer:
                         writer.write_rows([face_row(name, fr.index, fr.timestamp, f) for f in fr.faces])
@@ -127,7 +132,9 @@ def run(args) -> int:
                 if vw is not None:
                     vw.release()
                 if undecodable:
-                    print(f"rtatl-detect: {name}: frames {undecodable} could not be decoded; they have no rows", file=sys.stderr)
+                    failures.append((name, f"{len(undecodable)} undecodable frames"))
+                    print(f"rtatl-detect: {name}: frames {undecodable} could not be decoded; each has one row with "
+                          "only the 'error' column set", file=sys.stderr)
                 if args.plot and series:
                     _plot(series, det.aus, Path(args.plot) if len(sources) == 1 else Path(args.plot).with_name(f"{Path(name).stem}_{Path(args.plot).name}"), name)
             except InputError as exc:

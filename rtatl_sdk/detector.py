@@ -23,17 +23,25 @@ DEFAULT_MODEL = "model.onnx"
 DEFAULT_INT8_MODEL = "model.int8.onnx"
 
 
-def default_model_path() -> Path:
-    """The bundled model (``rtatl_sdk/models``), else ``$RTATL_MODEL`` / the model store."""
+def default_model_path(providers: list[str] | None = None) -> Path:
+    """``$RTATL_MODEL``, else the bundled model (``rtatl_sdk/models``), else the model store.
+
+    On CPU the INT8 model is preferred when it is there: export writes it only when its AU
+    decisions agree with the fp32 model's on real faces (the shipped one: >= 98 %).
+    """
     env = os.environ.get("RTATL_MODEL")
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
             raise ModelNotFoundError(f"$RTATL_MODEL is set to {env!r}, which is not a file")
         return p
+    from .engine import best_providers
+
+    on_gpu = any(p in (providers or best_providers()) for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
+    names = (DEFAULT_MODEL,) if on_gpu else (DEFAULT_INT8_MODEL, DEFAULT_MODEL)
     looked = []
     for folder in (store.PACKAGE_MODELS, store.store_dir()):
-        for name in (DEFAULT_MODEL,):
+        for name in names:
             p = folder / name
             if p.is_file():
                 return p
@@ -43,6 +51,49 @@ def default_model_path() -> Path:
         + "\nFix: pass AUDetector('model.onnx'), set $RTATL_MODEL, or export one from a checkpoint with "
         "`rtatl-export --ckpt CKPT --out DIR` (README: 'Models')."
     )
+
+
+def _prefetch(frames, depth: int = 4):
+    """Decode frames in a background thread while the caller processes earlier ones (same order)."""
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader():
+        try:
+            for fr in frames:
+                if not put(fr):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+            return
+        finally:
+            frames.close()  # release the capture in this thread
+        put(done)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 class AUDetector:
@@ -62,7 +113,7 @@ class AUDetector:
         from .engine import load_engine
         from .face import FacePipeline
 
-        path = Path(model) if model is not None else default_model_path()
+        path = Path(model) if model is not None else default_model_path(providers)
         self.engine = load_engine(path, providers, threads)  # validates the card first
         self.card = self.engine.card
         self.model_path = path
@@ -140,7 +191,7 @@ class AUDetector:
         tracker = IoUTracker()
         smoother = Smoother(self.smoothing) if self.smoothing else None
         baseline = NeutralBaseline() if self.calibration else None
-        for fr in iter_frames(source, max_frames=max_frames):
+        for fr in _prefetch(iter_frames(source, max_frames=max_frames)):
             if fr.index < start:
                 continue
             if fr.image is None:

@@ -70,6 +70,14 @@ def au_columns(aus: list[str]) -> list[str]:
     return [f"{a}_p" for a in aus] + [f"{a}_c" for a in aus]
 
 
+#: Last column: empty for face rows; for a frame that has no result, why (one row, no face).
+ERROR_COLUMN = "error"
+
+
+def error_row(input_name: str, frame: int, timestamp: float, reason: str) -> dict[str, Any]:
+    return {"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), ERROR_COLUMN: reason}
+
+
 def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> dict[str, Any]:
     row: dict[str, Any] = {
         "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "face": face.face,

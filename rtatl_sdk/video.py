@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
+#: A file whose reads fail this many times in a row is taken to have ended.
+MAX_CONSECUTIVE_BAD = 50
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,9 @@ class Frame:
 def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
     """Frames of a video file (path) or camera (int index), in order.
 
-    Raises InputError when the source cannot be opened.
+    A frame of a file that cannot be decoded is yielded with ``image=None`` (its index kept);
+    a camera that stops delivering frames ends the stream with a logged warning. Raises
+    InputError when the source cannot be opened or a camera delivers no frame at all.
     """
     import cv2
 
@@ -41,13 +48,26 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
         cap.release()
         raise InputError(label, "cannot be opened as a video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not isinstance(source, int) else 0
     try:
-        index = 0
+        index, failures = 0, 0
         while max_frames is None or index < max_frames:
             ok, img = cap.read()
-            if not ok:
-                break
             ts = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if not ok:
+                if isinstance(source, int):
+                    if index == 0:
+                        raise InputError(label, "opened but delivered no frame")
+                    log.warning("%s stopped delivering frames after %d frames (disconnected?)", label, index)
+                    break
+                # a file: a failed read before the known end is a corrupt frame; report and go on
+                failures += 1
+                if index >= total or failures > MAX_CONSECUTIVE_BAD:
+                    break
+                yield Frame(index, float(ts), None)
+                index += 1
+                continue
+            failures = 0
             yield Frame(index, float(ts), img)
             index += 1
     finally:

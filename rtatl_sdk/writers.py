@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .results import BASE_COLUMNS, au_columns
+from .results import BASE_COLUMNS, ERROR_COLUMN, au_columns
 
 
 class RowWriter:
@@ -22,7 +22,7 @@ class RowWriter:
         self.kind = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(self.path.suffix.lower())
         if self.kind is None:
             raise InputError(str(path), "output must end in .csv or .jsonl")
-        self.columns = BASE_COLUMNS + au_columns(aus)
+        self.columns = [*BASE_COLUMNS, *au_columns(aus), ERROR_COLUMN]
         self.last_done: dict[str, int] = {}
         if resume and self.path.is_file():
             self._recover()
@@ -69,7 +69,7 @@ class RowWriter:
             self._write("".join(json.dumps(r) + "\n" for r in rows))
             return
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n", restval="")
         w.writerows(rows)
         self._write(buf.getvalue())
 

@@ -29,6 +29,30 @@ def pipeline():
     pipe.landmarker.close()
 
 
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    """Until a trained default model ships, export a randomly initialised one (as users would)."""
+    pytest.importorskip("torch")
+    from export import export_model
+    from rtatl_sdk.au import AU_SETS
+    from training.checkpoint import write_initial_checkpoint
+    from training.config import TrainConfig
+
+    d = tmp_path_factory.mktemp("model")
+    ckpt = write_initial_checkpoint(d / "init.ckpt", TrainConfig.model_validate({"data": {"cache": "-"}}), AU_SETS["BP4D"])
+    export_model(ckpt, d)
+    return d / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def det(model_path):
+    from rtatl_sdk import AUDetector
+
+    d = AUDetector(model_path)
+    yield d
+    d.close()
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

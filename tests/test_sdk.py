@@ -15,30 +15,6 @@ pytestmark = pytest.mark.media
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """Until a trained default model ships, export a randomly initialised one (as users would)."""
-    pytest.importorskip("torch")
-    from export import export_model
-    from rtatl_sdk.au import AU_SETS
-    from training.checkpoint import write_initial_checkpoint
-    from training.config import TrainConfig
-
-    d = tmp_path_factory.mktemp("model")
-    ckpt = write_initial_checkpoint(d / "init.ckpt", TrainConfig.model_validate({"data": {"cache": "-"}}), AU_SETS["BP4D"])
-    export_model(ckpt, d)
-    return d / "model.onnx"
-
-
-@pytest.fixture(scope="module")
-def det(model_path):
-    from rtatl_sdk import AUDetector
-
-    d = AUDetector(model_path)
-    yield d
-    d.close()
-
-
 def test_detect_counts_and_typed_results(det, media):
     (face,) = det.detect(media / "single_face.jpg")
     assert face.landmarks.shape == (68, 2)

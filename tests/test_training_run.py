@@ -134,3 +134,51 @@ def test_two_process_gloo_ddp(caches, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count('"steps": 3') == 2  # both ranks finished
     assert (tmp_path / "ddp" / "last.ckpt").is_file()
+
+
+def _wait_for(cond, proc, timeout=300):
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_prep_and_train_survive_sigkill(caches, tmp_path):
+    import signal
+
+    cache = tmp_path / "cache"
+    prep_cmd = [sys.executable, "-m", "training.prep", "BP4D", str(caches["root"] / "bp4d"), str(cache), "--workers", "1",
+                "--flow-scale", "0.5", "--flow-warps", "3", "--flow-scales", "3"]
+    proc = subprocess.Popen(prep_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: len(list((cache / "parts").glob("*.npz"))) >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((cache / "parts").glob("*.npz")))
+    res = subprocess.run(prep_cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    totals = json.loads(res.stdout.strip().splitlines()[-1])
+    assert totals["resumed"] == done_before and len(list((cache / "parts").glob("*.npz"))) == 12
+    assert AUDataset(cache, train=False).__len__() == caches["totals"]["frames"]
+
+    out = tmp_path / "run"
+    train_cmd = [sys.executable, "-m", "training.train", "--config", "training/configs/smoke.yaml", f"data.cache={cache}",
+                 f"data.unlabelled_cache={caches['unl']}", f"run.out={out}", "optim.steps=10", "run.ckpt_every=2",
+                 "optim.batch_size=4", "optim.unlabelled_batch_size=2"]
+    proc = subprocess.Popen(train_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: (out / "last.ckpt").is_file(), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from training.checkpoint import load_checkpoint
+
+    killed_at = load_checkpoint(out / "last.ckpt")["step"]  # the checkpoint on disk is whole
+    res = subprocess.run(train_cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resumed from {out / 'last.ckpt'} at step {killed_at}" in res.stderr
+    assert load_checkpoint(out / "last.ckpt")["step"] == 10

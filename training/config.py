@@ -27,6 +27,7 @@ class ModelConfig(_Strict):
     variant: Literal["backbone", "ofe", "roii", "rtatl"] = "rtatl"
     d: int = 128
     heads: int = 8
+    ff: int = 2048  #: transformer feed-forward width (not given in the paper; PyTorch's default)
     pretrained: Path | None = None
     lambda1: float = 0.1
     lambda2: float = 0.1

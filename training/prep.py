@@ -80,14 +80,9 @@ def _largest_face(pipe, img):
 
 def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, with_flow: bool = True) -> dict:
     """Preprocess one sequence into the cache; returns its counts."""
-    import cv2
-
-    part = cache / "parts" / f"{seq.key}.npz"
-    if part.is_file():
+    if (cache / "parts" / f"{seq.key}.npz").is_file():
         return {"frames": 0, "skipped": 0, "resumed": 1}
     reader = _FrameReader()
-    img_dir, flow_dir = cache / "images" / seq.key, cache / "flow" / seq.key
-    img_dir.mkdir(parents=True, exist_ok=True)
     keep, lms, mats, has_flow = [], [], [], []
     skipped = dict(seq.skipped)
     for i in range(len(seq.frames)):
@@ -100,39 +95,67 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
         if face is None:
             skipped["no face"] = skipped.get("no face", 0) + 1
             continue
-        ok, jpg = cv2.imencode(".jpg", face.aligned.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise RTATLError(f"{seq.key} frame {frame}: the aligned face could not be encoded as JPEG")
-        atomic_write_bytes(img_dir / f"{frame}.jpg", jpg.tobytes())
-        flow_ok = False
+        flow = None
         later = seq.later_source(i, FLOW_STEP) if with_flow else None
         nxt = reader.read(later) if later is not None else None
         if nxt is not None:
             nxt_aligned = geometry.warp_to_canvas(nxt, face.aligned.matrix)  # t+3 aligned by frame t's transform
-            flow = tvl1_flow(face.aligned.image, nxt_aligned, params).astype(np.float16)
-            flow_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(flow_dir / f"{frame}.npy", _npy_bytes(flow))
-            flow_ok = True
+            flow = tvl1_flow(face.aligned.image, nxt_aligned, params)
+        write_frame(cache, seq.key, frame, face.aligned.image, flow)
         keep.append(i)
-        lms.append(face.aligned.landmarks.astype(np.float32))
-        mats.append(face.aligned.matrix.astype(np.float32))
-        has_flow.append(flow_ok)
-    n = len(keep)
-    arrays = dict(
-        frames=seq.frames[keep], labels=seq.labels[keep],
-        landmarks=np.asarray(lms, np.float32).reshape(n, 68, 2), matrices=np.asarray(mats, np.float32).reshape(n, 2, 3),
-        has_flow=np.asarray(has_flow, bool), subject=np.array(seq.subject), sequence=np.array(seq.name),
-        skipped=np.array(json.dumps(skipped)),
-    )
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(part, buf.getvalue())  # written last: marks the sequence done
+        lms.append(face.aligned.landmarks)
+        mats.append(face.aligned.matrix)
+        has_flow.append(flow is not None)
+    write_part(cache, seq.key, seq.subject, seq.name, seq.frames[keep], seq.labels[keep], lms, mats, has_flow, skipped)
     n_skip = sum(skipped.values())
     if n_skip:
         log.warning("%s: %d frames skipped (%s)", seq.key, n_skip, ", ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return {"frames": n, "skipped": n_skip, "resumed": 0}
+    return {"frames": len(keep), "skipped": n_skip, "resumed": 0}
+
+
+def write_frame(cache: Path, key: str, frame: int, canvas: np.ndarray, flow: np.ndarray | None = None) -> None:
+    """One cached frame: the aligned face as JPEG and, when given, its flow as float16 .npy."""
+    import cv2
+
+    ok, jpg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise RTATLError(f"{key} frame {frame}: the aligned face could not be encoded as JPEG")
+    atomic_write_bytes(Path(cache) / "images" / key / f"{frame}.jpg", jpg.tobytes())
+    if flow is not None:
+        atomic_write_bytes(Path(cache) / "flow" / key / f"{frame}.npy", _npy_bytes(np.asarray(flow, np.float16)))
+
+
+def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, landmarks, matrices, has_flow,
+               skipped: dict | None = None) -> None:
+    """The arrays of one finished sequence; written last and atomically: marks it done."""
+    import io
+
+    n = len(frames)
+    arrays = dict(
+        frames=np.asarray(frames, np.int64), labels=np.asarray(labels, np.int8).reshape(n, -1),
+        landmarks=np.asarray(landmarks, np.float32).reshape(n, 68, 2), matrices=np.asarray(matrices, np.float32).reshape(n, 2, 3),
+        has_flow=np.asarray(has_flow, bool), subject=np.array(subject), sequence=np.array(name),
+        skipped=np.array(json.dumps(skipped or {})),
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(Path(cache) / "parts" / f"{key}.npz", buf.getvalue())
+
+
+def write_manifest(cache: Path, dataset: str, aus, params: FlowParams | None = None) -> dict:
+    """Create (or check) the cache's manifest; a cache made with other settings is refused."""
+    cache = Path(cache)
+    (cache / "parts").mkdir(parents=True, exist_ok=True)
+    manifest = {"version": CACHE_VERSION, "dataset": dataset, "aus": list(aus), "flow_step": FLOW_STEP,
+                "flow_params": asdict(params) if params else None, "aligned_size": geometry.ALIGNED_SIZE}
+    mpath = cache / "manifest.json"
+    if mpath.is_file():
+        old = json.loads(mpath.read_text())
+        if {k: old.get(k) for k in manifest} != manifest:
+            raise RTATLError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
+    else:
+        atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
+    return manifest
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -181,16 +204,7 @@ def prepare(dataset: str, root: Path, cache: Path, images: Path | None = None, w
     seqs = load_sequences(dataset, root, images, aus)
     aus = tuple(aus or (AU_SETS["BP4D"] if dataset.upper() not in AU_SETS else AU_SETS[dataset.upper()]))
     cache = Path(cache)
-    (cache / "parts").mkdir(parents=True, exist_ok=True)
-    manifest = {"version": CACHE_VERSION, "dataset": dataset.upper(), "aus": list(aus), "flow_step": FLOW_STEP,
-                "flow_params": asdict(params), "aligned_size": geometry.ALIGNED_SIZE}
-    mpath = cache / "manifest.json"
-    if mpath.is_file():
-        old = json.loads(mpath.read_text())
-        if {k: old.get(k) for k in manifest} != manifest:
-            raise RTATLError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
-    else:
-        atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
+    write_manifest(cache, dataset.upper(), aus, params)
     totals = {"sequences": len(seqs), "frames": 0, "skipped": 0, "resumed": 0, "failed": 0}
     todo = [s for s in seqs if not (cache / "parts" / f"{s.key}.npz").is_file()]
     totals["resumed"] = len(seqs) - len(todo)

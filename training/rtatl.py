@@ -37,7 +37,7 @@ class RTATL(nn.Module):
     def __init__(self, aus: tuple[int, ...], variant: str = "rtatl", d: int = 128, heads: int = 8,
                  lambda1: float = 0.1, lambda2: float = 0.1, lambda_f: float = 0.2,
                  pretrained: str | None = None, crop_overlap: float = 0.5,
-                 log_init: bool = True):
+                 log_init: bool = True, ff: int = 2048):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -47,7 +47,7 @@ class RTATL(nn.Module):
         self.lambda1, self.lambda2, self.lambda_f = lambda1, lambda2, lambda_f
         self.crop_overlap = crop_overlap
         n = len(self.aus)
-        self.backbone = RTATLBackbone(n, d, heads, pretrained=pretrained, log_init=log_init)
+        self.backbone = RTATLBackbone(n, d, heads, ff=ff, pretrained=pretrained, log_init=log_init)
         if self.use_roii:
             self.generator = PatchGenerator(d)
             self.discriminator = PatchDiscriminator()

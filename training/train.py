@@ -97,7 +97,7 @@ def build_model(cfg: TrainConfig, aus, from_checkpoint: bool = False):
     m = cfg.model
     pretrained = str(m.pretrained) if m.pretrained and not from_checkpoint else None
     return RTATL(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f,
-                 pretrained=pretrained, log_init=not from_checkpoint)
+                 pretrained=pretrained, log_init=not from_checkpoint, ff=m.ff)
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:

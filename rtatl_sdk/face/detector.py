@@ -18,6 +18,7 @@ from ..errors import ModelFileError
 _STRIDES = (8, 16, 32)
 _SIZES = ((16, 32), (64, 128), (256, 512))
 _VAR_CENTRE, _VAR_SIZE = 0.1, 0.2
+MIN_SIDE = 16
 # Per-channel means subtracted from BGR pixels, as the carrier package measured its recall with.
 _MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
 
@@ -96,6 +97,8 @@ class RetinaFaceDetector:
         import cv2
 
         h, w = bgr.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            return []  # too small to hold a detectable face (the smallest anchor is 16 px)
         scale = min(1.0, self.max_side / max(h, w))
         img = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
