@@ -45,10 +45,15 @@ def edit_landmarks(pts: np.ndarray, aus, strength: float = 1.0) -> np.ndarray:
 
 
 def _control_points(pts: np.ndarray, size: int) -> np.ndarray:
-    """Landmarks plus pinned points on the canvas border and around the face."""
+    """Landmarks plus pinned points: the canvas border every 25 px and a ring around the face
+    (its outline scaled 1.3x from the face centre), so a warp stays inside the face."""
     s = size - 1
-    border = [(0, 0), (s / 2, 0), (s, 0), (s, s / 2), (s, s), (s / 2, s), (0, s), (0, s / 2)]
-    return np.vstack([pts, np.array(border, np.float64)])
+    ticks = np.linspace(0, s, 9)
+    border = [(t, 0) for t in ticks] + [(t, s) for t in ticks] + [(0, t) for t in ticks[1:-1]] + [(s, t) for t in ticks[1:-1]]
+    outline = pts[list(range(17)) + list(range(26, 16, -1))]
+    centre = pts.mean(0)
+    ring = np.clip(centre + 1.3 * (outline - centre), 1, s - 1)
+    return np.vstack([pts, ring, np.array(border, np.float64)])
 
 
 def _triangles(points: np.ndarray, size: int) -> list[tuple[int, int, int]]:
@@ -95,7 +100,9 @@ def apply_edit(image: np.ndarray, pts: np.ndarray, aus, strength: float = 1.0):
 
     size = image.shape[0]
     new = edit_landmarks(pts, aus, strength)
-    src, dst = _control_points(pts, size), _control_points(new, size)
+    src = _control_points(pts, size)
+    dst = src.copy()
+    dst[: len(new)] = new  # only the landmarks move; the ring and border stay pinned
     tris = _triangles(src, size)
     inv = _dense_map(src, dst, tris, size)  # edited pixel -> original position
     edited = cv2.remap(image, inv[..., 0], inv[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

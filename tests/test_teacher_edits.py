@@ -1,0 +1,44 @@
+"""Blendshape teacher and synthetic AU edits (exact labels and flow)."""
+
+import numpy as np
+import pytest
+
+from rtatl_sdk import geometry as g
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.teacher import BLENDSHAPE_AUS, teacher_scores
+from tests.test_geometry import mean_face
+
+AUS = AU_SETS["BP4D"]
+
+
+def test_teacher_maps_every_bp4d_au_and_takes_the_larger_side():
+    assert set(BLENDSHAPE_AUS) == set(AUS)
+    s = teacher_scores({"mouthSmileLeft": 0.2, "mouthSmileRight": 0.9, "browInnerUp": 0.4}, AUS)
+    assert s[AUS.index(12)] == 0.9 and s[AUS.index(1)] == 0.4 and s[AUS.index(4)] == 0.0
+
+
+def test_edit_moves_the_right_landmarks_the_right_way():
+    edits = pytest.importorskip("training.edits")
+    pts = mean_face() + g.CENTRE_CROP_OFFSET
+    iod = np.linalg.norm(g.five_points(pts)[1] - g.five_points(pts)[0])
+    new = edits.edit_landmarks(pts, (12,))
+    d = new - pts
+    assert d[48, 0] < 0 < d[54, 0] and d[48, 1] < 0 and d[54, 1] < 0  # corners out and up
+    assert np.allclose(d[:17], 0) and np.allclose(d[36:48], 0)  # jaw and eyes untouched
+    assert np.isclose(abs(d[54, 0]), 0.09 * iod)
+    up = edits.edit_landmarks(pts, (1,)) - pts
+    assert up[21, 1] < 0 and up[22, 1] < 0 and np.allclose(up[48:], 0)
+
+
+def test_apply_edit_gives_exact_flow_and_pins_the_border():
+    edits = pytest.importorskip("training.edits")
+    rng = np.random.default_rng(0)
+    pts = mean_face() + g.CENTRE_CROP_OFFSET
+    img = rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    edited, new, flow = edits.apply_edit(img, pts, (12, 2), strength=1.5)
+    assert edited.shape == img.shape and flow.shape == (2, 200, 200)
+    for k in (48, 54, 17, 26):  # the flow at a moved landmark is its displacement
+        x, y = np.round(pts[k]).astype(int)
+        assert np.allclose(flow[:, y, x], new[k] - pts[k], atol=0.6)
+    assert np.abs(flow[:, :5, :]).max() < 1e-3 and np.abs(flow[:, :, :5]).max() < 1e-3  # background pinned
+    assert np.abs(flow).max() > 3.0
