@@ -1,5 +1,5 @@
 # Two commands set the project up on a fresh machine (Python 3.11, no GPU needed):
-#   make demo   - AU/face pipeline on a real face image (default: scikit-image's astronaut)
+#   make demo   - AU detection with the default model on a real face image (default: scikit-image astronaut)
 #   make test   - install everything and run the test suite
 PY ?= python3.11
 VENV ?= .venv
@@ -24,7 +24,7 @@ models: $(BIN)/python
 	$(BIN)/rtatl-fetch-models
 
 demo: install models
-	$(BIN)/python examples/face_pipeline_demo.py $(IMAGE) --out out/demo
+	$(BIN)/python examples/demo.py $(IMAGE) --out out/demo
 
 test: install-dev models
 	$(BIN)/python -m pytest -q

@@ -177,13 +177,18 @@ class AUDetector:
 
     # --- video and cameras -----------------------------------------------------------------
     def detect_video(self, source, max_frames: int | None = None, start: int = 0,
-                     neutral_frames: set[int] | None = None, keep_images: bool = False) -> Iterator[FrameResult]:
+                     neutral_frames: set[int] | None = None, keep_images: bool = False,
+                     lookahead: int = 2) -> Iterator[FrameResult]:
         """Results for each frame of a video file (path) or camera (int index), in order.
 
         ``face.track_id`` follows each person across frames. Smoothing and calibration, when
         enabled on the detector, run per track; ``neutral_frames`` marks frame indices whose
         faces show a neutral expression (calibration baseline). ``start`` skips frames (resume);
         ``keep_images`` attaches each decoded frame to its result (for drawing).
+
+        Pipelined: frames are decoded in one thread and faces found (detector, landmarker) in
+        another, up to ``lookahead`` frames ahead of the AU model; results stay in frame order.
+        ``lookahead=0`` runs every stage in the caller's thread.
         """
         from .face.pipeline import IoUTracker
         from .video import iter_frames
@@ -191,13 +196,11 @@ class AUDetector:
         tracker = IoUTracker()
         smoother = Smoother(self.smoothing) if self.smoothing else None
         baseline = NeutralBaseline() if self.calibration else None
-        for fr in _prefetch(iter_frames(source, max_frames=max_frames)):
-            if fr.index < start:
-                continue
+        frames = (fr for fr in _prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
+        for fr, faces in self._with_faces(frames, lookahead):
             if fr.image is None:
                 yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error="frame could not be decoded")
                 continue
-            faces = self._faces(fr.image)
             probs = self._probabilities(faces)
             ids = tracker.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
             results = []
@@ -211,6 +214,26 @@ class AUDetector:
                 results.append(self._result(i, f, p, tid))
             yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
                               image=fr.image if keep_images else None)
+
+    def _with_faces(self, frames, lookahead: int):
+        """(frame, faces) in order; face finding runs ``lookahead`` frames ahead in a thread."""
+        def find(fr):
+            return fr, ([] if fr.image is None else self._faces(fr.image))
+
+        if lookahead <= 0:
+            yield from map(find, frames)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending: deque = deque()
+            for fr in frames:
+                pending.append(pool.submit(find, fr))
+                if len(pending) > lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def close(self) -> None:
         self.pipeline.landmarker.close()

@@ -257,6 +257,7 @@ def main(argv=None) -> int:
             reports = export_model(ckpt, args.ship, faces=args.media / HELD_VIDEO)
         for r in reports:
             log.info(r.summary())
+        (args.ship / "recipe_metrics.json").write_text(json.dumps(metrics, indent=1))
     log.info("recipe finished in %.0f s", time.time() - t0)
     print(json.dumps(metrics, indent=1))
     return 0
