@@ -21,8 +21,10 @@ def test_face_counts(media, pipeline, name, count):
 
 
 def test_no_face_video_has_no_face(media, pipeline):
-    counts = [len(pipeline.detector.detect(fr.image)) for fr in iter_frames(media / "no_face.mp4")]
-    assert len(counts) >= 95 and sum(counts) == 0
+    frames = list(iter_frames(media / "no_face.mp4"))
+    counts = [len(pipeline.detector.detect(fr.image)) for fr in frames if fr.image is not None]
+    # the container lists 98 frames; the last 3 do not decode and come back as image=None
+    assert len(frames) == 98 and len(counts) >= 95 and sum(counts) == 0
 
 
 def test_face_appears_part_way(media, pipeline):

@@ -169,3 +169,20 @@ def test_flipped_face_gives_mirrored_roi_patches():
     pf = crop_patches(img.flip(-1), cf)
     perm = torch.as_tensor(g.centre_flip_permutation(AUS))
     assert torch.allclose(pf, p[perm].flip(-1), atol=1e-5)
+
+
+def test_positive_weights_raise_the_loss_of_positive_labels(model):
+    from types import SimpleNamespace
+
+    z = torch.zeros(2, 12)
+    out = SimpleNamespace(logits=z, local_logits=z, global_logits=z)
+    labels = torch.zeros(2, 12)
+    labels[:, 0] = 1
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    plain = model.supervised_loss(out, labels, mask)
+    w = torch.ones(12)
+    w[0] = 3.0
+    weighted = model.supervised_loss(out, labels, mask, w)
+    # at logit 0 every term is log 2; the two positives now count three times
+    assert torch.isclose(plain, torch.tensor(np.log(2.0), dtype=plain.dtype))
+    assert torch.isclose(weighted, plain * (24 + 2 * 2) / 24)

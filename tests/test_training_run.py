@@ -182,3 +182,13 @@ def test_prep_and_train_survive_sigkill(caches, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"resumed from {out / 'last.ckpt'} at step {killed_at}" in res.stderr
     assert load_checkpoint(out / "last.ckpt")["step"] == 10
+
+
+def test_colour_jitter_is_seeded_and_train_only(caches):
+    plain = AUDataset(caches["bp4d"], train=True, seed=3)
+    jit = AUDataset(caches["bp4d"], train=True, seed=3, colour_jitter=0.3)
+    test = AUDataset(caches["bp4d"], train=False, colour_jitter=0.3)
+    a, b, b2 = plain[0], jit[0], jit[0]
+    assert np.array_equal(b["image"], b2["image"])  # same (seed, epoch, index): same jitter
+    assert not np.allclose(a["image"], b["image"]) and np.allclose(a["centres"], b["centres"])
+    assert np.array_equal(test[0]["image"], AUDataset(caches["bp4d"], train=False)[0]["image"])

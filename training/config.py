@@ -21,6 +21,7 @@ class DataConfig(_Strict):
     unlabelled_cache: Path | None = None
     strict_subjects: bool = False
     aus: list[int] | None = None  #: default: the dataset's AU set
+    colour_jitter: float = 0.0  #: training only: brightness/contrast/saturation factors in [1-j, 1+j] (paper: 0)
 
 
 class ModelConfig(_Strict):
@@ -40,6 +41,7 @@ class OptimConfig(_Strict):
     unlabelled_batch_size: int = 32
     steps: int = 20000
     grad_clip: float | None = None
+    balance_labels: bool = False  #: weight positives by negatives/positives per AU in L_Sup (paper: off)
 
 
 class RunConfig(_Strict):

@@ -56,6 +56,7 @@ class RTATL(nn.Module):
             self.flow_head = FlowHead()
         white = (1.0 - torch.tensor(preprocess.MEAN)) / torch.tensor(preprocess.STD)
         self.register_buffer("white", white.view(1, 3, 1, 1), persistent=False)
+        self.pos_weight: torch.Tensor | None = None  #: optional per-AU weight of positives in L_Sup
 
     def forward(self, inputs, mode: str = "g", gen: torch.Generator | None = None) -> StepOutput:
         """One entry point (so DistributedDataParallel sees both steps): mode "g" or "d"."""
@@ -105,18 +106,20 @@ class RTATL(nn.Module):
 
     # --- losses -------------------------------------------------------------------------
     @staticmethod
-    def supervised_loss(out, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def supervised_loss(out, labels: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
         """L_Sup: binary cross entropy on known, uncropped labels of labelled images.
 
         Applied to the fused logits and to both branches (the max passes gradient to one branch
-        only), averaged. ``mask`` (B, N) selects the terms that count.
+        only), averaged. ``mask`` (B, N) selects the terms that count; ``pos_weight`` (N,)
+        optionally re-weights positive labels per AU.
         """
         m = mask.to(out.logits.dtype)
         denom = m.sum().clamp(min=1.0)
         y = labels.clamp(min=0).to(out.logits.dtype)
         total = 0.0
         for logits in (out.logits, out.local_logits, out.global_logits):
-            total = total + (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * m).sum() / denom
+            bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none", pos_weight=pos_weight)
+            total = total + (bce * m).sum() / denom
         return total / 3
 
     def generator_step(self, batch: dict, gen: torch.Generator | None = None) -> StepOutput:
@@ -149,7 +152,7 @@ class RTATL(nn.Module):
         else:
             out = self.backbone(images, centres)
             sup_mask = known
-        terms["sup"] = self.supervised_loss(out, labels, sup_mask)
+        terms["sup"] = self.supervised_loss(out, labels, sup_mask, self.pos_weight)
         total = terms["sup"] + (terms["G"] if self.use_roii else 0.0)
         if self.use_ofe:
             has = batch["has_flow"]

@@ -125,15 +125,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     train_subj = test_subj = None
     if cfg.data.fold is not None:
         train_subj, test_subj = check_present(cfg.data.dataset, cfg.data.fold, all_subjects(cfg.data.cache), cfg.data.strict_subjects)
-    lab = AUDataset(cfg.data.cache, train_subj, train=True, labelled=True, seed=cfg.run.seed, aus=aus)
+    lab = AUDataset(cfg.data.cache, train_subj, train=True, labelled=True, seed=cfg.run.seed, aus=aus,
+                    colour_jitter=cfg.data.colour_jitter)
     streams = [BatchStream(lab, cfg.optim.batch_size, cfg.run.seed, rank, world, cfg.run.workers)]
     if cfg.data.unlabelled_cache is not None and cfg.model.variant != "backbone":
-        unl = AUDataset(cfg.data.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None)
+        unl = AUDataset(cfg.data.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None,
+                        colour_jitter=cfg.data.colour_jitter)
         unl.aus, unl.cols = aus, list(range(len(aus)))  # labels unknown; centres for the labelled AU set
         streams.append(BatchStream(unl, cfg.optim.unlabelled_batch_size, cfg.run.seed + 1, rank, world, cfg.run.workers))
 
     torch.manual_seed(cfg.run.seed)
     model = build_model(cfg, aus).to(device)
+    if cfg.optim.balance_labels:
+        known = lab.index.labels[:, lab.cols]
+        pos, neg = (known == 1).sum(0), (known == 0).sum(0)
+        model.pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.1, 10.0), dtype=torch.float32, device=device)
+        log.info("L_Sup positive weights per AU: %s", np.round(model.pos_weight.cpu().numpy(), 2).tolist())
     if rank == 0:
         n_inf, n_all = count_parameters(model.backbone), count_parameters(model)
         log.info("RTATL variant=%s AUs=%s: inference parameters %.2f M, training graph %.2f M",

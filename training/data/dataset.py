@@ -78,7 +78,7 @@ class AUDataset:
     """A torch-style map dataset over a cache (returns numpy; ``collate`` makes tensors)."""
 
     def __init__(self, cache: Path, subjects: list[str] | None = None, train: bool = True, labelled: bool = True,
-                 seed: int = 0, aus: tuple[int, ...] | None = None):
+                 seed: int = 0, aus: tuple[int, ...] | None = None, colour_jitter: float = 0.0):
         self.index = CacheIndex(cache, subjects)
         self.aus = tuple(aus) if aus else self.index.aus
         missing = [a for a in self.aus if a not in self.index.aus]
@@ -86,6 +86,7 @@ class AUDataset:
             raise InputError(str(cache), f"has no labels for AUs {missing} (it has {list(self.index.aus)})")
         self.cols = [self.index.aus.index(a) for a in self.aus]
         self.train, self.labelled, self.seed, self.epoch = train, labelled, seed, 0
+        self.colour_jitter = colour_jitter
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,6 +104,16 @@ class AUDataset:
         x0, y0 = (int(v) for v in rng.integers(0, span + 1, 2))
         return x0, y0, bool(rng.random() < 0.5)
 
+    def _jitter(self, rgb: np.ndarray, rng) -> np.ndarray:
+        """Brightness, contrast and saturation each scaled by a factor in [1-j, 1+j]."""
+        j = self.colour_jitter
+        b, c, s = rng.uniform(1 - j, 1 + j, 3)
+        x = rgb.astype(np.float32) * b
+        x = (x - x.mean()) * c + x.mean()
+        grey = x.mean(axis=2, keepdims=True)
+        x = (x - grey) * s + grey
+        return np.clip(x, 0, 255).astype(np.uint8)
+
     def __getitem__(self, i: int) -> dict:
         import cv2
 
@@ -119,6 +130,8 @@ class AUDataset:
         has_flow = bool(idx.has_flow[i])
         if has_flow:
             flow = np.load(idx.flow_path(i)).astype(np.float32)[:, y0:y0 + s, x0:x0 + s]
+        if self.train and self.colour_jitter > 0:
+            crop = self._jitter(crop, np.random.default_rng([self.seed, self.epoch, i, 1]))
         if flip:
             crop = crop[:, ::-1]
             pts = lm.flip_landmarks(pts, s)

@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     from ..train import train
 
     cfg = load_config(None, [f"data.cache={data / 'labelled'}", f"data.unlabelled_cache={data / 'unlabelled'}",
-                             "data.fold=null", "data.dataset=BP4D", "model.variant=rtatl", "model.ff=512",
+                             "data.fold=null", "data.dataset=BP4D", "data.colour_jitter=0.3", "model.variant=rtatl",
+                             "model.ff=512", "optim.balance_labels=true",
                              f"optim.steps={args.steps}", "optim.batch_size=12", "optim.unlabelled_batch_size=6",
                              f"run.out={args.out / 'train'}", f"run.seed={args.seed}", "run.workers=0",
                              "run.log_every=10", "run.ckpt_every=100"])
