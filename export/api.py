@@ -327,7 +327,7 @@ def export_model(ckpt, out, fp16: bool = False, int8: bool = False, calib=None, 
             to_fp16(fp32, tmp / "model.fp16.onnx")
             jobs.append(("fp16", tmp / "model.fp16.onnx"))
         if int8:
-            calib_set = collect_faces_for(calib, aus, calib_faces) if calib is not None else real
+            calib_set = real if faces is None else collect_faces_for(calib, aus, calib_faces)
             to_int8(fp32, tmp / "model.int8.onnx", *calib_set)
             write_card(tmp / "model.int8.onnx", card)
             jobs.append(("int8", tmp / "model.int8.onnx"))

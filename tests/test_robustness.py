@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 
 from rtatl_sdk.errors import InputError, ModelFileError
 from rtatl_sdk.images import load_image
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TRIED: dict[str, int] = {}  # generated inputs per property (printed at the end of the module)
@@ -203,15 +203,8 @@ def test_camera_that_disconnects_or_never_delivers(monkeypatch, caplog):
         list(iter_frames(0))
 
 
-def _rows_when(path: Path, n: int, proc, timeout: float = 120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if path.is_file() and len(path.read_text().splitlines()) > n:
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.05)
-    return False
+def _rows_when(path: Path, n: int, proc) -> bool:
+    return wait_for(lambda: path.is_file() and len(path.read_text().splitlines()) > n, proc, timeout=120)
 
 
 @pytest.mark.media

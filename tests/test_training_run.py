@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from rtatl_sdk import geometry as g
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import RTATLError
+from tests.helpers import wait_for
 from training import evaluate, prep, train
 from training.config import load_config
 from training.data import synthetic
@@ -136,19 +137,6 @@ def test_two_process_gloo_ddp(caches, tmp_path):
     assert (tmp_path / "ddp" / "last.ckpt").is_file()
 
 
-def _wait_for(cond, proc, timeout=300):
-    import time
-
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.slow
 def test_prep_and_train_survive_sigkill(caches, tmp_path):
     import signal
@@ -157,7 +145,7 @@ def test_prep_and_train_survive_sigkill(caches, tmp_path):
     prep_cmd = [sys.executable, "-m", "training.prep", "BP4D", str(caches["root"] / "bp4d"), str(cache), "--workers", "1",
                 "--flow-scale", "0.5", "--flow-warps", "3", "--flow-scales", "3"]
     proc = subprocess.Popen(prep_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait_for(lambda: len(list((cache / "parts").glob("*.npz"))) >= 3, proc)
+    assert wait_for(lambda: len(list((cache / "parts").glob("*.npz"))) >= 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(list((cache / "parts").glob("*.npz")))
@@ -172,7 +160,7 @@ def test_prep_and_train_survive_sigkill(caches, tmp_path):
                  f"data.unlabelled_cache={caches['unl']}", f"run.out={out}", "optim.steps=10", "run.ckpt_every=2",
                  "optim.batch_size=4", "optim.unlabelled_batch_size=2"]
     proc = subprocess.Popen(train_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait_for(lambda: (out / "last.ckpt").is_file(), proc)
+    assert wait_for(lambda: (out / "last.ckpt").is_file(), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     from training.checkpoint import load_checkpoint
