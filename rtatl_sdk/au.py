@@ -48,12 +48,3 @@ def au_number(label: str | int) -> int:
         raise InputError("AU", f"{label!r} is not a supported AU (known: {known})")
     return number
 
-
-def au_set(name: str) -> tuple[int, ...]:
-    """The AU numbers of a dataset's AU set (``"BP4D"`` or ``"DISFA"``)."""
-    from .errors import InputError
-
-    key = str(name).upper()
-    if key not in AU_SETS:
-        raise InputError("au_set", f"{name!r} is not one of {sorted(AU_SETS)}")
-    return AU_SETS[key]
