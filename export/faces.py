@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk.errors import InputError, RTATLError
+from rtatl_sdk.images import IMAGE_EXTENSIONS as IMAGE_EXT
+from rtatl_sdk.images import VIDEO_EXTENSIONS as VIDEO_EXT
 from rtatl_sdk.images import load_image
 from rtatl_sdk.preprocess import model_inputs
 
 log = logging.getLogger(__name__)
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 
 
 def _frames(path: Path, video_stride: int):

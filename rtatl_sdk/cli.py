@@ -15,22 +15,39 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from .errors import InputError, RTATLError
+from .images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+IMAGE_EXT = IMAGE_EXTENSIONS
+VIDEO_EXT = VIDEO_EXTENSIONS
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to process (folders searched recursively) and (input, reason) for unusable ones."""
+ANNOTATED_SUFFIX = "_annotated"
+SKIPPED_OUTPUT = "an annotation in the --annotate folder, not an input; skipped"
+
+
+def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to process (folders searched recursively) and (input, reason) for unusable ones.
+    This run's outputs found in an input folder are not inputs: the ``outputs`` files (result
+    file, plot) are left out, and so are annotations (``*_annotated.*``) in the ``annotate``
+    folder, each named with the reason."""
     files, bad = [], []
+    skip = {Path(o).resolve() for o in outputs if o}
+    ann = Path(annotate).resolve() if annotate else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for f in sorted(x for x in p.rglob("*") if x.is_file()):
+                r = f.resolve()
+                if r in skip:
+                    continue
+                if ann is not None and r.parent == ann and f.stem.endswith(ANNOTATED_SUFFIX):
+                    bad.append((str(f), SKIPPED_OUTPUT))
+                    continue
                 if f.suffix.lower() in IMAGE_EXT | VIDEO_EXT:
                     files.append(f)
                 else:
@@ -40,6 +57,73 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
         else:
             bad.append((item, "no such file or folder"))
     return files, bad
+
+
+def check_options(args, files: list[Path]) -> None:
+    """Every option checked before any output is touched; a mistake raises InputError (exit 2)."""
+    if args.smooth is not None and not 0.0 < args.smooth <= 1.0:
+        raise InputError(f"--smooth {args.smooth}", "must lie in (0, 1]")
+    if args.camera is not None and args.camera < 0:
+        raise InputError(f"--camera {args.camera}", "a camera index is 0 or more")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames {args.max_frames}", "must be at least 1")
+    if args.threads < 0:
+        raise InputError(f"--threads {args.threads}", "must be 0 (all cores) or more")
+    if args.resume and not args.out:
+        raise InputError("--resume", "needs --out: the file to continue")
+    inputs = {f.resolve() for f in files}
+    for opt, value, suffixes in (("--out", args.out, (".csv", ".jsonl", ".json")), ("--plot", args.plot, (".png",))):
+        if not value:
+            continue
+        p = Path(value)
+        if p.suffix.lower() not in suffixes:
+            raise InputError(f"{opt} {p}", f"must end in {' or '.join(suffixes)}")
+        if p.resolve() in inputs:
+            raise InputError(f"{opt} {p}", "is one of the inputs; it would be overwritten")
+        _check_writable_parent(opt, p)
+    if args.annotate:
+        ann = Path(args.annotate)
+        if ann.suffix.lower() in VIDEO_EXT:
+            if len(files) + (args.camera is not None) != 1 or (files and files[0].suffix.lower() not in VIDEO_EXT):
+                raise InputError(f"--annotate {ann}", "a video file name takes exactly one video or camera input; "
+                                 "give a folder for several inputs or for images")
+            if ann.resolve() in inputs:
+                raise InputError(f"--annotate {ann}", "is one of the inputs; it would be overwritten")
+            _check_writable_parent("--annotate", ann)
+        elif ann.exists() and not ann.is_dir():
+            raise InputError(f"--annotate {ann}", "exists and is not a folder")
+        else:
+            _check_writable_parent("--annotate", ann / "x")
+
+
+def _check_writable_parent(opt: str, path: Path) -> None:
+    for parent in [path.parent, *path.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{opt} {path}", f"{parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise InputError(f"{opt} {path}", f"{parent} is not writable")
+            return
+
+
+def annotation_names(files: list[Path]) -> dict[Path, str]:
+    """File names for annotated outputs: ``<stem>_annotated.<ext>``, with a short hash of the full
+    path where two inputs share a stem or the name is itself an input; never an input's name."""
+    import hashlib
+
+    taken = {f.name for f in files}
+    ext = {f: ".jpg" if f.suffix.lower() in IMAGE_EXT else ".mp4" for f in files}
+    base = {f: f"{f.stem}{ANNOTATED_SUFFIX}{ext[f]}" for f in files}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for f, name in base.items():
+        if counts[name] > 1 or name in taken:
+            h = hashlib.sha1(os.fsencode(str(f.resolve()))).hexdigest()[:8]
+            name = f"{f.stem}_{h}{ANNOTATED_SUFFIX}{ext[f]}"
+        out[f] = name
+    return out
 
 
 def _annotate(img, faces, active_only: bool = True):
@@ -80,7 +164,8 @@ def run(args) -> int:
     from .results import error_row, face_row
     from .writers import RowWriter
 
-    files, bad = expand_inputs(args.inputs)
+    files, bad = expand_inputs(args.inputs, (args.out, args.plot), args.annotate)
+    check_options(args, files)
     if not files and args.camera is None:
         for name, reason in bad:
             print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
@@ -88,8 +173,9 @@ def run(args) -> int:
         return 1
     det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads)
     writer = RowWriter(args.out, det.aus, resume=args.resume) if args.out else None
-    failures = list(bad)
+    failures = [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
     ann = Path(args.annotate) if args.annotate else None
+    ann_names = annotation_names(files)
     try:
         sources: list = list(files) + ([args.camera] if args.camera is not None else [])
         for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
@@ -107,7 +193,7 @@ def run(args) -> int:
                         _print_faces(name, 0, faces)
                     if ann:
                         ann.mkdir(parents=True, exist_ok=True)
-                        cv2.imwrite(str(ann / f"{Path(name).stem}.jpg"), _annotate(img.copy(), faces))
+                        cv2.imwrite(str(ann / ann_names[src]), _annotate(img.copy(), faces))
                     continue
                 start = writer.last_done.get(name, -1) + 1 if writer else 0
                 vw, series, undecodable = None, [], []
@@ -125,7 +211,7 @@ def run(args) -> int:
                         _print_faces(name, fr.index, fr.faces)
                     series.append((fr.timestamp, [r.probability for r in fr.faces[0].aus.values()] if fr.faces else None))
                     if ann is not None:
-                        vw = vw or _video_writer(ann, name, src)
+                        vw = vw or _video_writer(ann, ann_names.get(src, f"camera{src}_annotated.mp4"), src)
                         if vw is not None:
                             vw.write(_annotate(fr.image, fr.faces))
                 bar.close()
@@ -149,14 +235,14 @@ def run(args) -> int:
     return 1 if failures else 0
 
 
-def _video_writer(ann: Path, name: str, src):
+def _video_writer(ann: Path, file_name: str, src):
     import cv2
 
     cap = cv2.VideoCapture(src if isinstance(src, int) else str(src))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
-    out = ann if ann.suffix.lower() in VIDEO_EXT else ann / f"{Path(name).stem}_annotated.mp4"
+    out = ann if ann.suffix.lower() in VIDEO_EXT else ann / file_name
     out.parent.mkdir(parents=True, exist_ok=True)
     return cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
 

@@ -9,26 +9,121 @@ import numpy as np
 
 from .errors import InputError
 
+#: File extensions read as still images and as videos, everywhere in the project (one home).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+
 #: The largest side accepted, to refuse absurd allocations with a clear message.
 MAX_SIDE = 16384
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from the file header of PNG, JPEG, GIF, BMP or WebP data; None when
+    the format is another or the header is unreadable (the decoder then decides)."""
+    import struct
+
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            kind = data[12:16]
+            if kind == b"VP8X":
+                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+            if kind == b"VP8L":
+                b = int.from_bytes(data[21:25], "little")
+                return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+            if kind == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+        if data[:2] == b"\xff\xd8":
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    i += 2
+                    continue
+                seg = struct.unpack(">H", data[i + 2:i + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                i += 2 + seg
+    except struct.error:
+        return None
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation tag (1-8) of JPEG data; 1 when absent or unreadable."""
+    import struct
+
+    if data[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    try:
+        while i + 4 < len(data) and data[i] == 0xFF:
+            marker, seg = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+            if marker == 0xDA:  # start of scan: no metadata after this
+                return 1
+            if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+                t = i + 10
+                end = "<" if data[t:t + 2] == b"II" else ">"
+                ifd = t + struct.unpack(end + "I", data[t + 4:t + 8])[0]
+                for k in range(struct.unpack(end + "H", data[ifd:ifd + 2])[0]):
+                    e = ifd + 2 + 12 * k
+                    if struct.unpack(end + "H", data[e:e + 2])[0] == 0x0112:
+                        value = struct.unpack(end + "H", data[e + 8:e + 10])[0]
+                        return value if 1 <= value <= 8 else 1
+                return 1
+            i += 2 + seg
+    except struct.error:
+        return 1
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels into the upright image an EXIF Orientation tag describes."""
+    import cv2
+
+    if orientation in (5, 6, 7, 8):
+        img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE if orientation in (5, 6, 7) else cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if orientation in (2, 5):
+        img = img[:, ::-1]
+    elif orientation in (4, 7):
+        img = img[::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    return np.ascontiguousarray(img)
+
+
 def decode_bytes(data: bytes, name: str) -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, ...) to BGR uint8, or raise InputError."""
+    """Decode encoded image bytes (JPEG, PNG, ...) to upright BGR uint8, or raise InputError.
+
+    The size is checked from the header before any pixel is decoded, and the EXIF orientation
+    is applied, so an image comes out the way viewers display it."""
     import cv2
 
     if len(data) == 0:
         raise InputError(name, "is empty (0 bytes)")
+    size = header_size(data)
+    if size is not None and max(size) > MAX_SIDE:
+        raise InputError(name, f"is {size[0]}x{size[1]}; sides above {MAX_SIDE} pixels are not supported")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps 16-bit and alpha; ignores EXIF orientation
     except cv2.error as exc:  # some corrupt headers raise instead of returning None
         raise InputError(name, f"cannot be decoded as an image ({exc.__class__.__name__})") from None
     if img is None:
         raise InputError(name, "is not a decodable image (unknown format or corrupt data)")
     if img.dtype == np.uint16:  # 16-bit PNG/TIFF
         img = (img >> 8).astype(np.uint8)
-    return to_bgr(img, name, colour="bgr")
+    return to_bgr(apply_orientation(img, exif_orientation(data)), name, colour="bgr")
 
 
 def to_bgr(arr: np.ndarray, name: str, colour: str = "bgr") -> np.ndarray:
@@ -79,8 +174,23 @@ def load_image(image, colour: str = "bgr", name: str | None = None) -> np.ndarra
     if isinstance(image, np.ndarray):
         return to_bgr(image, name or "image array", colour)
     if type(image).__module__.startswith("PIL."):
-        pil = image
-        if pil.mode not in ("RGB", "RGBA", "L"):
-            pil = pil.convert("RGB")
-        return to_bgr(np.asarray(pil), name or "PIL image", colour="rgb")
+        return _from_pil(image, name or "PIL image", colour)
     raise InputError(name or "image", f"unsupported type {type(image).__name__}; pass a path, bytes, a numpy array or a PIL image")
+
+
+def _from_pil(pil, name: str, colour: str) -> np.ndarray:
+    """A PIL image -> upright BGR uint8 (its EXIF orientation applied, as for files); 16-bit and
+    32-bit integer greys keep their high byte, as a 16-bit file does."""
+    try:
+        orientation = int(pil.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block: the pixels are still usable
+        orientation = 1
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    if pil.mode.startswith("I;16") or pil.mode == "I":
+        arr = np.asarray(pil).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(name, f"mode {pil.mode} values outside 0-65535 are not supported")
+        return to_bgr(apply_orientation((arr >> 8).astype(np.uint8), orientation), name)
+    if pil.mode not in ("RGB", "RGBA", "L"):
+        pil = pil.convert("RGB")
+    return to_bgr(apply_orientation(np.asarray(pil), orientation), name, colour="rgb")

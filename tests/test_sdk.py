@@ -142,7 +142,7 @@ def test_rtatl_detect_folder_with_bad_files(model_path, media, tmp_path):
     assert len(per_input["single_face.jpg"]) == 1 and len(per_input["multi_face.jpg"]) == 5
     assert len(per_input["single_face.mp4"]) == 10 and {r["track_id"] for r in per_input["single_face.mp4"]} == {"0"}
     assert "free-mountain-vector-01.jpg" not in per_input  # no face: no row
-    assert (tmp_path / "ann" / "multi_face.jpg").is_file() and (tmp_path / "ann" / "single_face_annotated.mp4").is_file()
+    assert (tmp_path / "ann" / "multi_face_annotated.jpg").is_file() and (tmp_path / "ann" / "single_face_annotated.mp4").is_file()
 
 
 def test_webcam_example_headless_on_video(model_path, media, tmp_path):

@@ -22,6 +22,10 @@ class DataConfig(_Strict):
     strict_subjects: bool = False
     aus: list[int] | None = None  #: default: the dataset's AU set
     colour_jitter: float = 0.0  #: training only: brightness/contrast/saturation factors in [1-j, 1+j] (paper: 0)
+    greyscale: float = 0.0  #: training only: probability of a grey image (paper: 0)
+    blur: float = 0.0  #: training only: probability of a Gaussian blur (paper: 0)
+    jpeg: float = 0.0  #: training only: probability of a JPEG re-encoding (paper: 0)
+    scale: float = 0.0  #: training only: canvas zoom in [1-s, 1+s] before the crop (paper: 0)
 
 
 class ModelConfig(_Strict):

@@ -37,14 +37,14 @@ def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, devic
 
     ds = AUDataset(cache, subjects, train=False, labelled=True, aus=aus)
     model = model.to(device).eval()
-    probs, labels = [], []
+    probs = []
     with torch.no_grad():
         for s in range(0, len(ds), batch_size):
             b = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
             out = model.backbone(b["image"].to(device), b["centres"].to(device))
             probs.append(torch.sigmoid(out.logits).cpu().numpy())
-            labels.append(b["labels"].numpy())
-    return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+    # hard labels (1 / 0 / -1 unknown) even where the cache trains on soft targets
+    return np.concatenate(probs), ds.index.labels[:, ds.cols].astype(np.int64)
 
 
 def evaluate_checkpoint(ckpt: Path, cache: Path, subjects, store: bool = False, device: str = "cpu") -> dict:

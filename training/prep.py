@@ -126,8 +126,12 @@ def write_frame(cache: Path, key: str, frame: int, canvas: np.ndarray, flow: np.
 
 
 def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, landmarks, matrices, has_flow,
-               skipped: dict | None = None) -> None:
-    """The arrays of one finished sequence; written last and atomically: marks it done."""
+               skipped: dict | None = None, targets=None, extra: dict | None = None) -> None:
+    """The arrays of one finished sequence; written last and atomically: marks it done.
+
+    ``labels`` are hard (1, 0, -1 unknown); ``targets`` optional soft training targets in [0, 1]
+    (-1 unknown) that the training loss uses in place of the labels; ``extra`` further named
+    per-frame arrays kept with the part (readers ignore them)."""
     import io
 
     n = len(frames)
@@ -137,6 +141,14 @@ def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, l
         has_flow=np.asarray(has_flow, bool), subject=np.array(subject), sequence=np.array(name),
         skipped=np.array(json.dumps(skipped or {})),
     )
+    if targets is not None:
+        arrays["targets"] = np.asarray(targets, np.float32).reshape(n, -1)
+        if arrays["targets"].shape != arrays["labels"].shape:
+            raise RTATLError(f"{key}: targets {arrays['targets'].shape} do not match labels {arrays['labels'].shape}")
+    for k, v in (extra or {}).items():
+        if k in arrays:
+            raise RTATLError(f"{key}: extra array {k!r} would replace a cache array")
+        arrays[k] = np.asarray(v)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(Path(cache) / "parts" / f"{key}.npz", buf.getvalue())

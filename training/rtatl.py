@@ -122,6 +122,21 @@ class RTATL(nn.Module):
             total = total + (bce * m).sum() / denom
         return total / 3
 
+    def pseudo_labels(self, images: torch.Tensor, centres: torch.Tensor, k: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
+        """Pseudo label of AU ``k[i]`` on the intact image i where ``need[i]`` (no known label), 0
+        elsewhere (sec. 3.3). Computed in eval mode: no dropout, and the BatchNorm statistics are
+        not updated by this extra pass."""
+        out = images.new_zeros(images.shape[0])
+        if bool(need.any()):
+            was = self.backbone.training
+            self.backbone.eval()
+            with torch.no_grad():
+                logits = self.backbone(images[need], centres[need]).logits
+            self.backbone.train(was)
+            rows = torch.arange(logits.shape[0], device=images.device)
+            out[need] = (logits[rows, k[need]] > 0).to(images.dtype)
+        return out
+
     def generator_step(self, batch: dict, gen: torch.Generator | None = None) -> StepOutput:
         """L_Sup + L_G + lambda_f L_F (Eq. 9 without the discriminator's terms)."""
         images, centres, labels = batch["image"], batch["centres"], batch["labels"]
@@ -129,17 +144,16 @@ class RTATL(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         res = StepOutput(total=images.new_zeros(()))
         if self.use_roii:
-            with torch.no_grad():  # pseudo labels of the intact images (sec. 3.3)
-                pseudo = (self.backbone(images, centres).logits > 0).to(images.dtype)
             cropped, k, kc, keep = self.crop_random_au(images, centres, gen)
-            out = self.backbone(cropped, centres)
             b = images.shape[0]
             idx = torch.arange(b, device=images.device)
+            pseudo_k = self.pseudo_labels(images, centres, k, ~known[idx, k])
+            out = self.backbone(cropped, centres)
             x = torch.stack([out.roi_tokens[idx, 2 * k], out.roi_tokens[idx, 2 * k + 1]], 1).reshape(2 * b, -1)
             fake = self.generator(x)
             real = crop_patches(images, kc)
             lab_k = labels[idx, k]
-            target = torch.where(known[idx, k], lab_k.clamp(min=0).to(images.dtype), pseudo[idx, k])
+            target = torch.where(known[idx, k], lab_k.clamp(min=0).to(images.dtype), pseudo_k)
             patch_au, patch_target = k.repeat_interleave(2), target.repeat_interleave(2)
             pidx = torch.arange(2 * b, device=images.device)
             d_fake = self.discriminator(fake)

@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     import torch
     import torch.distributed as dist
 
-    from .data.dataset import AUDataset, all_subjects
+    from .data.dataset import AUDataset, Augment, all_subjects
     from .data.splits import check_present
     from .model import count_parameters
 
@@ -125,12 +125,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     train_subj = test_subj = None
     if cfg.data.fold is not None:
         train_subj, test_subj = check_present(cfg.data.dataset, cfg.data.fold, all_subjects(cfg.data.cache), cfg.data.strict_subjects)
-    lab = AUDataset(cfg.data.cache, train_subj, train=True, labelled=True, seed=cfg.run.seed, aus=aus,
-                    colour_jitter=cfg.data.colour_jitter)
+    d = cfg.data
+    augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
+    lab = AUDataset(d.cache, train_subj, train=True, labelled=True, seed=cfg.run.seed, aus=aus, augment=augment)
     streams = [BatchStream(lab, cfg.optim.batch_size, cfg.run.seed, rank, world, cfg.run.workers)]
     if cfg.data.unlabelled_cache is not None and cfg.model.variant != "backbone":
         unl = AUDataset(cfg.data.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None,
-                        colour_jitter=cfg.data.colour_jitter)
+                        augment=augment)
         unl.aus, unl.cols = aus, list(range(len(aus)))  # labels unknown; centres for the labelled AU set
         streams.append(BatchStream(unl, cfg.optim.unlabelled_batch_size, cfg.run.seed + 1, rank, world, cfg.run.workers))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class CacheIndex:
         self.root = cache
         self.manifest = json.loads(mpath.read_text())
         self.aus = tuple(self.manifest["aus"])
-        keys, frames, labels, lms, flows, subs = [], [], [], [], [], []
+        keys, frames, labels, targets, lms, flows, subs = [], [], [], [], [], [], []
         for part in sorted((cache / "parts").glob("*.npz")):
             with np.load(part) as d:
                 subject = str(d["subject"])
@@ -45,6 +46,7 @@ class CacheIndex:
                 subs += [subject] * n
                 frames.append(d["frames"])
                 labels.append(d["labels"])
+                targets.append(d["targets"] if "targets" in d.files else d["labels"].astype(np.float32))
                 lms.append(d["landmarks"])
                 flows.append(d["has_flow"])
         if not keys:
@@ -53,6 +55,8 @@ class CacheIndex:
         self.subjects = np.array(subs)
         self.frames = np.concatenate(frames)
         self.labels = np.concatenate(labels).astype(np.int64)
+        #: training targets: soft scores in [0, 1] where the cache has them, else the labels; -1 unknown
+        self.targets = np.concatenate(targets).astype(np.float32)
         self.landmarks = np.concatenate(lms).astype(np.float64)
         self.has_flow = np.concatenate(flows)
 
@@ -74,11 +78,50 @@ def all_subjects(cache: Path) -> set[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Augment:
+    """Training-time photometric and geometric augmentation (all off by default, as in the paper).
+
+    ``colour_jitter``: brightness/contrast/saturation factors in [1-j, 1+j]; ``greyscale``,
+    ``blur``, ``jpeg``: probability of a grey image, a Gaussian blur (sigma 0.5-1.5 px), a JPEG
+    re-encoding (quality 30-90); ``scale``: zoom of the aligned canvas about its centre by a
+    factor in [1-s, 1+s] (landmarks, centres and flow follow)."""
+
+    colour_jitter: float = 0.0
+    greyscale: float = 0.0
+    blur: float = 0.0
+    jpeg: float = 0.0
+    scale: float = 0.0
+
+    def __post_init__(self):
+        for k in ("greyscale", "blur", "jpeg"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise InputError(f"augment.{k}={getattr(self, k)}", "a probability must lie in [0, 1]")
+        if not (0.0 <= self.colour_jitter < 1.0 and 0.0 <= self.scale < 0.5):
+            raise InputError(f"augment {self}", "colour_jitter must lie in [0, 1) and scale in [0, 0.5)")
+
+
+def _zoom(img: np.ndarray, pts: np.ndarray, flow: np.ndarray | None, s: float):
+    """Zoom the canvas by ``s`` about its centre; landmarks and flow (vectors scale too) follow."""
+    import cv2
+
+    c = (img.shape[1] - 1) / 2
+    m = np.array([[s, 0, (1 - s) * c], [0, s, (1 - s) * c]], np.float32)
+    size = (img.shape[1], img.shape[0])
+    img = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    pts = (pts - c) * s + c
+    if flow is not None:
+        flow = np.stack([cv2.warpAffine(f, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                         for f in flow]) * s
+    return img, pts, flow
+
+
 class AUDataset:
     """A torch-style map dataset over a cache (returns numpy; ``collate`` makes tensors)."""
 
     def __init__(self, cache: Path, subjects: list[str] | None = None, train: bool = True, labelled: bool = True,
-                 seed: int = 0, aus: tuple[int, ...] | None = None, colour_jitter: float = 0.0):
+                 seed: int = 0, aus: tuple[int, ...] | None = None, colour_jitter: float = 0.0,
+                 augment: Augment | None = None):
         self.index = CacheIndex(cache, subjects)
         self.aus = tuple(aus) if aus else self.index.aus
         missing = [a for a in self.aus if a not in self.index.aus]
@@ -86,7 +129,11 @@ class AUDataset:
             raise InputError(str(cache), f"has no labels for AUs {missing} (it has {list(self.index.aus)})")
         self.cols = [self.index.aus.index(a) for a in self.aus]
         self.train, self.labelled, self.seed, self.epoch = train, labelled, seed, 0
-        self.colour_jitter = colour_jitter
+        self.augment = augment or Augment(colour_jitter=colour_jitter)
+
+    @property
+    def colour_jitter(self) -> float:
+        return self.augment.colour_jitter
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -106,13 +153,28 @@ class AUDataset:
 
     def _jitter(self, rgb: np.ndarray, rng) -> np.ndarray:
         """Brightness, contrast and saturation each scaled by a factor in [1-j, 1+j]."""
-        j = self.colour_jitter
+        j = self.augment.colour_jitter
         b, c, s = rng.uniform(1 - j, 1 + j, 3)
         x = rgb.astype(np.float32) * b
         x = (x - x.mean()) * c + x.mean()
         grey = x.mean(axis=2, keepdims=True)
         x = (x - grey) * s + grey
         return np.clip(x, 0, 255).astype(np.uint8)
+
+    def _photometric(self, rgb: np.ndarray, rng) -> np.ndarray:
+        import cv2
+
+        a = self.augment
+        if a.colour_jitter > 0:
+            rgb = self._jitter(rgb, rng)
+        if a.greyscale and rng.random() < a.greyscale:
+            rgb = np.repeat(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        if a.blur and rng.random() < a.blur:
+            rgb = cv2.GaussianBlur(np.ascontiguousarray(rgb), (0, 0), float(rng.uniform(0.5, 1.5)))
+        if a.jpeg and rng.random() < a.jpeg:
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
+            rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else rgb
+        return rgb
 
     def __getitem__(self, i: int) -> dict:
         import cv2
@@ -124,19 +186,22 @@ class AUDataset:
             raise InputError(str(path), "cached face image cannot be decoded (re-run rtatl-prep on a new cache)")
         x0, y0, flip = self.augmentation(i)
         s = geometry.CROP_SIZE
-        crop = img[y0:y0 + s, x0:x0 + s, ::-1]  # BGR -> RGB
-        pts = geometry.crop_points(idx.landmarks[i], (x0, y0))
-        flow = np.zeros((2, s, s), np.float32)
+        pts = idx.landmarks[i]
         has_flow = bool(idx.has_flow[i])
-        if has_flow:
-            flow = np.load(idx.flow_path(i)).astype(np.float32)[:, y0:y0 + s, x0:x0 + s]
-        if self.train and self.colour_jitter > 0:
-            crop = self._jitter(crop, np.random.default_rng([self.seed, self.epoch, i, 1]))
+        flow = np.load(idx.flow_path(i)).astype(np.float32) if has_flow else None
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        if self.train and self.augment.scale > 0:
+            img, pts, flow = _zoom(img, pts, flow, float(rng.uniform(1 - self.augment.scale, 1 + self.augment.scale)))
+        crop = img[y0:y0 + s, x0:x0 + s, ::-1]  # BGR -> RGB
+        pts = geometry.crop_points(pts, (x0, y0))
+        flow = flow[:, y0:y0 + s, x0:x0 + s] if flow is not None else np.zeros((2, s, s), np.float32)
+        if self.train:
+            crop = self._photometric(crop, rng)
         if flip:
             crop = crop[:, ::-1]
             pts = lm.flip_landmarks(pts, s)
             flow = flip_flow(flow)
-        labels = idx.labels[i, self.cols] if self.labelled else np.full(len(self.aus), -1)
+        labels = idx.targets[i, self.cols] if self.labelled else np.full(len(self.aus), -1)
         return {
             "image": preprocess.normalise(np.ascontiguousarray(crop))[0],
             "centres": geometry.au_centres(pts, self.aus).astype(np.float32),

@@ -1,21 +1,30 @@
-"""The default model's recipe: RTATL trained on CPU from what is obtainable offline.
+"""The default model's recipe: RTATL distilled on CPU from thousands of people.
 
-    python -m training.recipes.default_model --media ../shared/media --out runs/default
+    python -m training.recipes.default_model --faces ../shared/faces --media ../shared/media --out runs/default
 
-Data (all real frames from the media folder; no BP4D/DISFA):
-* labelled: faces of the training identities (``WolfgangLanger_Pexels.mp4`` even frames,
-  the five people of ``multi_face.jpg``), labelled by the blendshape teacher
-  (``rtatl_sdk.teacher``), plus synthetic AU edits of those faces (``training.edits``) whose
-  edited AUs are exact and whose flow is exact;
-* unlabelled: the odd video frames, for the self-supervised tasks; TV-L1 flow t -> t+3 on all
-  video frames;
-* held out, never trained on: the man of ``single_face.mp4``, ``noface_face.mov`` and
-  ``single_face.jpg``. He is the evaluation identity: per-AU F1 against the teacher on his
-  frames, per-AU F1 on synthetic edits of his neutral frames, and the AU12 margin between his
-  smiling and neutral frames.
+One command, resumable after a kill (re-run it: finished data chunks, training steps and
+evaluations are kept). It ends at a checkpoint, ``OUT/model.ckpt``, which carries the
+per-AU thresholds, the validation report and the provenance; shipping is the export step::
 
-The trained model is exported by ``export/`` (fp32 plus int8 when its decisions agree with
-fp32 on >= 98 % of real faces) with a card that says all of this.
+    rtatl-export --ckpt runs/default/model.ckpt --out rtatl_sdk/models --int8 --calib ../shared/media/WolfgangLanger_Pexels.mp4
+
+Data (``OUT/data``):
+
+* ``train``: every face of ``--faces`` whose identity is not in the validation split (each
+  image padded by 30 %, edge-replicated, then the face pipeline; largest face), the faces of the
+  training clip ``WolfgangLanger_Pexels.mp4`` (even frames, with TV-L1 flow t -> t+3) and of
+  ``multi_face.jpg``, and ``--edits`` synthetic AU edits of neutral training faces of many
+  identities (exact labels, exact flow). Targets: ``training.recipes.targets`` (teacher soft
+  scores + weak emotion prior + edits; the module says how and why).
+* ``unlabelled``: the clip's odd frames with TV-L1 flow. RoI inpainting crops every image of
+  both batches, so every face also serves the inpainting task; flow comes from the clip and the
+  edits.
+* ``val``: the faces of the validation identities (``--val-fraction`` of the identities, a
+  seeded hash: nobody is on both sides), used for model selection (mean prototype-AU AUC) and
+  for the per-AU thresholds; the report (``training.recipes.measures``) puts the student next
+  to the teacher on the same faces.
+* ``heldout``: the man of ``single_face.mp4`` (never trained on): his AU12 on neutral vs
+  smiling frames.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,237 +40,412 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk import geometry
-from rtatl_sdk.au import AU_SETS, au_label
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.errors import RTATLError
 from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
 
 from .. import prep
-from ..edits import AU_EDITS, apply_edit
 from ..flow import FlowParams, tvl1_flow
+from . import corpus, measures, targets
 
 log = logging.getLogger("rtatl.recipe")
 AUS = AU_SETS["BP4D"]
 TRAIN_VIDEO = "WolfgangLanger_Pexels.mp4"
 TRAIN_IMAGES = ("multi_face.jpg",)
 HELD_VIDEO = "single_face.mp4"
-HELD_OTHER = ("noface_face.mov", "single_face.jpg")
 SMILE_FROM, NEUTRAL_UNTIL = 24, 18  # single_face.mp4: neutral frames 0-17, smiling from 24 on
 FLOW = FlowParams(scale=0.5)
+CHUNK = 200  #: faces per cache part (the unit of resumption)
+TERMS = ("Research use only: the weights are trained on face crops of Labeled Faces in the Wild (distributed for "
+         "research) with crowd emotion labels, 40 CC BY 4.0 portraits (DeBruine & Jones) and MIT-licensed test media.")
 
 
-def _faces_of_video(pipe, path: Path, stride: int = 1):
+# ---------------------------------------------------------------- faces -> cache parts
+_W: dict = {}
+
+
+def _init_worker() -> None:
+    import cv2
+
+    from rtatl_sdk.face import FacePipeline
+
+    cv2.setNumThreads(1)
+    _W["pipe"] = FacePipeline(blendshapes=True)
+
+
+def _face_chunk(job) -> tuple[str, int, int]:
+    """Faces of one chunk of records -> one cache part with targets, teacher scores, emotions."""
+    import cv2
+
+    cache, key, records = job
+    pipe = _W["pipe"]
+    rows, skipped = [], {"unreadable": 0, "no face": 0}
+    for rec in records:
+        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+        if img is None:
+            skipped["unreadable"] += 1
+            log.warning("%s: cannot be decoded; skipped", rec.path)
+            continue
+        faces = pipe.process(corpus.padded(img))
+        if not faces:
+            skipped["no face"] += 1
+            continue
+        f = max(faces, key=lambda x: x.box.w * x.box.h)
+        t = teacher_scores(f.blendshapes, AUS)
+        n = len(rows)
+        prep.write_frame(cache, key, n, f.aligned.image)
+        rows.append((n, t, targets.combine(t, rec.emotion, AUS), f.aligned.landmarks, f.aligned.matrix, rec))
+    _write_rows(cache, key, rows, skipped)
+    return key, len(rows), sum(skipped.values())
+
+
+def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None) -> None:
+    n = len(rows)
+    tgt = np.array([r[2] for r in rows], np.float32).reshape(n, len(AUS))
+    prep.write_part(cache, key, key, key, [r[0] for r in rows], targets.hard(tgt), [r[3] for r in rows],
+                    [r[4] for r in rows], has_flow if has_flow is not None else [False] * n, skipped, targets=tgt,
+                    extra={"teacher": np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS)),
+                           "emotion": np.array([r[5].emotion for r in rows], dtype=str),
+                           "identity": np.array([r[5].identity for r in rows], dtype=str),
+                           "source": np.array([str(r[5].path) for r in rows], dtype=str)})
+
+
+def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
+    from tqdm import tqdm
+
+    if not jobs:
+        return []
+    if workers <= 1:
+        _init_worker()
+        return [fn(j) for j in tqdm(jobs, desc=desc)]
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers, _init_worker) as pool:
+        return list(tqdm(pool.imap_unordered(fn, jobs), total=len(jobs), desc=desc))
+
+
+def _pending(cache: Path, prefix: str, records: list, chunk: int) -> list:
+    jobs = []
+    for c in range(0, len(records), chunk):
+        key = f"{prefix}_{c // chunk:04d}"
+        if not (cache / "parts" / f"{key}.npz").is_file():
+            jobs.append((cache, key, records[c:c + chunk]))
+    return jobs
+
+
+# ---------------------------------------------------------------- media (video frames with flow)
+def _faces_of_video(pipe, path: Path, limit: int | None = None):
     from rtatl_sdk.video import iter_frames
 
     out = []
     for fr in iter_frames(path):
-        if fr.index % stride or fr.image is None:
+        if limit is not None and fr.index >= limit:
+            break
+        if fr.image is None:
             continue
         faces = pipe.process(fr.image)
         if faces:
-            f = max(faces, key=lambda x: x.box.w * x.box.h)
-            out.append((fr.index, fr.image, f))
+            out.append((fr.index, fr.image, max(faces, key=lambda x: x.box.w * x.box.h)))
     return out
 
 
-def _teacher_labels(face) -> np.ndarray:
-    return (teacher_scores(face.blendshapes, AUS) >= TEACHER_THRESHOLD).astype(np.int8)
-
-
-def build_caches(media: Path, root: Path, edits_per_face: int, seed: int) -> dict:
-    """Write the labelled, unlabelled and held-out caches (rtatl-prep's format)."""
+def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict:
+    """Training clip (even frames labelled, odd unlabelled, both with flow), stills, held-out man."""
     from rtatl_sdk import load_image
     from rtatl_sdk.face import FacePipeline
 
-    rng = np.random.default_rng(seed)
+    if (data / "heldout" / "parts" / "video.npz").is_file():
+        return json.loads((data / "media_counts.json").read_text())
     pipe = FacePipeline(blendshapes=True)
-    lab, unl, held, held_edit = root / "labelled", root / "unlabelled", root / "heldout", root / "heldout_edits"
-    for c in (lab, unl, held, held_edit):
-        prep.write_manifest(c, "DEFAULT", AUS, FLOW)
-    counts = {}
-
-    # training video: teacher labels on even frames, unlabelled odd frames, TV-L1 flow t -> t+3
-    video = _faces_of_video(pipe, media / TRAIN_VIDEO)
+    clip = corpus.FaceRecord(media / TRAIN_VIDEO, f"media/{TRAIN_VIDEO}", "")
+    video = _faces_of_video(pipe, media / TRAIN_VIDEO, clip_frames)
     by_index = {i: (img, f) for i, img, f in video}
-    seqs = {"even": ([], lab), "odd": ([], unl)}
+    rows: dict[str, list] = {"even": [], "odd": []}
+    flows: dict[str, list] = {"even": [], "odd": []}
     for i, _img, f in video:
         flow = None
         if i + prep.FLOW_STEP in by_index:
             nxt = geometry.warp_to_canvas(by_index[i + prep.FLOW_STEP][0], f.aligned.matrix)
             flow = tvl1_flow(f.aligned.image, nxt, FLOW)
-        key = "even" if i % 2 == 0 else "odd"
-        cache = seqs[key][1]
-        prep.write_frame(cache, f"video_{key}", i, f.aligned.image, flow)
-        labels = _teacher_labels(f) if key == "even" else np.full(len(AUS), -1, np.int8)
-        seqs[key][0].append((i, labels, f.aligned.landmarks, f.aligned.matrix, flow is not None))
-    for key, (rows, cache) in seqs.items():
-        prep.write_part(cache, f"video_{key}", "train_video", key, [r[0] for r in rows], [r[1] for r in rows],
-                        [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
-        counts[f"video_{key}"] = len(rows)
-
-    # still images of other training identities
-    stills = []
+        half = "even" if i % 2 == 0 else "odd"
+        cache = data / ("train" if half == "even" else "unlabelled")
+        prep.write_frame(cache, f"clip_{half}", i, f.aligned.image, flow)
+        t = teacher_scores(f.blendshapes, AUS)
+        tgt = targets.combine(t, "", AUS) if half == "even" else np.full(len(AUS), -1, np.float32)
+        rows[half].append((i, t, tgt, f.aligned.landmarks, f.aligned.matrix, clip))
+        flows[half].append(flow is not None)
+    _write_rows(data / "unlabelled", "clip_odd", rows["odd"], {}, flows["odd"])
+    _write_rows(data / "train", "clip_even", rows["even"], {}, flows["even"])
+    still_rows = []
     for name in TRAIN_IMAGES:
-        stills += pipe.process(load_image(media / name))
-    for k, f in enumerate(stills):
-        prep.write_frame(lab, "stills", k, f.aligned.image)
-    prep.write_part(lab, "stills", "train_stills", "stills", list(range(len(stills))), [_teacher_labels(f) for f in stills],
-                    [f.aligned.landmarks for f in stills], [f.aligned.matrix for f in stills], [False] * len(stills))
-    counts["stills"] = len(stills)
-
-    # synthetic edits of the labelled training faces: exact labels for the edited AUs, exact flow
-    bases = [(f.aligned.image, f.aligned.landmarks, _teacher_labels(f)) for i, _, f in video if i % 2 == 0]
-    bases += [(f.aligned.image, f.aligned.landmarks, _teacher_labels(f)) for f in stills]
-    counts["edits"] = _write_edits(lab, "edits", "train_edits", bases, edits_per_face, rng, keep_other_labels=True)
-
-    # held-out identity: teacher labels on every face, edits of his neutral frames
-    held_faces = _faces_of_video(pipe, media / HELD_VIDEO)
-    other = []
-    for name in HELD_OTHER:
-        p = media / name
-        if p.suffix == ".jpg":
-            other += [(0, None, f) for f in pipe.process(load_image(p))[:1]]
-        else:
-            other += _faces_of_video(pipe, p, stride=2)
-    for key, faces in (("video", held_faces), ("other", other)):
-        for k, (_, _, f) in enumerate(faces):
-            prep.write_frame(held, key, k, f.aligned.image)
-        prep.write_part(held, key, "heldout", key, [i for i, _, _ in faces] if key == "video" else list(range(len(faces))),
-                        [_teacher_labels(f) for _, _, f in faces], [f.aligned.landmarks for _, _, f in faces],
-                        [f.aligned.matrix for _, _, f in faces], [False] * len(faces))
-        counts[f"heldout_{key}"] = len(faces)
-    neutral = [(f.aligned.image, f.aligned.landmarks, _teacher_labels(f)) for i, _, f in held_faces if i < NEUTRAL_UNTIL]
-    counts["heldout_edits"] = _write_edits(held_edit, "edits", "heldout", neutral, len(AUS), rng, keep_other_labels=False,
-                                           one_each=True)
+        for f in pipe.process(load_image(media / name)):
+            n = len(still_rows)
+            prep.write_frame(data / "train", "stills", n, f.aligned.image)
+            t = teacher_scores(f.blendshapes, AUS)
+            still_rows.append((n, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
+                               corpus.FaceRecord(media / name, f"media/{name}#{n}", "")))
+    _write_rows(data / "train", "stills", still_rows, {})
+    held = _faces_of_video(pipe, media / HELD_VIDEO)
+    held_rows = []
+    for i, _img, f in held:
+        prep.write_frame(data / "heldout", "video", i, f.aligned.image)
+        t = teacher_scores(f.blendshapes, AUS)
+        held_rows.append((i, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
+                          corpus.FaceRecord(media / HELD_VIDEO, f"media/{HELD_VIDEO}", "")))
+    _write_rows(data / "heldout", "video", held_rows, {})
     pipe.landmarker.close()
+    counts = {"clip_labelled": len(rows["even"]), "clip_unlabelled": len(rows["odd"]), "stills": len(still_rows),
+              "heldout_frames": len(held_rows)}
+    (data / "media_counts.json").write_text(json.dumps(counts))
     return counts
 
 
-def _write_edits(cache, key, subject, bases, per_face, rng, keep_other_labels: bool, one_each: bool = False) -> int:
-    """Edited faces. Training: the edited AUs become 1, the others keep the teacher's labels.
-    Evaluation (``keep_other_labels=False``): each neutral base and its edit per AU; labels are
-    the edit (1 for the edited AU, 0 otherwise), unknown (-1) where the teacher saw the AU in
-    the base face, and the unedited base is included as the all-negative reference."""
+# ---------------------------------------------------------------- synthetic edits
+def _edit_chunk(job) -> tuple[str, int, int]:
+    import cv2
+
+    from ..edits import apply_edit
+
+    cache, key, items = job
+    rows, flows = [], []
+    for n, (path, pts, tgt, aus, strength, rec) in enumerate(items):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        out, new_pts, flow = apply_edit(img, pts, aus, strength)
+        prep.write_frame(cache, key, n, out, flow)
+        rows.append((n, np.full(len(AUS), -1, np.float32), targets.edited(tgt, aus, AUS), new_pts, np.eye(2, 3), rec))
+        flows.append(True)
+    _write_rows(cache, key, rows, {}, flows)
+    return key, len(rows), 0
+
+
+def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
+    """Edits of training faces without an expression label other than neutral, spread over identities."""
+    from ..data.dataset import CacheIndex
+    from ..edits import AU_EDITS
+
+    idx = CacheIndex(cache)
+    ex = read_extras(cache)
+    base = np.flatnonzero(np.char.startswith(idx.keys.astype(str), "corpus") & np.isin(ex["emotion"], ["neutral", ""]))
+    if len(base) == 0:
+        raise RTATLError(f"{cache}: no neutral training faces to edit")
+    rng = np.random.default_rng([seed, 17])
+    chosen = rng.choice(base, size=min(n_edits, len(base)), replace=False)
     editable = [a for a in AUS if a in AU_EDITS]
-    rows, n = [], 0
-    for img, pts, teacher in bases:
-        if one_each:
-            choices = [(a,) for a in editable]
-            ref = np.where(teacher == 1, -1, 0).astype(np.int8)
-            prep.write_frame(cache, key, n, img)
-            rows.append((n, ref, pts, np.eye(2, 3), False))
-            n += 1
-        else:
-            choices = [tuple(rng.choice(editable, size=int(rng.integers(1, 3)), replace=False)) for _ in range(per_face)]
-        for aus in choices:
-            strength = float(rng.uniform(0.8, 1.6))
-            edited, new_pts, flow = apply_edit(img, pts, aus, strength)
-            labels = teacher.copy() if keep_other_labels else np.where(teacher == 1, -1, 0).astype(np.int8)
-            for a in aus:
-                labels[AUS.index(a)] = 1
-            prep.write_frame(cache, key, n, edited, flow)
-            rows.append((n, labels, new_pts, np.eye(2, 3), True))
-            n += 1
-    prep.write_part(cache, key, subject, key, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                    [r[3] for r in rows], [r[4] for r in rows])
-    return n
+    items = []
+    for i in chosen:
+        aus = tuple(int(a) for a in rng.choice(editable, size=int(rng.integers(1, 3)), replace=False))
+        rec = corpus.FaceRecord(Path(str(ex["source"][i])), str(ex["identity"][i]), "edit:" + "+".join(map(str, aus)))
+        items.append((idx.image_path(i), idx.landmarks[i], idx.targets[i], aus, float(rng.uniform(0.8, 1.6)), rec))
+    return _pending(cache, "edits", items, CHUNK)
 
 
-def evaluate(ckpt: Path, root: Path) -> dict:
-    from training.evaluate import f1_scores, predict_cache
+def read_extras(cache: Path) -> dict[str, np.ndarray]:
+    """The recipe's per-face arrays (teacher, emotion, identity, source) in CacheIndex order."""
+    out: dict[str, list] = {"teacher": [], "emotion": [], "identity": [], "source": []}
+    for part in sorted((Path(cache) / "parts").glob("*.npz")):
+        with np.load(part) as d:
+            n = len(d["frames"])
+            for k in out:
+                out[k].append(d[k] if k in d.files else np.full((n, len(AUS)) if k == "teacher" else n, -1 if k == "teacher" else ""))
+    return {k: np.concatenate(v) for k, v in out.items()}
 
-    from ..checkpoint import model_from_checkpoint
+
+def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edits: int, seed: int, workers: int,
+               limit: int | None = None, clip_frames: int | None = None) -> dict:
+    records, counts = corpus.read_corpus(faces)
+    if limit:
+        records = records[:limit]
+    train, val = corpus.split_records(records, val_fraction, seed)
+    shared = {r.identity for r in train} & {r.identity for r in val}
+    assert not shared, shared  # the split is by identity; a failure here is a bug, not bad data
+    for name in ("train", "unlabelled", "val", "heldout"):
+        prep.write_manifest(data / name, "DEFAULT", AUS, FLOW)
+    jobs = _pending(data / "train", "corpus", train, CHUNK) + _pending(data / "val", "corpus", val, CHUNK)
+    results = _run_jobs(_face_chunk, jobs, workers, "faces")
+    media_counts = build_media(media, data, clip_frames)
+    results += _run_jobs(_edit_chunk, edit_jobs(data / "train", n_edits, seed), workers, "edits")
+    for key, _, skipped in results:
+        if skipped:
+            log.info("%s: %d images without a usable face", key, skipped)
+    summary = {"corpus": counts, "train_identities": len({r.identity for r in train}),
+               "val_identities": len({r.identity for r in val}), "train_images": len(train), "val_images": len(val),
+               **media_counts}
+    for name in ("train", "val"):
+        skipped = 0
+        for part in (data / name / "parts").glob("corpus_*.npz"):
+            with np.load(part) as d:
+                skipped += sum(json.loads(str(d["skipped"])).values())
+        summary[f"{name}_no_face"] = skipped
     from ..data.dataset import CacheIndex
 
-    model, _ = model_from_checkpoint(ckpt)
-    out = {}
-    for name, cache in (("teacher_heldout", root / "heldout"), ("edits_heldout", root / "heldout_edits")):
-        probs, labels = predict_cache(model, cache, None, AUS)
-        per = f1_scores(probs, labels)
-        out[name] = {au_label(a): round(r["f1"], 4) for a, r in zip(AUS, per)}
-        out[name + "_positives"] = {au_label(a): r["positives"] for a, r in zip(AUS, per)}
-        out[name + "_mean"] = round(float(np.mean([r["f1"] for r in per])), 4)
-        if name == "teacher_heldout":
-            idx = CacheIndex(cache)
-            video = idx.keys == "video"
-            frames = idx.frames
-            p12 = probs[:, AUS.index(12)]
-            smile, neutral = video & (frames >= SMILE_FROM), video & (frames < NEUTRAL_UNTIL)
-            out["au12_smiling_mean"] = round(float(p12[smile].mean()), 4)
-            out["au12_neutral_mean"] = round(float(p12[neutral].mean()), 4)
-            out["au12_margin"] = round(out["au12_smiling_mean"] - out["au12_neutral_mean"], 4)
-            jpg = (idx.keys == "other") & (np.arange(len(idx)) == np.flatnonzero(idx.keys == "other")[-1])
-            out["single_face_jpg_au12"] = round(float(p12[jpg][0]), 4)
-    return out
+    summary["train_faces"] = len(CacheIndex(data / "train"))
+    summary["val_faces"] = len(CacheIndex(data / "val"))
+    summary["edits"] = int(sum(np.char.startswith(CacheIndex(data / "train").keys.astype(str), "edits")))
+    return summary
+
+
+# ---------------------------------------------------------------- evaluation and selection
+def validate(model, data: Path, thresholds=None) -> dict:
+    """Student and teacher on the validation people, through the same measures."""
+    from ..data.dataset import CacheIndex
+    from ..evaluate import predict_cache
+
+    probs, _ = predict_cache(model, data / "val", None, AUS)
+    idx = CacheIndex(data / "val")
+    ex = read_extras(data / "val")
+    teacher = ex["teacher"]
+    teacher_labels = (teacher >= TEACHER_THRESHOLD).astype(np.int8)
+    target_labels = idx.labels
+    why = None
+    if thresholds is None:
+        thresholds, why = measures.fit_thresholds(probs, target_labels)
+    student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
+    teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
+                           teacher_labels, target_labels)
+    return {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why}
+
+
+def heldout_margin(model, data: Path, thresholds) -> dict:
+    from ..data.dataset import CacheIndex
+    from ..evaluate import predict_cache
+
+    probs, _ = predict_cache(model, data / "heldout", None, AUS)
+    frames = CacheIndex(data / "heldout").frames
+    j = AUS.index(12)
+    smile, neutral = frames >= SMILE_FROM, frames < NEUTRAL_UNTIL
+    present = probs >= np.asarray(thresholds)
+    return {"au12_neutral_mean": round(float(probs[neutral, j].mean()), 4),
+            "au12_smiling_mean": round(float(probs[smile, j].mean()), 4),
+            "neutral_frames_present_mean": round(float(present[neutral].sum(1).mean()), 3)}
+
+
+def _train_config(args, data: Path, steps: int):
+    from ..config import load_config
+
+    return load_config(None, [
+        f"data.cache={data / 'train'}", f"data.unlabelled_cache={data / 'unlabelled'}", "data.fold=null",
+        "data.dataset=BP4D", "data.colour_jitter=0.3", "data.greyscale=0.5", "data.blur=0.2", "data.jpeg=0.3",
+        "data.scale=0.08", "model.variant=rtatl", f"model.ff={args.ff}", "optim.balance_labels=true",
+        f"optim.steps={steps}", f"optim.batch_size={args.batch}", f"optim.unlabelled_batch_size={args.unlabelled_batch}",
+        f"run.out={args.out / 'train'}", f"run.seed={args.seed}", "run.workers=0", "run.log_every=10",
+        f"run.ckpt_every={min(50, args.eval_every)}"])
+
+
+def _score(entry: dict) -> float:
+    """Model selection: the mean prototype-AU AUC; F1 against the targets where no contrast exists."""
+    return entry["auc_mean"] if entry["auc_mean"] is not None else entry["f1_vs_targets_mean"]
+
+
+def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
+    """Train in segments of ``--eval-every`` steps; after each, validate; keep the best (mean AUC)."""
+    from ..checkpoint import model_from_checkpoint
+    from ..train import train
+
+    sel_path = args.out / "selection.json"
+    history = json.loads(sel_path.read_text()) if sel_path.is_file() else []
+    best = args.out / "best.ckpt"
+    done = {h["step"] for h in history}
+    for stop in list(range(args.eval_every, args.steps, args.eval_every)) + [args.steps]:
+        if stop in done:
+            continue
+        res = train(_train_config(args, data, stop), progress=args.progress)
+        model, _ = model_from_checkpoint(Path(res["checkpoint"]))
+        rep = validate(model, data)["student"]
+        entry = {"step": stop, "auc_mean": rep["auc_mean"], "neutral_present": rep["neutral_present"],
+                 "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - args.t0)}
+        log.info("validation at step %d: %s", stop, entry)
+        if not history or _score(entry) > max(_score(h) for h in history) or not best.is_file():
+            shutil.copyfile(res["checkpoint"], best)
+            entry["best"] = True
+        history.append(entry)
+        sel_path.write_text(json.dumps(history, indent=1))
+    return best, history
+
+
+def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
+    """Thresholds and report on the validation people; the final checkpoint carries both."""
+    from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    model, state = model_from_checkpoint(best)
+    val = validate(model, data)
+    held = heldout_margin(model, data, val["thresholds"])
+    s, t = val["student"], val["teacher"]
+    report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "heldout_man": held,
+              "seconds_total": round(time.time() - args.t0)}
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    (args.out / "report.md").write_text(measures.table(s, t) + "\n")
+    state = load_checkpoint(best)
+    state["thresholds"] = [float(x) for x in val["thresholds"]]
+    metrics = {"val_auc_mean": s["auc_mean"], "teacher_val_auc_mean": t["auc_mean"],
+                        "val_contrast_auc": {k: v["auc"] for k, v in s["contrasts"].items()},
+                        "teacher_val_contrast_auc": {k: v["auc"] for k, v in t["contrasts"].items()},
+                        "val_neutral_present": s["neutral_present"], "teacher_val_neutral_present": t["neutral_present"],
+                        "val_f1_vs_teacher": s["f1_vs_teacher"], "val_f1_vs_teacher_mean": s["f1_vs_teacher_mean"],
+                        "val_au12_rise": s["rise"].get("AU12", {}).get("mean_rise", float("nan")),
+                        "val_au06_rise": s["rise"].get("AU06", {}).get("mean_rise", float("nan")),
+                        "teacher_val_au06_rise": t["rise"].get("AU06", {}).get("mean_rise", float("nan")),
+                        "val_faces": s["faces"], "val_people": s["people"]}
+    state["metrics"] = {k: v for k, v in metrics.items() if v is not None and v == v}  # the card holds numbers only
+    d = data_summary
+    state["training_data"] = (
+        f"{d['train_faces']} aligned faces: {d['train_images']} images of {d['train_identities']} people from the face "
+        f"corpus (LFW crops with crowd emotion labels, CC BY portraits), {d['clip_labelled']} + {d['stills']} faces of "
+        f"the project's media, {d['edits']} synthetic AU edits; {d['clip_unlabelled']} unlabelled clip frames. Targets: "
+        "MediaPipe-blendshape teacher soft scores, weak emotion priors, exact labels of the edits. Not BP4D/DISFA.")
+    state["licence"] = "research use only (see notes)"
+    state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init. Thresholds and "
+                      f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
+                      "(thresholds fitted on the same people). Not a FACS benchmark result.")
+    save_checkpoint(args.out / "model.ckpt", state)
+    return report
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--media", type=Path, default=Path("../shared/media"))
+    ap.add_argument("--faces", type=Path, default=Path("../shared/faces"), help="folder of face images (see corpus.py)")
+    ap.add_argument("--media", type=Path, default=Path("../shared/media"), help="the project's real media folder")
     ap.add_argument("--out", type=Path, default=Path("runs/default"))
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1600)
+    ap.add_argument("--eval-every", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--unlabelled-batch", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=512)
+    ap.add_argument("--edits", type=int, default=2000)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--edits-per-face", type=int, default=2)
-    ap.add_argument("--ship", type=Path, default=None, help="export the result into this folder (e.g. rtatl_sdk/models)")
+    ap.add_argument("--workers", type=int, default=2, help="processes for the face pipeline and the edits")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces (smoke runs)")
+    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    t0 = time.time()
+    for name in ("faces", "media"):
+        if not getattr(args, name).is_dir():
+            print(f"default_model: error: --{name} {getattr(args, name)}: not a folder", file=sys.stderr)
+            return 2
+    if args.steps < 1 or args.eval_every < 1:
+        print("default_model: error: --steps and --eval-every must be positive", file=sys.stderr)
+        return 2
+    args.t0 = time.time()
     data = args.out / "data"
-    if not (data / "heldout_edits" / "parts" / "edits.npz").is_file():
-        counts = build_caches(args.media, data, args.edits_per_face, args.seed)
-        (args.out / "data_counts.json").write_text(json.dumps(counts, indent=1))
-    counts = json.loads((args.out / "data_counts.json").read_text())
-    t_data = time.time() - t0
-    log.info("data ready in %.0f s: %s", t_data, counts)
-
-    from ..config import load_config
-    from ..train import train
-
-    cfg = load_config(None, [f"data.cache={data / 'labelled'}", f"data.unlabelled_cache={data / 'unlabelled'}",
-                             "data.fold=null", "data.dataset=BP4D", "data.colour_jitter=0.3", "model.variant=rtatl",
-                             "model.ff=512", "optim.balance_labels=true",
-                             f"optim.steps={args.steps}", "optim.batch_size=12", "optim.unlabelled_batch_size=6",
-                             f"run.out={args.out / 'train'}", f"run.seed={args.seed}", "run.workers=0",
-                             "run.log_every=10", "run.ckpt_every=100"])
-    res = train(cfg)
-    t_train = time.time() - t0 - t_data
-    ckpt = Path(res["checkpoint"])
-    metrics = evaluate(ckpt, data)
-    metrics.update({"data_seconds": round(t_data), "train_seconds": round(t_train), "steps": res["steps"], "seed": args.seed})
-    log.info("held-out metrics: %s", json.dumps(metrics))
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    from ..checkpoint import load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(ckpt)
-    state["metrics"] = {"f1_teacher_heldout_mean": metrics["teacher_heldout_mean"],
-                        "f1_teacher_heldout": metrics["teacher_heldout"],
-                        "f1_edits_heldout_mean": metrics["edits_heldout_mean"],
-                        "f1_edits_heldout": metrics["edits_heldout"],
-                        "au12_margin_heldout": metrics["au12_margin"]}
-    state["training_data"] = (
-        f"{counts['video_even'] + counts['stills']} real faces of {1 + 5} identities from the project's media "
-        f"(WolfgangLanger_Pexels.mp4, multi_face.jpg) labelled by a MediaPipe-blendshape teacher, {counts['edits']} "
-        f"synthetic AU edits of them, {counts['video_odd']} unlabelled frames; not trained or evaluated on BP4D/DISFA")
-    state["notes"] = ("Distilled from a blendshape teacher on a handful of identities; ResNet-18 from random init (no "
-                      "ImageNet weights). Metrics are on one held-out identity (single_face.mp4/noface_face.mov/"
-                      "single_face.jpg): F1 against the teacher and F1 on synthetic edits. Not a FACS benchmark result.")
-    save_checkpoint(ckpt, state)
-    if args.ship:
-        from export import export_model
-
-        args.ship.mkdir(parents=True, exist_ok=True)
-        try:
-            reports = export_model(ckpt, args.ship, int8=True, calib=args.media / TRAIN_VIDEO,
-                                   faces=args.media / HELD_VIDEO, max_flip=0.02)
-        except Exception as exc:  # int8 rejected: ship fp32 alone, and say so
-            log.warning("export: %s; shipping fp32 only", exc)
-            reports = export_model(ckpt, args.ship, faces=args.media / HELD_VIDEO)
-        for r in reports:
-            log.info(r.summary())
-        (args.ship / "recipe_metrics.json").write_text(json.dumps(metrics, indent=1))
-    log.info("recipe finished in %.0f s", time.time() - t0)
-    print(json.dumps(metrics, indent=1))
+    try:
+        summary_path = args.out / "data_summary.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+        else:
+            summary = build_data(args.faces, args.media, data, args.val_fraction, args.edits, args.seed, args.workers,
+                                 args.limit, args.clip_frames)
+            summary["data_seconds"] = round(time.time() - args.t0)
+            summary_path.write_text(json.dumps(summary, indent=1))
+        log.info("data: %s", summary)
+        best, history = train_and_select(args, data)
+        report = finish(args, data, best, history, summary)
+    except RTATLError as exc:
+        print(f"default_model: error: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / "report.md").read_text())
+    print(json.dumps({"checkpoint": str(args.out / "model.ckpt"), "heldout_man": report["heldout_man"],
+                      "seconds_total": report["seconds_total"]}))
     return 0
 
 

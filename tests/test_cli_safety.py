@@ -1,0 +1,73 @@
+"""rtatl-detect never overwrites what a user owns, and checks every option before touching outputs."""
+
+import csv
+import shutil
+
+import pytest
+
+from rtatl_sdk.cli import annotation_names, main
+
+
+@pytest.fixture
+def inputs(tmp_path, media):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(media / "single_face.jpg", d / "a.jpg")
+    shutil.copy(media / "multi_face.jpg", d / "sub" / "a.jpg")
+    return d
+
+
+BAD = {  # case: (extra inputs, options, what the one-line error names)
+    "smooth above 1": ([], ["--smooth", "2"], "--smooth"),
+    "negative camera": ([], ["--camera", "-1"], "--camera"),
+    "zero max frames": ([], ["--max-frames", "0"], "--max-frames"),
+    "negative threads": ([], ["--threads", "-1"], "--threads"),
+    "resume without out": ([], ["--resume"], "--resume"),
+    "plot not png": ([], ["--plot", "{tmp}/p.jpg"], "--plot"),
+    "out under a file": ([], ["--out", "{tmp}/in/a.jpg/r.csv"], "is a file, not a folder"),
+    "out is an input": (["{tmp}/in/a.csv"], ["--out", "{tmp}/in/a.csv"], "is one of the inputs"),
+    "video annotate with two inputs": ([], ["--annotate", "{tmp}/x.mp4"], "exactly one video"),
+    "annotate is a file": ([], ["--annotate", "{tmp}/in/a.jpg"], "not a folder"),
+}
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_options_fail_in_one_line_before_outputs_are_touched(case, inputs, tmp_path, capsys):
+    more, opts, needle = ([x.format(tmp=tmp_path) for x in part] if isinstance(part, list) else part for part in BAD[case])
+    (inputs / "a.csv").write_text("mine\n")
+    before = {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+    keep = tmp_path / "keep.csv"
+    keep.write_text("previous results\n")
+    argv = [str(inputs), *more] + (["--out", str(keep)] if "--out" not in opts and "--resume" not in opts else []) + opts
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert keep.read_text() == "previous results\n"
+    assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before
+
+
+def test_annotation_names_never_collide_or_hit_an_input(tmp_path):
+    files = [tmp_path / "a.jpg", tmp_path / "sub" / "a.jpg", tmp_path / "b.jpg", tmp_path / "b_annotated.jpg",
+             tmp_path / "clip.mp4"]
+    names = annotation_names(files)
+    assert len(set(names.values())) == len(files)
+    assert not {f.name for f in files} & set(names.values())
+    assert names[tmp_path / "clip.mp4"] == "clip_annotated.mp4"
+    assert names[tmp_path / "a.jpg"].startswith("a_") and names[tmp_path / "a.jpg"].endswith("_annotated.jpg")
+
+
+@pytest.mark.media
+def test_annotating_into_the_input_folder_keeps_originals_and_reruns_identically(inputs, model_path, tmp_path):
+    originals = {p: p.read_bytes() for p in inputs.rglob("*.jpg")}
+    out = inputs / "results.csv"
+    args = [str(inputs), "--model", str(model_path), "--out", str(out), "--annotate", str(inputs), "--quiet"]
+    assert main(args) == 0
+    first = list(csv.DictReader(out.open()))
+    for p, data in originals.items():
+        assert p.read_bytes() == data, f"{p} was overwritten"
+    made = sorted(p.name for p in inputs.rglob("*_annotated.jpg"))
+    assert len(made) == 2  # one per input, though both are called a.jpg
+    assert main(args) == 0  # the outputs now lie in the input folder: they are not inputs
+    assert list(csv.DictReader(out.open())) == first
+    assert sorted(p.name for p in inputs.rglob("*_annotated.jpg")) == made

@@ -1,0 +1,195 @@
+"""The default model's recipe: corpus reading, targets, measures, and a tiny end-to-end run."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.errors import InputError
+from tests.conftest import REPO
+from training.recipes import corpus, measures, targets
+
+AUS = AU_SETS["BP4D"]
+
+
+def faces_dir() -> Path:
+    env = os.environ.get("RTATL_FACES")
+    return Path(env) if env else REPO.parent / "shared" / "faces"
+
+
+# ---------------------------------------------------------------- corpus
+def test_corpus_reader_takes_identities_and_emotions_and_names_bad_rows(tmp_path):
+    import cv2
+
+    img = np.full((64, 64, 3), 128, np.uint8)
+    (tmp_path / "set").mkdir()
+    for name in ("a_0001.jpg", "a_0002.jpg", "b_0001.jpg", "loose.png"):
+        cv2.imwrite(str(tmp_path / "set" / name), img)
+    (tmp_path / "set" / "labels.csv").write_text(
+        "image,identity,emotion\na_0001.jpg,A,happiness\na_0002.jpg,A,\nb_0001.jpg,B,Neutral\ngone.jpg,C,anger\n")
+    recs, counts = corpus.read_corpus(tmp_path)
+    by = {r.path.name: r for r in recs}
+    assert (by["a_0001.jpg"].identity, by["a_0001.jpg"].emotion) == ("set/A", "happiness")
+    assert by["a_0002.jpg"].emotion == "" and by["b_0001.jpg"].emotion == "neutral"
+    assert by["loose.png"].identity == "set/loose"  # no row: its own identity, nothing dropped
+    assert counts == {"images": 4, "identities": 3, "with_emotion": 2, "listed_but_missing": 1}
+
+    (tmp_path / "set" / "labels.csv").write_text("image,identity,emotion\na_0001.jpg,A,joy\n")
+    with pytest.raises(InputError, match=r"labels.csv:2.*'joy'"):
+        corpus.read_corpus(tmp_path)
+    (tmp_path / "set" / "labels.csv").write_text("file,who\na_0001.jpg,A\n")
+    with pytest.raises(InputError, match="no column"):
+        corpus.read_corpus(tmp_path)
+    with pytest.raises(InputError, match="not a folder"):
+        corpus.read_corpus(tmp_path / "nope")
+
+
+def test_validation_split_never_shares_a_person():
+    labels = faces_dir() / "lfw" / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"face corpus not found in {faces_dir()} (set RTATL_FACES)")
+    import csv
+
+    rows = list(csv.DictReader(open(labels)))
+    recs = [corpus.FaceRecord(Path(r["image"]), r["identity"], r["emotion"]) for r in rows]
+    train, val = corpus.split_records(recs, 0.1, seed=0)
+    assert not {r.identity for r in train} & {r.identity for r in val}
+    assert len(train) + len(val) == len(recs)
+    share = len({r.identity for r in val}) / len({r.identity for r in recs})
+    assert 0.07 < share < 0.13, share
+    # stable: the same people on the same side for the same seed; another seed moves people
+    assert [r.identity for r in corpus.split_records(recs, 0.1, seed=0)[1]] == [r.identity for r in val]
+    assert {r.identity for r in corpus.split_records(recs, 0.1, seed=1)[1]} != {r.identity for r in val}
+
+
+# ---------------------------------------------------------------- targets
+def test_targets_combine_teacher_prior_and_edits():
+    j = {a: AUS.index(a) for a in AUS}
+    t = np.zeros(len(AUS), np.float32)
+    t[j[12]], t[j[4]] = 0.8, 0.3
+    happy = targets.combine(t, "happiness", AUS)
+    assert happy[j[12]] == pytest.approx(max(0.8, 0.65 + 0.35 * 0.8))
+    assert happy[j[6]] == pytest.approx(0.65 * 0.8)  # teacher blind to AU6: the prior lifts it past 0.5
+    assert happy[j[4]] == pytest.approx(0.3)  # not a prototype: untouched
+    assert targets.combine(t, "", AUS).tolist() == t.tolist()
+    neutral = targets.combine(t, "neutral", AUS)
+    assert neutral[j[12]] == pytest.approx(0.4) and neutral.max() < 0.5
+    ed = targets.edited(neutral, (1, 2), AUS)
+    assert ed[j[1]] == 1.0 and ed[j[2]] == 1.0 and ed[j[12]] == pytest.approx(0.4)
+    assert targets.hard(np.array([-1.0, 0.49, 0.5, 1.0])).tolist() == [-1, 0, 1, 1]
+
+
+# ---------------------------------------------------------------- measures
+def test_auc_matches_pairwise_counting_with_ties():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 30).astype(float), rng.integers(0, 4, 40).astype(float)
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert measures.auc(pos, neg) == pytest.approx(brute)
+    assert measures.auc([1, 2], [0]) == 1.0 and measures.auc([0], [1, 2]) == 0.0
+    with pytest.raises(ValueError):
+        measures.auc([], [1])
+
+
+def test_thresholds_fit_each_au_and_keep_half_without_data():
+    rng = np.random.default_rng(1)
+    y = (rng.random((400, 2)) < 0.3).astype(np.int64)
+    probs = np.where(y == 1, rng.uniform(0.15, 0.3, y.shape), rng.uniform(0.0, 0.12, y.shape))
+    y[:, 1] = 0
+    y[:3, 1] = 1
+    thr, why = measures.fit_thresholds(probs, y)
+    assert 0.12 < thr[0] <= 0.15, thr  # separates the classes: far from 0.5
+    assert thr[1] == 0.5 and "only 3 positives" in why[1]
+
+
+def test_judge_counts_neutral_presence_contrasts_and_rises():
+    emotions = np.array(["neutral"] * 4 + ["happiness"] * 4)
+    people = np.array(["a", "b", "c", "d"] * 2)
+    scores = np.zeros((8, len(AUS)))
+    scores[4:, AUS.index(12)] = 0.9
+    scores[:4, AUS.index(4)] = 0.8  # a neutral face with a lowered brow on everyone
+    rep = measures.judge(scores, [0.5] * len(AUS), emotions, people, AUS)
+    assert rep["contrasts"]["AU12 happiness>neutral"] == {"auc": 1.0, "n": [4, 4]}
+    assert rep["contrasts"]["AU06 happiness>neutral"]["auc"] == 0.5
+    assert rep["neutral_present"] == 1.0
+    assert rep["rise"]["AU12"] == {"mean_rise": 0.9, "share_rising": 1.0, "people": 4}
+    assert rep["rise"]["AU06"]["share_rising"] == 0.0
+
+
+# ---------------------------------------------------------------- end to end on a tiny slice
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory, media):
+    """36 real LFW faces: people seen neutral and happy, plus other emotions (copied to a tmp folder)."""
+    import csv
+
+    src = faces_dir() / "lfw"
+    if not (src / "labels.csv").is_file():
+        pytest.skip(f"face corpus not found in {faces_dir()} (set RTATL_FACES)")
+    rows = list(csv.DictReader(open(src / "labels.csv")))
+    by_person: dict[str, list] = {}
+    for r in rows:
+        by_person.setdefault(r["identity"], []).append(r)
+    both = [p for p, rs in sorted(by_person.items()) if {"neutral", "happiness"} <= {r["emotion"] for r in rs}]
+    chosen = []
+    for p in both[:12]:
+        rs = by_person[p]
+        chosen += [next(r for r in rs if r["emotion"] == "neutral"), next(r for r in rs if r["emotion"] == "happiness")]
+    chosen += [r for r in rows if r["emotion"] == "surprise"][:6] + [r for r in rows if r["emotion"] == "anger"][:6]
+    d = tmp_path_factory.mktemp("faces") / "lfw"
+    d.mkdir()
+    for r in chosen:
+        shutil.copy(src / r["image"], d / r["image"])
+    with open(d / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["image", "identity", "emotion"])
+        w.writeheader()
+        w.writerows({k: r[k] for k in ("image", "identity", "emotion")} for r in chosen)
+    return d.parent
+
+
+@pytest.mark.media
+def test_recipe_runs_end_to_end_and_resumes(tiny_corpus, media, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from training.checkpoint import load_checkpoint
+    from training.recipes import default_model
+    from training.recipes.default_model import read_extras
+
+    out = tmp_path / "run"
+    common = ["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out), "--val-fraction", "0.4",
+              "--edits", "6", "--batch", "4", "--unlabelled-batch", "2", "--ff", "64", "--workers", "1",
+              "--clip-frames", "12", "--no-progress"]
+    assert default_model.main(common + ["--steps", "2", "--eval-every", "1"]) == 0
+    first = json.loads((out / "selection.json").read_text())
+    assert [h["step"] for h in first] == [1, 2]
+    # resumed: the data and the first two segments are kept, training continues at step 2
+    assert default_model.main(common + ["--steps", "3", "--eval-every", "1"]) == 0
+    sel = json.loads((out / "selection.json").read_text())
+    assert [h["step"] for h in sel] == [1, 2, 3] and sel[:2] == first
+    log = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]  # no step trained twice
+
+    data = out / "data"
+    train_people = set(read_extras(data / "train")["identity"]) - {""}
+    val_people = set(read_extras(data / "val")["identity"])
+    assert val_people and not train_people & val_people
+    summary = json.loads((out / "data_summary.json").read_text())
+    assert summary["edits"] == 6 and summary["clip_labelled"] == 6
+
+    state = load_checkpoint(out / "model.ckpt")
+    report = json.loads((out / "report.json").read_text())
+    assert len(state["thresholds"]) == len(AUS) and all(0 < t < 1 for t in state["thresholds"])
+    assert state["thresholds"] == report["validation"]["thresholds"]
+    assert state["metrics"]["val_faces"] == report["validation"]["student"]["faces"] > 0
+    assert "Research use only" in state["notes"]
+    assert "| AUs present per neutral face" in (out / "report.md").read_text()
+    assert report["validation"]["teacher"]["faces"] == report["validation"]["student"]["faces"]
+
+
+def test_recipe_refuses_missing_folders(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from training.recipes import default_model
+
+    assert default_model.main(["--faces", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "--faces" in capsys.readouterr().err

@@ -1,0 +1,164 @@
+"""How a default model is judged on people it never saw, the same code for student and teacher.
+
+Every measure takes per-face AU scores in [0, 1] (a model's probabilities, or the teacher's
+blendshape scores) with the thresholds that turn them into decisions, plus each face's crowd
+emotion and identity:
+
+* ``contrasts``: the AUC of a prototype AU between two emotions (AU12 happiness vs neutral, ...):
+  the probability that a face of the first emotion scores above one of the second (0.5 =
+  chance). Threshold-free.
+* ``neutral_present``: how many AUs are called present on a neutral face (mean).
+* ``rise``: for people photographed both neutral and happy, the mean of (their happy score -
+  their neutral score) for AU12 and AU6, and the share of people whose score rises.
+* ``f1_vs_teacher`` / ``f1_vs_targets``: per-AU F1 of the decisions against the teacher's
+  decisions and against the combined training targets (``targets.hard``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtatl_sdk.au import au_label
+
+#: (AU, emotion expected to show it, emotion expected not to)
+CONTRASTS: tuple[tuple[int, str, str], ...] = (
+    (12, "happiness", "neutral"), (6, "happiness", "neutral"), (1, "surprise", "neutral"), (2, "surprise", "neutral"),
+    (4, "anger", "happiness"), (15, "sadness", "happiness"), (4, "sadness", "happiness"), (10, "disgust", "neutral"),
+)
+RISE_AUS = (12, 6)
+MIN_SIDE = 3  #: a contrast needs at least this many faces on each side to be reported
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U / n1 n2)."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("AUC needs at least one score on each side")
+    allv = np.concatenate([pos, neg])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    i = 0
+    while i < len(allv):  # average ranks over ties
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Binary F1 of the positive class over known entries (truth -1 ignored); 0 when undefined."""
+    known = truth >= 0
+    p, y = pred[known].astype(bool), truth[known] == 1
+    tp, fp, fn = int((p & y).sum()), int((p & ~y).sum()), int((~p & y).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5) -> tuple[list[float], list[str]]:
+    """Per-AU threshold maximising F1 against ``labels`` (grid 0.05..0.95; ties: nearest 0.5).
+
+    An AU with fewer than ``min_positives`` known positives keeps 0.5, and the reason is returned."""
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    out, why = [], []
+    for j in range(labels.shape[1]):
+        pos = int((labels[:, j] == 1).sum())
+        if pos < min_positives:
+            out.append(0.5)
+            why.append(f"0.5: only {pos} positives in validation")
+            continue
+        scores = np.array([f1(probs[:, j] >= t, labels[:, j]) for t in grid])
+        best = np.flatnonzero(scores >= scores.max() - 1e-12)
+        t = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+        out.append(t)
+        why.append(f"{t:.2f}: best F1 {scores.max():.3f} over {pos} positives")
+    return out, why
+
+
+def contrasts(scores: np.ndarray, emotions: np.ndarray, aus) -> dict[str, dict]:
+    out = {}
+    for au, hi, lo in CONTRASTS:
+        if au not in aus:
+            continue
+        j = list(aus).index(au)
+        a, b = scores[emotions == hi, j], scores[emotions == lo, j]
+        if len(a) < MIN_SIDE or len(b) < MIN_SIDE:
+            continue
+        out[f"{au_label(au)} {hi}>{lo}"] = {"auc": round(auc(a, b), 4), "n": [int(len(a)), int(len(b))]}
+    return out
+
+
+def rise(scores: np.ndarray, emotions: np.ndarray, identities: np.ndarray, aus) -> dict[str, dict]:
+    people = [p for p in np.unique(identities)
+              if ((identities == p) & (emotions == "neutral")).any() and ((identities == p) & (emotions == "happiness")).any()]
+    out = {}
+    for au in RISE_AUS:
+        if au not in aus or not people:
+            continue
+        j = list(aus).index(au)
+        d = np.array([scores[(identities == p) & (emotions == "happiness"), j].mean()
+                      - scores[(identities == p) & (emotions == "neutral"), j].mean() for p in people])
+        out[au_label(au)] = {"mean_rise": round(float(d.mean()), 4), "share_rising": round(float((d > 0).mean()), 4),
+                             "people": len(people)}
+    return out
+
+
+def judge(scores: np.ndarray, thresholds, emotions: np.ndarray, identities: np.ndarray, aus,
+          teacher_labels: np.ndarray | None = None, target_labels: np.ndarray | None = None) -> dict:
+    """All measures for one predictor on one set of faces."""
+    scores = np.asarray(scores, np.float64)
+    emotions, identities = np.asarray(emotions), np.asarray(identities)
+    thr = np.asarray(thresholds, np.float64)
+    present = scores >= thr
+    con = contrasts(scores, emotions, aus)
+    neutral = emotions == "neutral"
+    rep = {
+        "faces": int(len(scores)), "people": int(len(np.unique(identities))),
+        "contrasts": con,
+        "auc_mean": round(float(np.mean([c["auc"] for c in con.values()])), 4) if con else None,
+        "neutral_present": round(float(present[neutral].sum(1).mean()), 3) if neutral.any() else None,
+        "neutral_faces": int(neutral.sum()),
+        "rise": rise(scores, emotions, identities, aus),
+        "thresholds": {au_label(a): round(float(t), 3) for a, t in zip(aus, thr)},
+    }
+    for name, labels in (("f1_vs_teacher", teacher_labels), ("f1_vs_targets", target_labels)):
+        if labels is not None:
+            per = {au_label(a): round(f1(present[:, j], labels[:, j]), 4) for j, a in enumerate(aus)}
+            rep[name] = per
+            rep[name + "_mean"] = round(float(np.mean(list(per.values()))), 4)
+            rep[name.replace("f1_", "positives_")] = {au_label(a): int((labels[:, j] == 1).sum()) for j, a in enumerate(aus)}
+    return rep
+
+
+def table(student: dict, teacher: dict) -> str:
+    """Markdown: the two predictors side by side."""
+    rows = ["| measure | student | teacher |", "|---|---|---|"]
+    for k in student["contrasts"]:
+        s, t = student["contrasts"][k], teacher["contrasts"].get(k, {})
+        rows.append(f"| AUC {k} (n {s['n'][0]}/{s['n'][1]}) | {s['auc']:.3f} | {t.get('auc', float('nan')):.3f} |")
+    if student["auc_mean"] is not None:
+        rows.append(f"| AUC mean | {student['auc_mean']:.3f} | {teacher['auc_mean']:.3f} |")
+    if student["neutral_present"] is not None:
+        rows.append(f"| AUs present per neutral face ({student['neutral_faces']} faces) | {student['neutral_present']:.2f} | "
+                    f"{teacher['neutral_present']:.2f} |")
+    for au, s in student["rise"].items():
+        t = teacher["rise"].get(au, {})
+        rows.append(f"| {au} rise neutral->happy, mean ({s['people']} people) | {s['mean_rise']:+.3f} | {t.get('mean_rise', float('nan')):+.3f} |")
+        rows.append(f"| {au} rise neutral->happy, share of people rising | {s['share_rising']:.2f} | {t.get('share_rising', float('nan')):.2f} |")
+    if "f1_vs_targets_mean" in student:
+        rows.append(f"| F1 vs combined targets, mean | {student['f1_vs_targets_mean']:.3f} | {teacher['f1_vs_targets_mean']:.3f} |")
+    out = "\n".join(rows)
+    if "f1_vs_teacher" in student:
+        aus = list(student["f1_vs_teacher"])
+        out += "\n\n| AU | " + " | ".join(a[2:] for a in aus) + " | mean |\n|---|" + "---|" * (len(aus) + 1)
+        out += "\n| student F1 vs teacher | " + " | ".join(f"{student['f1_vs_teacher'][a]:.2f}" for a in aus) + \
+            f" | {student['f1_vs_teacher_mean']:.2f} |"
+        out += "\n| teacher positives | " + " | ".join(str(student["positives_vs_teacher"][a]) for a in aus) + " | |"
+        if "f1_vs_targets" in student:
+            for who, rep in (("student", student), ("teacher", teacher)):
+                out += f"\n| {who} F1 vs targets | " + " | ".join(f"{rep['f1_vs_targets'][a]:.2f}" for a in aus) + \
+                    f" | {rep['f1_vs_targets_mean']:.2f} |"
+        out += "\n| student threshold | " + " | ".join(f"{student['thresholds'][a]:.2f}" for a in aus) + " | |"
+    return out
