@@ -172,7 +172,8 @@ def run(args) -> int:
         print("rtatl-detect: no usable input", file=sys.stderr)
         return 1
     det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads)
-    writer = RowWriter(args.out, det.aus, resume=args.resume) if args.out else None
+    names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
+    writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names) if args.out else None
     failures = [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
     ann = Path(args.annotate) if args.annotate else None
     ann_names = annotation_names(files)
@@ -218,9 +219,9 @@ def run(args) -> int:
                 if vw is not None:
                     vw.release()
                 if undecodable:
-                    failures.append((name, f"{len(undecodable)} undecodable frames"))
-                    print(f"rtatl-detect: {name}: frames {undecodable} could not be decoded; each has one row with "
-                          "only the 'error' column set", file=sys.stderr)
+                    failures.append((name, f"{len(undecodable)} frames without a picture"))
+                    print(f"rtatl-detect: {name}: frames {_ranges(undecodable)} could not be decoded or were never "
+                          "delivered; each has one row with only the 'error' column set", file=sys.stderr)
                 if args.plot and series:
                     _plot(series, det.aus, Path(args.plot) if len(sources) == 1 else Path(args.plot).with_name(f"{Path(name).stem}_{Path(args.plot).name}"), name)
             except InputError as exc:
@@ -233,6 +234,18 @@ def run(args) -> int:
     for name, reason in bad:
         print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _ranges(idx: list[int]) -> str:
+    """[1, 2, 3, 7] -> '[1-3, 7]'."""
+    parts, start = [], None
+    for k, i in enumerate(idx):
+        if start is None:
+            start = i
+        if k + 1 == len(idx) or idx[k + 1] != i + 1:
+            parts.append(str(start) if start == i else f"{start}-{i}")
+            start = None
+    return "[" + ", ".join(parts) + "]"
 
 
 def _video_writer(ann: Path, file_name: str, src):

@@ -199,7 +199,7 @@ class AUDetector:
         frames = (fr for fr in _prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
         for fr, faces in self._with_faces(frames, lookahead):
             if fr.image is None:
-                yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error="frame could not be decoded")
+                yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error=fr.error or "frame could not be decoded")
                 continue
             probs = self._probabilities(faces)
             ids = tracker.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])

@@ -17,11 +17,15 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_BAD = 50
 
 
+UNDECODABLE = "frame could not be decoded"
+
+
 @dataclass(frozen=True)
 class Frame:
     index: int
     timestamp: float  #: seconds from the start
-    image: np.ndarray | None  #: BGR uint8, or None when the frame could not be decoded
+    image: np.ndarray | None  #: BGR uint8, or None when the frame has no picture (see ``error``)
+    error: str | None = None  #: why ``image`` is None: undecodable, or never delivered by a cut file
 
 
 def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
@@ -49,26 +53,36 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
         raise InputError(label, "cannot be opened as a video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not isinstance(source, int) else 0
+    end = total if max_frames is None else min(total, max_frames)
+
+    def stamp(i: int) -> float:
+        return i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
     try:
-        index, failures = 0, 0
+        index, pending = 0, []  # pending: failed reads not yet known to be corrupt frames or the file's end
         while max_frames is None or index < max_frames:
             ok, img = cap.read()
-            ts = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if not ok:
                 if isinstance(source, int):
                     if index == 0:
                         raise InputError(label, "opened but delivered no frame")
                     log.warning("%s stopped delivering frames after %d frames (disconnected?)", label, index)
                     break
-                # a file: a failed read before the known end is a corrupt frame; report and go on
-                failures += 1
-                if index >= total or failures > MAX_CONSECUTIVE_BAD:
-                    break
-                yield Frame(index, float(ts), None)
+                if index >= total or len(pending) >= MAX_CONSECUTIVE_BAD:
+                    break  # the file has ended (or is cut): pending frames are reported below
+                pending.append((index, stamp(index)))
                 index += 1
                 continue
-            failures = 0
-            yield Frame(index, float(ts), img)
+            for i, ts in pending:  # a read failure followed by a good frame: a corrupt frame
+                yield Frame(i, float(ts), None, UNDECODABLE)
+            pending = []
+            yield Frame(index, float(stamp(index)), img)
             index += 1
+        if not isinstance(source, int) and (pending or index < end):
+            # frames the container declares but the file never delivered (a cut or damaged tail)
+            first = pending[0][0] if pending else index
+            reason = f"not delivered: the file ends after frame {first - 1} of the {total} it declares"
+            for i in range(first, end):
+                yield Frame(i, float(i / fps if fps > 0 else 0.0), None, reason)
     finally:
         cap.release()

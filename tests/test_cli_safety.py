@@ -71,3 +71,23 @@ def test_annotating_into_the_input_folder_keeps_originals_and_reruns_identically
     assert main(args) == 0  # the outputs now lie in the input folder: they are not inputs
     assert list(csv.DictReader(out.open())) == first
     assert sorted(p.name for p in inputs.rglob("*_annotated.jpg")) == made
+
+
+@pytest.mark.media
+def test_file_names_of_any_bytes_are_processed_and_resumable(tmp_path, media, model_path):
+    import os
+
+    d = tmp_path / "in"
+    d.mkdir()
+    odd = d / os.fsdecode(b"caf\xe9 \nphoto.jpg")  # not UTF-8, with a line break
+    shutil.copy(media / "single_face.jpg", odd)
+    shutil.copy(media / "single_face.jpg", d / "z.jpg")
+    out = tmp_path / "r.csv"
+    args = [str(d), "--model", str(model_path), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        names = [r["input"] for r in csv.DictReader(fh)]
+    assert names == [str(odd), str(d / "z.jpg")]
+    assert main(args + ["--resume"]) == 0  # nothing redone, nothing lost
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        assert [r["input"] for r in csv.DictReader(fh)] == names

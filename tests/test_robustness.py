@@ -158,7 +158,7 @@ def test_corrupt_frames_are_reported_and_the_rest_processed(det, media, model_pa
     out = tmp_path / "r.csv"
     res = subprocess.run([sys.executable, "-m", "rtatl_sdk.cli", str(video), "--model", str(model_path), "--out", str(out),
                           "--quiet"], capture_output=True, text=True, cwd=REPO)
-    assert res.returncode == 1 and "frames [8, 9] could not be decoded" in res.stderr
+    assert res.returncode == 1 and "frames [8-9] could not be decoded" in res.stderr
     import csv
 
     rows = list(csv.DictReader(out.open()))
@@ -232,3 +232,28 @@ def test_rtatl_detect_survives_sigkill_with_resume(media, model_path, tmp_path):
 
 def test_report_counts():
     print("\ngenerated inputs per property:", TRIED)
+
+
+@pytest.mark.media
+def test_a_cut_video_reports_every_frame_it_never_delivered(media, tmp_path):
+    import cv2
+
+    from rtatl_sdk.video import iter_frames
+
+    cap = cv2.VideoCapture(str(media / "single_face.mp4"))
+    frames = [cap.read()[1] for _ in range(30)]
+    h, w = frames[0].shape[:2]
+    full = tmp_path / "full.avi"
+    vw = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    got = list(iter_frames(cut))
+    assert [f.index for f in got] == list(range(30))  # nothing vanishes
+    good = [f.index for f in got if f.image is not None]
+    assert good == list(range(len(good))) and 5 < len(good) < 25
+    assert all(f.error.startswith("not delivered") for f in got[len(good):])
+    assert all(f.error is None for f in got[: len(good)])
+    assert [f.index for f in iter_frames(cut, max_frames=len(good) + 2)] == list(range(len(good) + 2))

@@ -59,3 +59,52 @@ def test_neutral_baseline_marked_and_learned():
     assert np.allclose(outs[0], seq[0]) and np.allclose(outs[1], seq[1])  # no baseline during warm-up
     assert np.allclose(b.baseline(1), [0.2, 0.2])  # mean of the 2 lowest-activity frames
     assert np.allclose(outs[2], [0.0, 0.0])
+
+
+def test_second_writer_is_refused_before_anything_is_truncated(tmp_path):
+    path = tmp_path / "r.csv"
+    w = RowWriter(path, AUS)
+    w.write_rows(rows(0))
+    with pytest.raises(InputError, match="another process"):
+        RowWriter(path, AUS)
+    with pytest.raises(InputError, match="another process"):
+        RowWriter(path, AUS, resume=True)
+    w.close()
+    assert len(path.read_text().splitlines()) == 3  # header + the first writer's two rows
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_with_other_inputs_keeps_the_previous_last_input(tmp_path, suffix):
+    path = tmp_path / f"r{suffix}"
+    w = RowWriter(path, AUS)
+    w.write_rows(rows(0, name="a.jpg"))
+    w.write_rows(rows(0, name="b.jpg"))
+    w.close()
+    w = RowWriter(path, AUS, resume=True, inputs=["c.jpg"])
+    assert w.last_done == {"a.jpg": 0, "b.jpg": 0}  # b.jpg is not redone by this run: its rows stay
+    w.write_rows(rows(0, name="c.jpg"))
+    w.close()
+    w = RowWriter(path, AUS, resume=True, inputs=["c.jpg"])
+    assert w.last_done == {"a.jpg": 0, "b.jpg": 0}  # c.jpg's last frame is redone
+    w.close()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("name", ["line\nbreak.mp4", 'quote",comma.mp4', "bad\udcffbyte.mp4"])
+def test_resume_reads_back_any_input_name(tmp_path, suffix, name):
+    path = tmp_path / f"r{suffix}"
+    w = RowWriter(path, AUS)
+    for f in range(3):
+        w.write_rows(rows(f, name=name))
+    w.close()
+    w = RowWriter(path, AUS, resume=True, inputs=[name])
+    assert w.last_done == {name: 1}
+    w.close()
+
+
+def test_resume_refuses_a_foreign_jsonl_without_touching_it(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"hello": 1}\n')
+    with pytest.raises(InputError, match="line 1 is not a row"):
+        RowWriter(path, AUS, resume=True)
+    assert path.read_text() == '{"hello": 1}\n'
