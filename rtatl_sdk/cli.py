@@ -3,9 +3,11 @@
     rtatl-detect photo.jpg clips/ talk.mp4 --out results.csv --annotate out/ --plot au.png
     rtatl-detect --camera 0 --out live.jsonl --max-frames 300
 
-One row per face per frame: input, frame, timestamp, face, track_id, x, y, w, h, then the
-AU columns (AU01_p probability ... AU01_c occurrence ...), then ``error``: empty, except on the
-single row of a video frame that could not be decoded. Files that cannot be read are named
+One row per face per frame: input, frame, timestamp, success, face, track_id, x, y, w, h,
+quality, then the AU columns (AU01_p probability ... AU01_c occurrence, empty where the AU's
+region lies outside the frame), then ``error``. A processed image or frame without a face has
+one row with success 0; a video frame without a picture (undecodable, or never delivered by a
+cut file) has one row with success 0 and ``error`` saying why. Files that cannot be read are named
 on stderr with the reason; the exit status is 1 when any input or frame failed, 0 otherwise.
 With ``--resume`` an interrupted run continues where its output file ends (no gaps, no
 duplicates).
@@ -161,7 +163,7 @@ def run(args) -> int:
 
     from .detector import AUDetector
     from .images import load_image
-    from .results import error_row, face_row
+    from .results import error_row, frame_rows
     from .writers import RowWriter
 
     files, bad = expand_inputs(args.inputs, (args.out, args.plot), args.annotate)
@@ -189,7 +191,7 @@ def run(args) -> int:
                     img = load_image(src)
                     faces = det.detect(img)
                     if writer:
-                        writer.write_rows([face_row(name, 0, 0.0, f) for f in faces])
+                        writer.write_rows(frame_rows(name, 0, 0.0, faces))
                     if not args.out:
                         _print_faces(name, 0, faces)
                     if ann:
@@ -207,7 +209,7 @@ def run(args) -> int:
                             writer.write_rows([error_row(name, fr.index, fr.timestamp, fr.error)])
                         continue
                     if writer:
-                        writer.write_rows([face_row(name, fr.index, fr.timestamp, f) for f in fr.faces])
+                        writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
                     elif args.camera is not None or not args.plot:
                         _print_faces(name, fr.index, fr.faces)
                     series.append((fr.timestamp, [r.probability for r in fr.faces[0].aus.values()] if fr.faces else None))

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import store
 from .errors import InputError, ModelNotFoundError
+from .geometry import centres_in_image
 from .images import load_image
 from .preprocess import model_inputs
 from .results import AUResult, Box, FaceAUs, FrameResult
@@ -143,12 +144,16 @@ class AUDetector:
         logits = np.concatenate(out).astype(np.float64)
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def _result(self, i: int, face, probs: np.ndarray, track_id: int | None = None) -> FaceAUs:
+    def _result(self, i: int, face, probs: np.ndarray, image_shape, track_id: int | None = None) -> FaceAUs:
         b = face.box
-        aus = {name: AUResult(probability=float(p), present=bool(p >= t), threshold=float(t))
-               for name, p, t in zip(self.aus, probs, self.thresholds)}
+        h, w = image_shape[:2]
+        pts = face.landmarks
+        quality = float(((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)).mean())
+        seen = centres_in_image(pts, self.au_numbers, image_shape)
+        aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
+               for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
         return FaceAUs(face=i, box=Box(x=b.x, y=b.y, w=b.w, h=b.h, score=b.score), landmarks=face.landmarks,
-                       aus=aus, track_id=track_id, blendshapes=face.blendshapes)
+                       aus=aus, track_id=track_id, blendshapes=face.blendshapes, quality=quality)
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:
         """Faces and AUs of one image: a path, encoded bytes, a numpy array (BGR unless
@@ -156,22 +161,24 @@ class AUDetector:
         bgr = load_image(image, colour=colour)
         faces = self._faces(bgr)
         probs = self._probabilities(faces)
-        return [self._result(i, f, p) for i, (f, p) in enumerate(zip(faces, probs))]
+        return [self._result(i, f, p, bgr.shape) for i, (f, p) in enumerate(zip(faces, probs))]
 
     def detect_batch(self, images, colour: str = "bgr") -> list[list[FaceAUs]]:
         """Like ``detect`` for several images; the faces of all images go through the AU model
         together (batches of up to ``max_batch``)."""
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise InputError("images", "detect_batch takes a list of images; use detect() for one image")
-        per_image = []
+        per_image, shapes = [], []
         for k, img in enumerate(images):
             name = str(img) if isinstance(img, (str, os.PathLike)) else f"images[{k}]"
-            per_image.append(self._faces(load_image(img, colour=colour, name=name)))
+            bgr = load_image(img, colour=colour, name=name)
+            shapes.append(bgr.shape)
+            per_image.append(self._faces(bgr))
         flat = [f for faces in per_image for f in faces]
         probs = self._probabilities(flat)
         out, at = [], 0
-        for faces in per_image:
-            out.append([self._result(i, f, probs[at + i]) for i, f in enumerate(faces)])
+        for faces, shape in zip(per_image, shapes):
+            out.append([self._result(i, f, probs[at + i], shape) for i, f in enumerate(faces)])
             at += len(faces)
         return out
 
@@ -211,7 +218,7 @@ class AUDetector:
                     p = baseline(tid, p)
                 if smoother is not None:
                     p = smoother(tid, p)
-                results.append(self._result(i, f, p, tid))
+                results.append(self._result(i, f, p, fr.image.shape, tid))
             yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
                               image=fr.image if keep_images else None)
 

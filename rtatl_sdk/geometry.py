@@ -234,3 +234,15 @@ def roi_boxes(centres: np.ndarray, size: int = ROI_SIZE) -> np.ndarray:
     c = np.asarray(centres, dtype=np.float64)
     h = size / 2.0
     return np.concatenate([c - h, c + h], axis=-1)
+
+
+def centres_in_image(landmarks68: np.ndarray, aus, image_shape) -> np.ndarray:
+    """(N,) bool: whether each AU has at least one of its two centres inside the image.
+
+    ``landmarks68`` are the face's image-pixel landmarks; the centres follow the same rules as
+    on the aligned crop (``au_centres``), so an AU whose region lies wholly outside the frame
+    (brows cut by the top edge, say) is known to be unseen."""
+    c = au_centres(np.asarray(landmarks68, np.float64), aus).reshape(-1, 2, 2)
+    h, w = image_shape[:2]
+    inside = (c[..., 0] >= 0) & (c[..., 0] < w) & (c[..., 1] >= 0) & (c[..., 1] < h)
+    return inside.any(axis=1)

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 class AUResult(BaseModel):
     probability: float
-    present: bool
+    #: the decision at ``threshold``; None when the AU's region lies outside the frame (not seen)
+    present: bool | None
     threshold: float
 
 
@@ -33,6 +34,8 @@ class FaceAUs(BaseModel):
     aus: dict[str, AUResult]
     track_id: int | None = None
     blendshapes: dict[str, float] | None = None
+    #: share of the 68 landmarks inside the frame (1.0: the whole face is in view)
+    quality: float = 1.0
 
     @field_serializer("landmarks")
     def _lm(self, v: np.ndarray) -> list:
@@ -62,7 +65,9 @@ class FrameResult(BaseModel):
 
 
 #: Columns before the AU columns in CSV/DataFrame rows.
-BASE_COLUMNS = ["input", "frame", "timestamp", "face", "track_id", "x", "y", "w", "h"]
+#: ``success`` is 1 on a face's row, 0 on the one row of a frame or image without a face (or without a
+#: picture: then ``error`` says why); ``quality`` is the share of the face's landmarks inside the frame.
+BASE_COLUMNS = ["input", "frame", "timestamp", "success", "face", "track_id", "x", "y", "w", "h", "quality"]
 
 
 def au_columns(aus: list[str]) -> list[str]:
@@ -75,19 +80,28 @@ ERROR_COLUMN = "error"
 
 
 def error_row(input_name: str, frame: int, timestamp: float, reason: str) -> dict[str, Any]:
-    return {"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), ERROR_COLUMN: reason}
+    return {"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 0, ERROR_COLUMN: reason}
+
+
+def frame_rows(input_name: str, frame: int, timestamp: float, faces: list[FaceAUs]) -> list[dict[str, Any]]:
+    """A processed frame's rows: one per face, or one ``success=0`` row when it has no face, so
+    "processed, no face" never looks like "never processed"."""
+    if not faces:
+        return [{"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 0}]
+    return [face_row(input_name, frame, timestamp, f) for f in faces]
 
 
 def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "face": face.face,
+        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 1, "face": face.face,
         "track_id": face.track_id if face.track_id is not None else "",
         "x": round(face.box.x, 1), "y": round(face.box.y, 1), "w": round(face.box.w, 1), "h": round(face.box.h, 1),
+        "quality": round(face.quality, 3),
     }
     for name, r in face.aus.items():
         row[f"{name}_p"] = round(r.probability, 4)
     for name, r in face.aus.items():
-        row[f"{name}_c"] = int(r.present)
+        row[f"{name}_c"] = "" if r.present is None else int(r.present)  # empty: the AU's region is out of the frame
     return row
 
 

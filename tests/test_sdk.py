@@ -62,7 +62,8 @@ def test_video_tracks_and_dataframe(det, media):
     assert {f.faces[0].track_id for f in frames} == {0}
     assert frames[30].timestamp == pytest.approx(1.0, abs=0.01)
     df = to_dataframe(frames, "single_face.mp4")
-    assert len(df) == 72 and list(df.columns[:9]) == ["input", "frame", "timestamp", "face", "track_id", "x", "y", "w", "h"]
+    assert len(df) == 72 and list(df.columns[:11]) == ["input", "frame", "timestamp", "success", "face", "track_id", "x", "y",
+                                                       "w", "h", "quality"]
     assert "AU12_p" in df and "AU12_c" in df
 
 
@@ -141,7 +142,9 @@ def test_rtatl_detect_folder_with_bad_files(model_path, media, tmp_path):
         per_input.setdefault(Path(r["input"]).name, []).append(r)
     assert len(per_input["single_face.jpg"]) == 1 and len(per_input["multi_face.jpg"]) == 5
     assert len(per_input["single_face.mp4"]) == 10 and {r["track_id"] for r in per_input["single_face.mp4"]} == {"0"}
-    assert "free-mountain-vector-01.jpg" not in per_input  # no face: no row
+    (no_face,) = per_input["free-mountain-vector-01.jpg"]  # processed, no face: one row that says so
+    assert no_face["success"] == "0" and no_face["face"] == "" and no_face["AU12_p"] == ""
+    assert {r["success"] for r in rows if Path(r["input"]).name != "free-mountain-vector-01.jpg"} == {"1"}
     assert (tmp_path / "ann" / "multi_face_annotated.jpg").is_file() and (tmp_path / "ann" / "single_face_annotated.mp4").is_file()
 
 
@@ -159,3 +162,20 @@ def test_other_examples_run(model_path, media, tmp_path):
     assert res.returncode == 0 and res.stdout.count("multi_face.jpg face") == 5 and "free-mountain-vector-01.jpg: no face" in res.stdout
     res = _run(["examples/video_to_csv.py", str(media / "single_face.mp4"), str(tmp_path / "v.csv")], RTATL_MODEL=str(model_path))
     assert res.returncode == 0 and "72 frames, 72 face rows" in res.stdout
+
+
+def test_a_face_cut_by_the_frame_marks_the_aus_it_cannot_see(det, media):
+    import cv2
+
+    from rtatl_sdk.results import face_row
+
+    img = cv2.imread(str(media / "single_face.jpg"))
+    (full,) = det.detect(img)
+    assert full.quality == 1.0 and all(r.present is not None for r in full.aus.values())
+    cut = int(full.landmarks[36:48, 1].mean()) - 8  # the top edge just above the eyes: brows out of frame
+    (face,) = det.detect(img[cut:])
+    assert face.quality < 0.9
+    assert face.aus["AU01"].present is None and face.aus["AU02"].present is None and face.aus["AU04"].present is None
+    assert face.aus["AU12"].present is not None and face.aus["AU12"].probability > 0
+    row = face_row("x.jpg", 0, 0.0, face)
+    assert row["AU01_c"] == "" and row["AU12_c"] in (0, 1) and row["quality"] == round(face.quality, 3)

@@ -207,15 +207,21 @@ def _edit_chunk(job) -> tuple[str, int, int]:
     from ..edits import apply_edit
 
     cache, key, items = job
-    rows, flows = [], []
-    for n, (path, pts, tgt, aus, strength, rec) in enumerate(items):
+    rows, flows, failed = [], [], 0
+    for path, pts, tgt, aus, strength, rec in items:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        out, new_pts, flow = apply_edit(img, pts, aus, strength)
+        try:
+            out, new_pts, flow = apply_edit(img, pts, aus, strength)
+        except cv2.error as exc:  # an edited landmark left the canvas: no exact warp exists
+            failed += 1
+            log.warning("edit %s of %s failed (%s); skipped", aus, path, str(exc).strip().splitlines()[-1][:80])
+            continue
+        n = len(rows)
         prep.write_frame(cache, key, n, out, flow)
         rows.append((n, np.full(len(AUS), -1, np.float32), targets.edited(tgt, aus, AUS), new_pts, np.eye(2, 3), rec))
         flows.append(True)
-    _write_rows(cache, key, rows, {}, flows)
-    return key, len(rows), 0
+    _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, flows)
+    return key, len(rows), failed
 
 
 def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
@@ -225,7 +231,9 @@ def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
 
     idx = CacheIndex(cache)
     ex = read_extras(cache)
-    base = np.flatnonzero(np.char.startswith(idx.keys.astype(str), "corpus") & np.isin(ex["emotion"], ["neutral", ""]))
+    size = geometry.ALIGNED_SIZE
+    inside = ((idx.landmarks >= 4) & (idx.landmarks <= size - 5)).all(axis=(1, 2))  # the warp needs the face in the canvas
+    base = np.flatnonzero(np.char.startswith(idx.keys.astype(str), "corpus") & np.isin(ex["emotion"], ["neutral", ""]) & inside)
     if len(base) == 0:
         raise RTATLError(f"{cache}: no neutral training faces to edit")
     rng = np.random.default_rng([seed, 17])
