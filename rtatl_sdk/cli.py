@@ -157,13 +157,79 @@ def _plot(frames_probs, aus: list[str], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class _Run:
+    """What one rtatl-detect run shares between its inputs."""
+
+    def __init__(self, args, det, writer, ann: Path | None, ann_names: dict, n_sources: int):
+        self.args, self.det, self.writer, self.ann, self.ann_names = args, det, writer, ann, ann_names
+        self.n_sources = n_sources
+        self.failures: list[tuple[str, str]] = []
+
+    def image(self, src: Path, name: str) -> None:
+        import cv2
+
+        from .images import load_image
+        from .results import frame_rows
+
+        if self.writer and self.writer.last_done.get(name, -1) >= 0:
+            return
+        img = load_image(src)
+        faces = self.det.detect(img)
+        if self.writer:
+            self.writer.write_rows(frame_rows(name, 0, 0.0, faces))
+        else:
+            _print_faces(name, 0, faces)
+        if self.ann:
+            self.ann.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(self.ann / self.ann_names[src]), _annotate(img.copy(), faces))
+
+    def video(self, src, name: str) -> None:
+        """A video or camera. On resume, frames already in the file are not written again; when
+        smoothing, calibration, an annotated video or a plot depend on earlier frames, the video
+        is replayed from its start so that they come out as in an uninterrupted run."""
+        from tqdm import tqdm
+
+        from .results import error_row, frame_rows
+
+        args, writer = self.args, self.writer
+        done = writer.last_done.get(name, -1) if writer else -1
+        stateful = bool(args.smooth or args.calibrate or self.ann is not None or args.plot)
+        start = 0 if (stateful and not isinstance(src, int)) else done + 1
+        vw, series, missing = None, [], []
+        bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
+        for fr in self.det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=self.ann is not None):
+            bar.update(1)
+            new = fr.index > done or isinstance(src, int)
+            if fr.error:
+                missing.append(fr.index)
+                if writer and new:
+                    writer.write_rows([error_row(name, fr.index, fr.timestamp, fr.error)])
+                continue
+            if writer and new:
+                writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
+            elif not writer and (args.camera is not None or not args.plot):
+                _print_faces(name, fr.index, fr.faces)
+            series.append((fr.timestamp, [r.probability for r in fr.faces[0].aus.values()] if fr.faces else None))
+            if self.ann is not None:
+                vw = vw or _video_writer(self.ann, self.ann_names.get(src, f"camera{src}_annotated.mp4"), src)
+                if vw is not None:
+                    vw.write(_annotate(fr.image, fr.faces))
+        bar.close()
+        if vw is not None:
+            vw.release()
+        if missing:
+            self.failures.append((name, f"{len(missing)} frames without a picture"))
+            print(f"rtatl-detect: {name}: frames {_ranges(missing)} could not be decoded or were never "
+                  "delivered; each has one row with only the 'error' column set", file=sys.stderr)
+        if args.plot and series:
+            plot = Path(args.plot)
+            _plot(series, self.det.aus, plot if self.n_sources == 1 else plot.with_name(f"{Path(name).stem}_{plot.name}"), name)
+
+
 def run(args) -> int:
-    import cv2
     from tqdm import tqdm
 
     from .detector import AUDetector
-    from .images import load_image
-    from .results import error_row, frame_rows
     from .writers import RowWriter
 
     files, bad = expand_inputs(args.inputs, (args.out, args.plot), args.annotate)
@@ -175,59 +241,21 @@ def run(args) -> int:
         return 1
     det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads)
     names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
-    writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names) if args.out else None
-    failures = [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
-    ann = Path(args.annotate) if args.annotate else None
-    ann_names = annotation_names(files)
+    writer = None
+    sources: list = list(files) + ([args.camera] if args.camera is not None else [])
     try:
-        sources: list = list(files) + ([args.camera] if args.camera is not None else [])
+        writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names) if args.out else None
+        job = _Run(args, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files), len(sources))
+        job.failures += [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
         for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
             name = f"camera:{src}" if isinstance(src, int) else str(src)
-            is_video = isinstance(src, int) or src.suffix.lower() in VIDEO_EXT
             try:
-                if not is_video:
-                    if writer and writer.last_done.get(name, -1) >= 0:
-                        continue
-                    img = load_image(src)
-                    faces = det.detect(img)
-                    if writer:
-                        writer.write_rows(frame_rows(name, 0, 0.0, faces))
-                    if not args.out:
-                        _print_faces(name, 0, faces)
-                    if ann:
-                        ann.mkdir(parents=True, exist_ok=True)
-                        cv2.imwrite(str(ann / ann_names[src]), _annotate(img.copy(), faces))
-                    continue
-                start = writer.last_done.get(name, -1) + 1 if writer else 0
-                vw, series, undecodable = None, [], []
-                bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
-                for fr in det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=ann is not None):
-                    bar.update(1)
-                    if fr.error:
-                        undecodable.append(fr.index)
-                        if writer:
-                            writer.write_rows([error_row(name, fr.index, fr.timestamp, fr.error)])
-                        continue
-                    if writer:
-                        writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
-                    elif args.camera is not None or not args.plot:
-                        _print_faces(name, fr.index, fr.faces)
-                    series.append((fr.timestamp, [r.probability for r in fr.faces[0].aus.values()] if fr.faces else None))
-                    if ann is not None:
-                        vw = vw or _video_writer(ann, ann_names.get(src, f"camera{src}_annotated.mp4"), src)
-                        if vw is not None:
-                            vw.write(_annotate(fr.image, fr.faces))
-                bar.close()
-                if vw is not None:
-                    vw.release()
-                if undecodable:
-                    failures.append((name, f"{len(undecodable)} frames without a picture"))
-                    print(f"rtatl-detect: {name}: frames {_ranges(undecodable)} could not be decoded or were never "
-                          "delivered; each has one row with only the 'error' column set", file=sys.stderr)
-                if args.plot and series:
-                    _plot(series, det.aus, Path(args.plot) if len(sources) == 1 else Path(args.plot).with_name(f"{Path(name).stem}_{Path(args.plot).name}"), name)
+                if isinstance(src, int) or src.suffix.lower() in VIDEO_EXT:
+                    job.video(src, name)
+                else:
+                    job.image(src, name)
             except InputError as exc:
-                failures.append((name, exc.reason))
+                job.failures.append((name, exc.reason))
                 print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
     finally:
         if writer:
@@ -235,7 +263,7 @@ def run(args) -> int:
         det.close()
     for name, reason in bad:
         print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if job.failures else 0
 
 
 def _ranges(idx: list[int]) -> str:

@@ -91,3 +91,23 @@ def test_file_names_of_any_bytes_are_processed_and_resumable(tmp_path, media, mo
     assert main(args + ["--resume"]) == 0  # nothing redone, nothing lost
     with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         assert [r["input"] for r in csv.DictReader(fh)] == names
+
+
+@pytest.mark.media
+def test_resumed_smoothing_and_annotated_video_equal_an_uninterrupted_run(media, model_path, tmp_path):
+    import cv2
+
+    video = media / "single_face.mp4"
+    common = [str(video), "--model", str(model_path), "--smooth", "0.3", "--quiet"]
+    whole = tmp_path / "whole.csv"
+    assert main(common + ["--out", str(whole)]) == 0
+    part = tmp_path / "part.csv"
+    ann = tmp_path / "ann"
+    assert main(common + ["--out", str(part), "--max-frames", "30", "--annotate", str(ann)]) == 0  # as if killed at 30
+    assert main(common + ["--out", str(part), "--resume", "--annotate", str(ann)]) == 0
+    a, b = list(csv.DictReader(whole.open())), list(csv.DictReader(part.open()))
+    assert [r["frame"] for r in b] == [str(i) for i in range(72)]
+    assert a == b  # smoothed values continue exactly
+    cap = cv2.VideoCapture(str(ann / "single_face_annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72  # the annotated video holds every frame
+    cap.release()
