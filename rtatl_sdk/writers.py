@@ -12,6 +12,9 @@ from .results import BASE_COLUMNS, ERROR_COLUMN, au_columns
 
 #: File names may hold any bytes the filesystem allows: undecodable ones round-trip as surrogates.
 ENCODING, ERRORS = "utf-8", "surrogateescape"
+#: RFC 4180 line ends: the csv module then quotes any field holding a CR or LF (a bare CR is
+#: left unquoted with "\n" line ends and would split the row when read back).
+CSV_EOL = "\r\n"
 
 
 class RowWriter:
@@ -39,7 +42,7 @@ class RowWriter:
             else:
                 self._fh.truncate(0)
                 if self.kind == "csv":
-                    self._write(",".join(self.columns) + "\n")
+                    self._write(",".join(self.columns) + CSV_EOL)
         except BaseException:
             self._fh.close()
             raise
@@ -98,7 +101,7 @@ class RowWriter:
         self._fh.seek(0)
         self._fh.truncate(0)
         if self.kind == "csv":
-            self._write(",".join(self.columns) + "\n")
+            self._write(",".join(self.columns) + CSV_EOL)
         self.write_rows(rows)
 
     def _write(self, text: str) -> None:
@@ -112,7 +115,7 @@ class RowWriter:
             self._write("".join(json.dumps(r) + "\n" for r in rows))
             return
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n", restval="")
+        w = csv.DictWriter(buf, fieldnames=self.columns, lineterminator=CSV_EOL, restval="")
         w.writerows(rows)
         self._write(buf.getvalue())
 

@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,80 @@ def test_resumed_smoothing_and_annotated_video_equal_an_uninterrupted_run(media,
     cap = cv2.VideoCapture(str(ann / "single_face_annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72  # the annotated video holds every frame
     cap.release()
+
+
+# ---------------------------------------------------------------- properties
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@st.composite
+def option_sets(draw):
+    opts = []
+    if draw(st.booleans()):
+        opts += ["--smooth", repr(draw(st.floats(-2, 3, allow_nan=False)))]
+    if draw(st.booleans()):
+        opts += ["--camera", str(draw(st.integers(-3, 3)))]
+    if draw(st.booleans()):
+        opts += ["--max-frames", str(draw(st.integers(-2, 5)))]
+    if draw(st.booleans()):
+        opts += ["--threads", str(draw(st.integers(-2, 4)))]
+    if draw(st.booleans()):
+        opts += ["--out", "{tmp}/" + draw(st.sampled_from(["r.csv", "r.jsonl", "r.txt", "keep.csv/x.csv", "d/r.csv"]))]
+    if draw(st.booleans()):
+        opts += ["--plot", "{tmp}/" + draw(st.sampled_from(["p.png", "p.jpg", "keep.csv/p.png"]))]
+    if draw(st.booleans()):
+        opts += ["--annotate", "{tmp}/" + draw(st.sampled_from(["ann", "a.mp4", "keep.csv", "x.mp4"]))]
+    if draw(st.booleans()):
+        opts.append("--resume")
+    return opts
+
+
+@PROPS
+@given(opts=option_sets(), n_inputs=st.integers(0, 2))
+def test_any_option_combination_ends_in_a_result_or_one_line_and_touches_nothing(opts, n_inputs, tmp_path_factory):
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("opts")
+    keep = tmp / "keep.csv"
+    keep.write_text("previous results\n")
+    inputs = []
+    for k in range(n_inputs):
+        p = tmp / f"in{k}.mp4"
+        p.write_bytes(b"not a video")
+        inputs.append(str(p))
+    argv = inputs + [o.format(tmp=tmp) for o in opts] + ["--model", str(tmp / "missing.onnx")]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    assert code == 2, (argv, err.getvalue())  # the model is missing: every run ends before any frame
+    lines = [x for x in err.getvalue().splitlines() if x.strip() and not x.startswith(("usage:", " "))]
+    assert len(lines) == 1, err.getvalue()
+    assert keep.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(["keep.csv"] + [Path(i).name for i in inputs])
+
+
+@PROPS
+@given(raw=st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")))
+def test_any_file_name_bytes_round_trip_through_resume(raw, tmp_path_factory):
+    import os
+
+    from rtatl_sdk.writers import RowWriter
+
+    tmp = tmp_path_factory.mktemp("names")
+    name = str(tmp / os.fsdecode(raw))
+    for suffix in (".csv", ".jsonl"):
+        path = tmp / f"r{suffix}"
+        w = RowWriter(path, ["AU01"])
+        for frame in range(3):
+            w.write_rows([{"input": name, "frame": frame, "timestamp": 0.0, "success": 0}])
+        w.close()
+        w = RowWriter(path, ["AU01"], resume=True, inputs=[name])
+        assert w.last_done == {name: 1}
+        w.close()
