@@ -43,9 +43,10 @@ def main(argv=None) -> int:
     print(f"model: {det.model_path.name} ({det.card.provenance.training_data[:100]}...)")
     print(f"{len(faces)} face(s)")
     for f in faces:
-        line = "  ".join(f"{a}{'*' if r.present else ' '}{r.probability:.2f}" for a, r in f.aus.items())
+        line = "  ".join(f"{a}{'?' if r.present is None else '*' if r.present else ' '}{r.probability:.2f}"
+                         for a, r in f.aus.items())
         print(f"face {f.face} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
-    print("(* = present at the card's threshold)")
+    print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
     args.out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out / "annotated.jpg"), _annotate(img.copy(), faces))
     crops = []

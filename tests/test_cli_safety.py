@@ -95,23 +95,30 @@ def test_file_names_of_any_bytes_are_processed_and_resumable(tmp_path, media, mo
 
 
 @pytest.mark.media
-def test_resumed_smoothing_and_annotated_video_equal_an_uninterrupted_run(media, model_path, tmp_path):
+@pytest.mark.parametrize("state", [["--smooth", "0.3"], ["--calibrate"]], ids=["smooth", "calibrate"])
+def test_resumed_state_annotated_video_and_plot_equal_an_uninterrupted_run(state, media, model_path, tmp_path,
+                                                                          monkeypatch):
     import cv2
 
+    import rtatl_sdk.cli as cli
+
+    plotted = []
+    monkeypatch.setattr(cli, "_plot", lambda series, aus, path, title: plotted.append(len(series)))
     video = media / "single_face.mp4"
-    common = [str(video), "--model", str(model_path), "--smooth", "0.3", "--quiet"]
+    common = [str(video), "--model", str(model_path), "--quiet", *state]
     whole = tmp_path / "whole.csv"
     assert main(common + ["--out", str(whole)]) == 0
     part = tmp_path / "part.csv"
-    ann = tmp_path / "ann"
-    assert main(common + ["--out", str(part), "--max-frames", "30", "--annotate", str(ann)]) == 0  # as if killed at 30
-    assert main(common + ["--out", str(part), "--resume", "--annotate", str(ann)]) == 0
+    outs = ["--annotate", str(tmp_path / "ann"), "--plot", str(tmp_path / "p.png")]
+    assert main(common + ["--out", str(part), "--max-frames", "30", *outs]) == 0  # as if killed at frame 30
+    assert main(common + ["--out", str(part), "--resume", *outs]) == 0
     a, b = list(csv.DictReader(whole.open())), list(csv.DictReader(part.open()))
     assert [r["frame"] for r in b] == [str(i) for i in range(72)]
-    assert a == b  # smoothed values continue exactly
-    cap = cv2.VideoCapture(str(ann / "single_face_annotated.mp4"))
+    assert a == b  # smoothed / calibrated values continue exactly
+    cap = cv2.VideoCapture(str(tmp_path / "ann" / "single_face_annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72  # the annotated video holds every frame
     cap.release()
+    assert plotted == [30, 72]  # the resumed plot covers the whole clip
 
 
 # ---------------------------------------------------------------- properties

@@ -49,13 +49,13 @@ def load_checkpoint(path: Path) -> dict:
 def model_from_checkpoint(path: Path):
     """(RTATL model with the checkpoint's weights, eval mode; the checkpoint dict)."""
     from .config import TrainConfig
-    from .train import build_model
+    from .rtatl import RTATL
 
     state = load_checkpoint(path)
     try:
         cfg = TrainConfig.model_validate(state["config"])
         aus = tuple(state["aus"])
-        model = build_model(cfg, aus, from_checkpoint=True)
+        model = RTATL.from_config(cfg, aus, from_checkpoint=True)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise RTATLError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
@@ -69,10 +69,10 @@ def write_initial_checkpoint(path: Path, cfg, aus, seed: int = 0) -> Path:
 
     import torch
 
-    from .train import build_model
+    from .rtatl import RTATL
 
     torch.manual_seed(seed)
-    model = build_model(cfg, tuple(aus))
+    model = RTATL.from_config(cfg, tuple(aus))
     save_checkpoint(Path(path), {"model": model.state_dict(), "step": 0, "config": json.loads(cfg.model_dump_json()),
                                  "aus": list(aus), "training_data": "none: randomly initialised, untrained",
                                  "notes": "untrained weights; for testing the pipeline only"})

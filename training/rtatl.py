@@ -58,6 +58,14 @@ class RTATL(nn.Module):
         self.register_buffer("white", white.view(1, 3, 1, 1), persistent=False)
         self.pos_weight: torch.Tensor | None = None  #: optional per-AU weight of positives in L_Sup
 
+    @classmethod
+    def from_config(cls, cfg, aus, from_checkpoint: bool = False) -> RTATL:
+        """The training graph of a ``TrainConfig``; ``from_checkpoint``: weights come later, skip init."""
+        m = cfg.model
+        pretrained = str(m.pretrained) if m.pretrained and not from_checkpoint else None
+        return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f,
+                   pretrained=pretrained, log_init=not from_checkpoint, ff=m.ff)
+
     def forward(self, inputs, mode: str = "g", gen: torch.Generator | None = None) -> StepOutput:
         """One entry point (so DistributedDataParallel sees both steps): mode "g" or "d"."""
         if mode == "g":

@@ -90,16 +90,6 @@ def _device(spec: str, local_rank: int):
     return dev
 
 
-def build_model(cfg: TrainConfig, aus, from_checkpoint: bool = False):
-    """The RTATL training graph of ``cfg``; ``from_checkpoint``: weights come later, skip init."""
-    from .rtatl import RTATL
-
-    m = cfg.model
-    pretrained = str(m.pretrained) if m.pretrained and not from_checkpoint else None
-    return RTATL(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f,
-                 pretrained=pretrained, log_init=not from_checkpoint, ff=m.ff)
-
-
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     import torch
     import torch.distributed as dist
@@ -136,7 +126,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         streams.append(BatchStream(unl, cfg.optim.unlabelled_batch_size, cfg.run.seed + 1, rank, world, cfg.run.workers))
 
     torch.manual_seed(cfg.run.seed)
-    model = build_model(cfg, aus).to(device)
+    from .rtatl import RTATL
+
+    model = RTATL.from_config(cfg, aus).to(device)
     if cfg.optim.balance_labels:
         known = lab.index.labels[:, lab.cols]
         pos, neg = (known == 1).sum(0), (known == 0).sum(0)
