@@ -9,7 +9,7 @@ import statistics
 import time
 from pathlib import Path
 
-MEDIA = Path(os.environ.get("RTATL_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+MEDIA = Path(os.environ.get("RTATL_MEDIA", Path(__file__).resolve().parents[1] / "media"))
 
 
 def header() -> dict:

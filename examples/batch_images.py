@@ -1,6 +1,6 @@
 """AUs of all faces in a folder of images, batched through the AU model; prints a table.
 
-    python examples/batch_images.py ../shared/media
+    python examples/batch_images.py media
 """
 
 from __future__ import annotations

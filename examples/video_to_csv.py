@@ -1,6 +1,6 @@
 """AUs of every face in every frame of a video, written to CSV (OpenFace-style columns).
 
-    python examples/video_to_csv.py ../shared/media/single_face.mp4 out/single_face.csv
+    python examples/video_to_csv.py media/single_face.mp4 out/single_face.csv
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (or writes) results without a window.
 
     python examples/webcam.py                       # camera 0, window (q or Esc quits)
-    python examples/webcam.py --headless --source ../shared/media/single_face.mp4 --out live.csv
+    python examples/webcam.py --headless --source media/single_face.mp4 --out live.csv
 """
 
 from __future__ import annotations

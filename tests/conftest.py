@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def media_dir() -> Path:
     env = os.environ.get("RTATL_MEDIA")
-    return Path(env) if env else REPO.parent / "shared" / "media"
+    return Path(env) if env else REPO / "media"
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """The default model's recipe: RTATL distilled on CPU from thousands of people.
 
-    python -m training.recipes.default_model --faces ../shared/faces --media ../shared/media --out runs/default
+    python -m training.recipes.default_model --faces ../shared/faces --out runs/default
 
 One command, resumable after a kill (re-run it: finished data chunks, training steps and
 evaluations are kept). It ends at a checkpoint, ``OUT/model.ckpt``, which carries the
 per-AU thresholds, the validation report and the provenance; shipping is the export step::
 
-    rtatl-export --ckpt runs/default/model.ckpt --out rtatl_sdk/models --int8 --calib ../shared/media/WolfgangLanger_Pexels.mp4
+    rtatl-export --ckpt runs/default/model.ckpt --out rtatl_sdk/models --int8 --calib media/WolfgangLanger_Pexels.mp4
 
 Data (``OUT/data``):
 
@@ -235,7 +235,8 @@ def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
     inside = ((idx.landmarks >= 4) & (idx.landmarks <= size - 5)).all(axis=(1, 2))  # the warp needs the face in the canvas
     base = np.flatnonzero(np.char.startswith(idx.keys.astype(str), "corpus") & np.isin(ex["emotion"], ["neutral", ""]) & inside)
     if len(base) == 0:
-        raise RTATLError(f"{cache}: no neutral training faces to edit")
+        log.warning("%s: no neutral or unlabelled training face lies wholly inside the canvas: no synthetic edits", cache)
+        return []
     rng = np.random.default_rng([seed, 17])
     chosen = rng.choice(base, size=min(n_edits, len(base)), replace=False)
     editable = [a for a in AUS if a in AU_EDITS]
@@ -411,7 +412,7 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=Path, default=Path("../shared/faces"), help="folder of face images (see corpus.py)")
-    ap.add_argument("--media", type=Path, default=Path("../shared/media"), help="the project's real media folder")
+    ap.add_argument("--media", type=Path, default=Path("media"), help="the project's real media folder (media/)")
     ap.add_argument("--out", type=Path, default=Path("runs/default"))
     ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--eval-every", type=int, default=400)
