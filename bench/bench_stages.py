@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 def _fake_result(face, aus):
     from rtatl_sdk.results import AUResult, Box, FaceAUs
 
-    return FaceAUs(face=0, box=Box(x=1, y=2, w=3, h=4, score=1), landmarks=face.landmarks,
+    return FaceAUs(index=0, box=Box(x=1, y=2, w=3, h=4, score=1), landmarks=face.landmarks,
                    aus={f"AU{a:02d}": AUResult(probability=0.5, present=True, threshold=0.5) for a in aus})
 
 

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     for p, faces in zip(good, det.detect_batch(good)):
         for f in faces:
             top = sorted(f.aus.items(), key=lambda kv: -kv[1].probability)[:3]
-            print(f"{p.name} face {f.face}: " + ", ".join(f"{k} {v.probability:.2f}" for k, v in top))
+            print(f"{p.name} face {f.index}: " + ", ".join(f"{k} {v.probability:.2f}" for k, v in top))
         if not faces:
             print(f"{p.name}: no face")
     det.close()

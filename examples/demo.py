@@ -20,7 +20,6 @@ def main(argv=None) -> int:
     import cv2
 
     from rtatl_sdk import AUDetector, au_number, draw, geometry, load_image
-    from rtatl_sdk.cli import _annotate
     from rtatl_sdk.errors import RTATLError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,10 +44,10 @@ def main(argv=None) -> int:
     for f in faces:
         line = "  ".join(f"{a}{'?' if r.present is None else '*' if r.present else ' '}{r.probability:.2f}"
                          for a, r in f.aus.items())
-        print(f"face {f.face} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
+        print(f"face {f.index} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
     print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
     args.out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out / "annotated.jpg"), _annotate(img.copy(), faces))
+    cv2.imwrite(str(args.out / "annotated.jpg"), draw.annotate(img, faces))
     crops = []
     aus = [au_number(a) for a in det.aus]
     for f in faces:  # the same alignment the model used, from the result's landmarks

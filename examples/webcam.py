@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     import cv2
 
     from rtatl_sdk import AUDetector
-    from rtatl_sdk.cli import _annotate
+    from rtatl_sdk.draw import annotate
     from rtatl_sdk.errors import RTATLError
     from rtatl_sdk.results import face_row
     from rtatl_sdk.writers import RowWriter
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
                         active = " ".join(n for n, r in f.aus.items() if r.present) or "-"
                         print(f"frame {fr.index} t={fr.timestamp:.2f}s track {f.track_id}: {active}")
                 continue
-            canvas = _annotate(fr.image, fr.faces)
+            canvas = annotate(fr.image, fr.faces)
             cv2.imshow("rtatl webcam (q to quit)", canvas)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 break

@@ -298,7 +298,7 @@ def build_trt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True, max_
 
 
 # --- the whole export -----------------------------------------------------------------------
-def export_model(ckpt, out, fp16: bool = False, int8: bool = False, calib=None, trt: bool = False,
+def export_model(ckpt, out, *, fp16: bool = False, int8: bool = False, calib=None, trt: bool = False,
                  faces=None, max_flip: float = 0.05, calib_faces: int = 64) -> list[FileReport]:
     """Export ``ckpt`` into ``out``: model.onnx (always), model.fp16.onnx, model.int8.onnx,
     model.engine. Each file is verified in a temporary folder and moved into ``out`` only when

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
             ap.error("--ckpt and --out are required (or use --verify MODEL)")
         from .api import export_model
 
-        for rep in export_model(args.ckpt, args.out, args.fp16, args.int8, args.calib, args.trt, args.faces, args.max_flip):
+        for rep in export_model(args.ckpt, args.out, fp16=args.fp16, int8=args.int8, calib=args.calib, trt=args.trt,
+                                faces=args.faces, max_flip=args.max_flip):
             print(rep.summary())
     except RTATLError as exc:
         print(f"rtatl-export: error: {exc}", file=sys.stderr)

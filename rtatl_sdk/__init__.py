@@ -8,8 +8,7 @@ input normalisation (``preprocess``). Heavy parts (face pipeline, ONNX engines) 
 from .au import AU_NAMES, AU_SETS, au_label, au_number
 from .errors import InputError, ModelCardError, ModelFileError, ModelNotFoundError, RTATLError
 from .images import load_image
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name):  # heavy parts load on first use
@@ -17,15 +16,24 @@ def __getattr__(name):  # heavy parts load on first use
         from .detector import AUDetector
 
         return AUDetector
-    if name in ("FaceAUs", "FrameResult", "AUResult", "to_dataframe"):
+    if name in ("FaceAUs", "FrameResult", "AUResult", "Box", "to_dataframe"):
         from . import results
 
         return getattr(results, name)
+    if name == "ModelCard":
+        from .card import ModelCard
+
+        return ModelCard
+    if name == "draw":
+        from . import draw
+
+        return draw
     raise AttributeError(f"module 'rtatl_sdk' has no attribute {name!r}")
 
 
 __all__ = [
-    "AUDetector", "FaceAUs", "FrameResult", "AUResult", "to_dataframe",
+    "__version__",
+    "AUDetector", "FaceAUs", "FrameResult", "AUResult", "Box", "ModelCard", "to_dataframe",
     "AU_NAMES",
     "AU_SETS",
     "InputError",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import geometry, preprocess
 from .au import AU_NAMES, au_label, au_number
 from .errors import ModelCardError
+from .version import __version__
 
 #: Key of the card in the ONNX model's metadata_props.
 METADATA_KEY = "rtatl_model_card"
@@ -33,7 +34,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "rtatl"
-    version: str = "0.1.0"
+    version: str = __version__
     aus: list[str] = Field(description="AU labels in output order, e.g. ['AU01', 'AU02']")
     thresholds: list[float] = Field(description="per-AU probability thresholds for occurrence")
     input_size: int = geometry.CROP_SIZE

@@ -21,9 +21,11 @@ import os
 import sys
 from pathlib import Path
 
+from .draw import annotate, au_heatmap
 from .errors import InputError, RTATLError
 from .images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
+_plot = au_heatmap  # --plot: the AU x time heat map
 IMAGE_EXT = IMAGE_EXTENSIONS
 VIDEO_EXT = VIDEO_EXTENSIONS
 
@@ -128,35 +130,6 @@ def annotation_names(files: list[Path]) -> dict[Path, str]:
     return out
 
 
-def _annotate(img, faces, active_only: bool = True):
-    from .draw import draw_box, draw_points
-
-    for f in faces:
-        active = [n for n, r in f.aus.items() if r.present] if active_only else list(f.aus)
-        label = f"#{f.track_id if f.track_id is not None else f.face} " + " ".join(a[2:] for a in active)
-        draw_box(img, f.box.x, f.box.y, f.box.w, f.box.h, label)
-        draw_points(img, f.landmarks, radius=1)
-    return img
-
-
-def _plot(frames_probs, aus: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ts = [t for t, _ in frames_probs]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for j, a in enumerate(aus):
-        ax.plot(ts, [p[j] if p is not None else float("nan") for _, p in frames_probs], label=a, lw=1)
-    ax.set(xlabel="time (s)", ylabel="probability", ylim=(0, 1), title=title)
-    ax.legend(ncol=6, fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 class _Run:
     """What one rtatl-detect run shares between its inputs."""
 
@@ -181,7 +154,7 @@ class _Run:
             _print_faces(name, 0, faces)
         if self.ann:
             self.ann.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(self.ann / self.ann_names[src]), _annotate(img.copy(), faces))
+            cv2.imwrite(str(self.ann / self.ann_names[src]), annotate(img, faces))
 
     def video(self, src, name: str) -> None:
         """A video or camera. On resume, frames already in the file are not written again; when
@@ -213,7 +186,7 @@ class _Run:
             if self.ann is not None:
                 vw = vw or _video_writer(self.ann, self.ann_names.get(src, f"camera{src}_annotated.mp4"), src)
                 if vw is not None:
-                    vw.write(_annotate(fr.image, fr.faces))
+                    vw.write(annotate(fr.image, fr.faces, copy=False))
         bar.close()
         if vw is not None:
             vw.release()
@@ -293,7 +266,7 @@ def _video_writer(ann: Path, file_name: str, src):
 def _print_faces(name: str, frame: int, faces) -> None:
     for f in faces:
         active = " ".join(f"{n}({r.probability:.2f})" for n, r in f.aus.items() if r.present) or "none"
-        print(f"{name} frame {frame} face {f.face}: box {f.box.x:.0f},{f.box.y:.0f},{f.box.w:.0f}x{f.box.h:.0f} active: {active}")
+        print(f"{name} frame {frame} face {f.index}: box {f.box.x:.0f},{f.box.y:.0f},{f.box.w:.0f}x{f.box.h:.0f} active: {active}")
 
 
 def build_parser() -> argparse.ArgumentParser:

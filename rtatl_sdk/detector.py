@@ -152,7 +152,7 @@ class AUDetector:
         seen = centres_in_image(pts, self.au_numbers, image_shape)
         aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
                for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
-        return FaceAUs(face=i, box=Box(x=b.x, y=b.y, w=b.w, h=b.h, score=b.score), landmarks=face.landmarks,
+        return FaceAUs(index=i, box=Box(x=b.x, y=b.y, w=b.w, h=b.h, score=b.score), landmarks=face.landmarks,
                        aus=aus, track_id=track_id, blendshapes=face.blendshapes, quality=quality)
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:

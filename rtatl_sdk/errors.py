@@ -31,5 +31,21 @@ class ModelCardError(RTATLError):
     """A model card is invalid or disagrees with the SDK's geometry."""
 
 
+class CheckpointError(RTATLError):
+    """A training checkpoint is missing, unreadable, or does not match the model."""
+
+
+class CacheError(RTATLError):
+    """A training cache (rtatl-prep) cannot be written or does not match the run's settings."""
+
+
+class TrainingError(RTATLError):
+    """A training run cannot go on: too little data, an unusable device, a non-finite loss."""
+
+
+class FetchError(RTATLError):
+    """The face models could not be fetched from their carrier wheels (offline, wrong file)."""
+
+
 class ModelFileError(RTATLError):
     """A model file is truncated, of the wrong format, or unreadable."""

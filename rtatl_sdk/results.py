@@ -28,7 +28,7 @@ class FaceAUs(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    face: int  #: index of the face in its image (left to right)
+    index: int  #: position of the face in its image (left to right, from 0)
     box: Box
     landmarks: np.ndarray  #: (68, 2) float, image pixels
     aus: dict[str, AUResult]
@@ -43,6 +43,11 @@ class FaceAUs(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+    @property
+    def face(self) -> int:
+        """The face's position in its image; kept for code written before ``index``."""
+        return self.index
 
     def probabilities(self) -> dict[str, float]:
         return {k: v.probability for k, v in self.aus.items()}
@@ -93,7 +98,7 @@ def frame_rows(input_name: str, frame: int, timestamp: float, faces: list[FaceAU
 
 def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 1, "face": face.face,
+        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 1, "face": face.index,
         "track_id": face.track_id if face.track_id is not None else "",
         "x": round(face.box.x, 1), "y": round(face.box.y, 1), "w": round(face.box.w, 1), "h": round(face.box.h, 1),
         "quality": round(face.quality, 3),

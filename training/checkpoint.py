@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import CheckpointError
+from rtatl_sdk.files import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "rtatl-checkpoint-v1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -36,13 +25,13 @@ def load_checkpoint(path: Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise RTATLError(f"checkpoint {path}: no such file")
+        raise CheckpointError(f"checkpoint {path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated zip, pickle errors, wrong format
-        raise RTATLError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise RTATLError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+        raise CheckpointError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return state
 
 
@@ -58,7 +47,7 @@ def model_from_checkpoint(path: Path):
         model = RTATL.from_config(cfg, aus, from_checkpoint=True)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise RTATLError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
+        raise CheckpointError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
     return model.eval(), state
 
 

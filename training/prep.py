@@ -29,9 +29,9 @@ import numpy as np
 
 from rtatl_sdk import geometry
 from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import CacheError, RTATLError
+from rtatl_sdk.files import atomic_write_bytes
 
-from .checkpoint import atomic_write_bytes
 from .data import raw
 from .flow import FlowParams, tvl1_flow
 
@@ -119,7 +119,7 @@ def write_frame(cache: Path, key: str, frame: int, canvas: np.ndarray, flow: np.
 
     ok, jpg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
-        raise RTATLError(f"{key} frame {frame}: the aligned face could not be encoded as JPEG")
+        raise CacheError(f"{key} frame {frame}: the aligned face could not be encoded as JPEG")
     atomic_write_bytes(Path(cache) / "images" / key / f"{frame}.jpg", jpg.tobytes())
     if flow is not None:
         atomic_write_bytes(Path(cache) / "flow" / key / f"{frame}.npy", _npy_bytes(np.asarray(flow, np.float16)))
@@ -144,10 +144,10 @@ def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, l
     if targets is not None:
         arrays["targets"] = np.asarray(targets, np.float32).reshape(n, -1)
         if arrays["targets"].shape != arrays["labels"].shape:
-            raise RTATLError(f"{key}: targets {arrays['targets'].shape} do not match labels {arrays['labels'].shape}")
+            raise CacheError(f"{key}: targets {arrays['targets'].shape} do not match labels {arrays['labels'].shape}")
     for k, v in (extra or {}).items():
         if k in arrays:
-            raise RTATLError(f"{key}: extra array {k!r} would replace a cache array")
+            raise CacheError(f"{key}: extra array {k!r} would replace a cache array")
         arrays[k] = np.asarray(v)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -164,7 +164,7 @@ def write_manifest(cache: Path, dataset: str, aus, params: FlowParams | None = N
     if mpath.is_file():
         old = json.loads(mpath.read_text())
         if {k: old.get(k) for k in manifest} != manifest:
-            raise RTATLError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
+            raise CacheError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
     else:
         atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
     return manifest
@@ -205,7 +205,7 @@ def load_sequences(dataset: str, root: Path, images: Path | None = None, aus=Non
         return raw.read_disfa(root, aus or AU_SETS["DISFA"])
     if ds in ("UNLABELLED", "FOLDER"):
         return raw.read_image_folder(root, len(aus or AU_SETS["BP4D"]))
-    raise RTATLError(f"dataset: {dataset!r} is not BP4D, DISFA or unlabelled")
+    raise CacheError(f"dataset: {dataset!r} is not BP4D, DISFA or unlabelled")
 
 
 def prepare(dataset: str, root: Path, cache: Path, images: Path | None = None, workers: int = 1,

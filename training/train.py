@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import RTATLError, TrainingError
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
@@ -39,7 +39,7 @@ class BatchStream:
         per_rank = len(dataset) // world
         self.per_epoch = per_rank // batch_size
         if self.per_epoch == 0:
-            raise RTATLError(f"{len(dataset)} samples are fewer than one batch of {batch_size} per process ({world} processes)")
+            raise TrainingError(f"{len(dataset)} samples are fewer than one batch of {batch_size} per process ({world} processes)")
         self._iter = None
         self._at = None
 
@@ -86,7 +86,7 @@ def _device(spec: str, local_rank: int):
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RTATLError(f"run.device={spec}: CUDA is not available on this machine")
+        raise TrainingError(f"run.device={spec}: CUDA is not available on this machine")
     return dev
 
 
@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         terms = {k: float(v.detach()) for k, v in g.terms.items()}
         if not math.isfinite(float(g.total.detach())):
             if cfg.run.nonfinite == "stop":
-                raise RTATLError(f"step {step}: non-finite loss {terms}; stopped before updating the weights "
+                raise TrainingError(f"step {step}: non-finite loss {terms}; stopped before updating the weights "
                                  f"(set run.nonfinite=skip to skip such steps); last checkpoint: {ckpt_path}")
             skipped += 1
             log.warning("step %d: non-finite loss %s; step skipped (%d so far)", step, terms, skipped)
