@@ -24,10 +24,6 @@ def __getattr__(name):  # heavy parts load on first use
         from .card import ModelCard
 
         return ModelCard
-    if name == "draw":
-        from . import draw
-
-        return draw
     raise AttributeError(f"module 'rtatl_sdk' has no attribute {name!r}")
 
 

@@ -108,3 +108,45 @@ def test_resume_refuses_a_foreign_jsonl_without_touching_it(tmp_path):
     with pytest.raises(InputError, match="line 1 is not a row"):
         RowWriter(path, AUS, resume=True)
     assert path.read_text() == '{"hello": 1}\n'
+
+
+def _fake_face(present=True):
+    from rtatl_sdk.results import AUResult, Box, FaceAUs
+
+    aus = {"AU01": AUResult(probability=0.9, present=present, threshold=0.5),
+           "AU12": AUResult(probability=0.1, present=None, threshold=0.5)}
+    return FaceAUs(index=0, box=Box(x=10, y=10, w=30, h=30, score=1.0), landmarks=np.full((68, 2), 25.0), aus=aus)
+
+
+def test_annotate_draws_on_a_copy_and_marks_unseen_aus():
+    from rtatl_sdk import draw
+
+    img = np.zeros((80, 80, 3), np.uint8)
+    out = draw.annotate(img, [_fake_face()])
+    assert img.sum() == 0 and out.sum() > 0  # the caller's image is untouched
+    assert out[10, 10:40].any() and not out[60:, :5].any()  # the box is drawn where the face is
+    face = _fake_face()
+    assert face.index == face.face == 0
+
+
+def test_au_heatmap_writes_a_png_with_gaps(tmp_path):
+    import cv2
+
+    from rtatl_sdk.draw import au_heatmap
+
+    series = [(t / 10, None if t == 3 else [t / 10, 1 - t / 10]) for t in range(10)]
+    au_heatmap(series, ["AU01", "AU12"], tmp_path / "p.png", "clip")
+    img = cv2.imread(str(tmp_path / "p.png"))
+    assert img is not None and img.shape[1] == 1000
+
+
+def test_fetch_models_offline_fails_in_one_line(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from rtatl_sdk import fetch
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "ERROR: No matching distribution"))
+    assert fetch.main(["--dest", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "offline?" in err and "--wheels" in err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
