@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         if not faces:
             missed += 1
             continue
-        f = max(faces, key=lambda x: x.box.w * x.box.h)
+        f = max(faces, key=lambda x: x.box.w * x.box.h)  # results carry Box, not the pipeline's Face
         probs.append([f.aus[a].probability for a in det.aus])
         teach.append(teacher_scores(f.blendshapes, aus))
         emo.append(rec.emotion)

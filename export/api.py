@@ -16,6 +16,7 @@ from rtatl_sdk import geometry
 from rtatl_sdk.au import au_label
 from rtatl_sdk.card import METADATA_KEY, ModelCard, Provenance
 from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.preprocess import sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def random_inputs(n: int, n_aus: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def _compare(out: np.ndarray, ref: np.ndarray, thresholds: np.ndarray) -> dict:
-    p_out, p_ref = 1 / (1 + np.exp(-out)), 1 / (1 + np.exp(-ref))
+    p_out, p_ref = sigmoid(out), sigmoid(ref)
     return {"max_abs": float(np.abs(out - ref).max()), "mean_abs": float(np.abs(out - ref).mean()),
             "flip_share": float(((p_out >= thresholds) != (p_ref >= thresholds)).mean()), "n": int(len(out))}
 

@@ -11,47 +11,27 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .errors import InputError, ModelNotFoundError
+from .errors import InputError
 from .geometry import centres_in_image
 from .images import load_image
-from .preprocess import model_inputs
+from .preprocess import model_inputs, sigmoid
 from .results import AUResult, Box, FaceAUs, FrameResult
 from .temporal import NeutralBaseline, Smoother
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "model.onnx"
-DEFAULT_INT8_MODEL = "model.int8.onnx"
-
 
 def default_model_path(providers: list[str] | None = None) -> Path:
-    """``$RTATL_MODEL``, else the bundled model (``rtatl_sdk/models``), else the model store.
+    """``$RTATL_MODEL``, else the model store, else the bundled model (``store.resolve``'s order).
 
-    On CPU the INT8 model is preferred when it is there: export writes it only when its AU
+    On CPU the INT8 model is preferred where it is there: export writes it only when its AU
     decisions agree with the fp32 model's on real faces (the shipped one: >= 98 %).
     """
-    env = os.environ.get("RTATL_MODEL")
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise ModelNotFoundError(f"$RTATL_MODEL is set to {env!r}, which is not a file")
-        return p
     from .engine import best_providers
 
     on_gpu = any(p in (providers or best_providers()) for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
-    names = (DEFAULT_MODEL,) if on_gpu else (DEFAULT_INT8_MODEL, DEFAULT_MODEL)
-    looked = []
-    for folder in (store.PACKAGE_MODELS, store.store_dir()):
-        for name in names:
-            p = folder / name
-            if p.is_file():
-                return p
-            looked.append(str(p))
-    raise ModelNotFoundError(
-        "no AU model was given and no default model is installed. Looked in:\n  - " + "\n  - ".join(looked)
-        + "\nFix: pass AUDetector('model.onnx'), set $RTATL_MODEL, or export one from a checkpoint with "
-        "`rtatl-export --ckpt CKPT --out DIR` (README: 'Models')."
-    )
+    names = (store.AU_MODEL.filename,) if on_gpu else (store.AU_MODEL_INT8, store.AU_MODEL.filename)
+    return store.resolve(store.AU_MODEL, None, names)
 
 
 def _prefetch(frames, depth: int = 4):
@@ -141,8 +121,7 @@ class AUDetector:
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
                                           self.card.mean, self.card.std)
             out.append(self.engine.run(image, centres))
-        logits = np.concatenate(out).astype(np.float64)
-        return 1.0 / (1.0 + np.exp(-logits))
+        return sigmoid(np.concatenate(out))
 
     def _result(self, i: int, face, probs: np.ndarray, image_shape, track_id: int | None = None) -> FaceAUs:
         b = face.box

@@ -11,6 +11,11 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def sigmoid(logits) -> np.ndarray:
+    """Model logits -> probabilities (float64), the one place the SDK and export convert them."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
 def normalise(images_rgb: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     """``(B, H, W, 3)`` or ``(H, W, 3)`` uint8 RGB -> float32 ``(B, 3, H, W)`` network input."""
     arr = np.asarray(images_rgb)

@@ -45,6 +45,16 @@ FACE_LANDMARKER = ModelFile(
     sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
 )
 KNOWN_FILES = {f.key: f for f in (FACE_DETECTOR, FACE_LANDMARKER)}
+AU_MODEL = ModelFile(
+    key="au_model",
+    filename="model.onnx",
+    env_var="RTATL_MODEL",
+    licence="see the model card (the bundled default model: research use only)",
+    source="bundled with the SDK (rtatl_sdk/models), or written by `rtatl-export --ckpt CKPT --out DIR`",
+    sha256="",
+)
+#: the INT8 file export writes beside model.onnx only when its decisions agree with fp32 (>= 98 %)
+AU_MODEL_INT8 = "model.int8.onnx"
 
 
 def store_dir() -> Path:
@@ -57,8 +67,10 @@ def store_dir() -> Path:
 
 
 
-def resolve(model: ModelFile, explicit: str | os.PathLike | None = None) -> Path:
-    """Find ``model``: explicit path, then ``$env_var``, then the store, then the package.
+def resolve(model: ModelFile, explicit: str | os.PathLike | None = None, names: tuple[str, ...] | None = None) -> Path:
+    """Find ``model``: explicit path, then ``$env_var``, then the store, then the package (the
+    one search order for every model file). ``names``: file names to try in each folder, in
+    order of preference (default: ``model.filename``).
 
     An explicit path or environment variable that names a missing file is an error (never
     silently replaced by another file). When nothing is found the error lists every place.
@@ -78,13 +90,16 @@ def resolve(model: ModelFile, explicit: str | os.PathLike | None = None) -> Path
         return p
     looked = [f"argument {model.key}=... (not given)", f"${model.env_var} (not set)"]
     for folder in (store_dir(), PACKAGE_MODELS):
-        p = folder / model.filename
-        if p.is_file():
-            return p
-        looked.append(str(p))
+        for name in names or (model.filename,):
+            p = folder / name
+            if p.is_file():
+                return p
+            looked.append(str(p))
+    fix = ("pass AUDetector('model.onnx'), set $RTATL_MODEL, or export one from a checkpoint with "
+           "`rtatl-export --ckpt CKPT --out DIR` (README: 'Models')") if model is AU_MODEL else \
+        f"run `rtatl-fetch-models` (or `make models`) to fill the store, or pass a path, or set ${model.env_var}"
     raise ModelNotFoundError(
         f"{model.key} model {model.filename!r} not found. Looked in:\n  - "
         + "\n  - ".join(looked)
-        + "\nFix: run `rtatl-fetch-models` (or `make models`) to fill the store, or pass a path,"
-        f" or set ${model.env_var}. Source: {model.source}; licence: {model.licence}."
+        + f"\nFix: {fix}. Source: {model.source}; licence: {model.licence}."
     )

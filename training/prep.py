@@ -75,7 +75,9 @@ class _FrameReader:
 
 def _largest_face(pipe, img):
     faces = pipe.process(img)
-    return max(faces, key=lambda f: f.box.w * f.box.h) if faces else None
+    from rtatl_sdk.face.pipeline import largest_face
+
+    return largest_face(faces)
 
 
 def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, with_flow: bool = True) -> dict:

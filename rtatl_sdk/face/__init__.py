@@ -2,6 +2,6 @@
 
 from .detector import FaceBox, RetinaFaceDetector
 from .landmarker import FaceLandmarker, LandmarkResult
-from .pipeline import Face, FacePipeline
+from .pipeline import Face, FacePipeline, largest_face
 
-__all__ = ["Face", "FaceBox", "FaceLandmarker", "FacePipeline", "LandmarkResult", "RetinaFaceDetector"]
+__all__ = ["Face", "FaceBox", "FaceLandmarker", "FacePipeline", "LandmarkResult", "RetinaFaceDetector", "largest_face"]

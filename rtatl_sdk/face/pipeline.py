@@ -63,6 +63,11 @@ class FacePipeline:
         return faces
 
 
+def largest_face(faces: list[Face]) -> Face | None:
+    """The face with the largest detector box (the subject of a portrait or a dataset frame)."""
+    return max(faces, key=lambda f: f.box.w * f.box.h) if faces else None
+
+
 class IoUTracker:
     """Greedy IoU matching of boxes between consecutive frames -> stable track ids."""
 

@@ -77,6 +77,8 @@ def _face_chunk(job) -> tuple[str, int, int]:
     """Faces of one chunk of records -> one cache part with targets, teacher scores, emotions."""
     import cv2
 
+    from rtatl_sdk.face.pipeline import largest_face
+
     cache, key, records = job
     pipe = _W["pipe"]
     rows, skipped = [], {"unreadable": 0, "no face": 0}
@@ -90,7 +92,7 @@ def _face_chunk(job) -> tuple[str, int, int]:
         if not faces:
             skipped["no face"] += 1
             continue
-        f = max(faces, key=lambda x: x.box.w * x.box.h)
+        f = largest_face(faces)
         t = teacher_scores(f.blendshapes, AUS)
         n = len(rows)
         prep.write_frame(cache, key, n, f.aligned.image)
@@ -135,6 +137,7 @@ def _pending(cache: Path, prefix: str, records: list, chunk: int) -> list:
 
 # ---------------------------------------------------------------- media (video frames with flow)
 def _faces_of_video(pipe, path: Path, limit: int | None = None):
+    from rtatl_sdk.face.pipeline import largest_face
     from rtatl_sdk.video import iter_frames
 
     out = []
@@ -145,7 +148,7 @@ def _faces_of_video(pipe, path: Path, limit: int | None = None):
             continue
         faces = pipe.process(fr.image)
         if faces:
-            out.append((fr.index, fr.image, max(faces, key=lambda x: x.box.w * x.box.h)))
+            out.append((fr.index, fr.image, largest_face(faces)))
     return out
 
 
