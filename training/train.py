@@ -90,160 +90,209 @@ def _device(spec: str, local_rank: int):
     return dev
 
 
-def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
-    import torch
-    import torch.distributed as dist
+class Trainer:
+    """One training run of ``cfg``: ``Trainer(cfg).run()``. Each part of a step is a method:
+    ``batch`` (data of a step), ``generator_step`` and ``discriminator_step`` (Eq. 9's
+    alternation), ``log`` and ``save``; ``resume`` restores everything ``save`` wrote."""
 
-    from .data.dataset import AUDataset, Augment, all_subjects
-    from .data.splits import check_present
-    from .model import count_parameters
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        import torch
+        import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg.run.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    out = Path(cfg.run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    aus = tuple(cfg.data.aus or AU_SETS[cfg.data.dataset])
+        self.cfg, self.progress = cfg, progress
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = _device(cfg.run.device, int(os.environ.get("LOCAL_RANK", "0")))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        self.out = Path(cfg.run.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = self.out / "last.ckpt"
+        self.aus = tuple(cfg.data.aus or AU_SETS[cfg.data.dataset])
+        self.step, self.skipped = 0, 0
+        self._data()
+        self._model()
 
-    train_subj = test_subj = None
-    if cfg.data.fold is not None:
-        train_subj, test_subj = check_present(cfg.data.dataset, cfg.data.fold, all_subjects(cfg.data.cache), cfg.data.strict_subjects)
-    d = cfg.data
-    augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
-    lab = AUDataset(d.cache, train_subj, train=True, labelled=True, seed=cfg.run.seed, aus=aus, augment=augment)
-    streams = [BatchStream(lab, cfg.optim.batch_size, cfg.run.seed, rank, world, cfg.run.workers)]
-    if cfg.data.unlabelled_cache is not None and cfg.model.variant != "backbone":
-        unl = AUDataset(cfg.data.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None,
-                        augment=augment)
-        unl.aus, unl.cols = aus, list(range(len(aus)))  # labels unknown; centres for the labelled AU set
-        streams.append(BatchStream(unl, cfg.optim.unlabelled_batch_size, cfg.run.seed + 1, rank, world, cfg.run.workers))
+    def _data(self) -> None:
+        from .data.dataset import AUDataset, Augment, all_subjects
+        from .data.splits import check_present
 
-    torch.manual_seed(cfg.run.seed)
-    from .rtatl import RTATL
+        cfg, d = self.cfg, self.cfg.data
+        self.train_subjects = self.test_subjects = None
+        if d.fold is not None:
+            self.train_subjects, self.test_subjects = check_present(d.dataset, d.fold, all_subjects(d.cache), d.strict_subjects)
+        augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
+        self.labelled = AUDataset(d.cache, self.train_subjects, train=True, labelled=True, seed=cfg.run.seed, aus=self.aus,
+                                  augment=augment)
+        args = (self.rank, self.world, cfg.run.workers)
+        self.streams = [BatchStream(self.labelled, cfg.optim.batch_size, cfg.run.seed, *args)]
+        if d.unlabelled_cache is not None and cfg.model.variant != "backbone":
+            unl = AUDataset(d.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None, augment=augment)
+            unl.aus, unl.cols = self.aus, list(range(len(self.aus)))  # labels unknown; centres for the labelled AU set
+            self.streams.append(BatchStream(unl, cfg.optim.unlabelled_batch_size, cfg.run.seed + 1, *args))
 
-    model = RTATL.from_config(cfg, aus).to(device)
-    if cfg.optim.balance_labels:
-        known = lab.index.labels[:, lab.cols]
-        pos, neg = (known == 1).sum(0), (known == 0).sum(0)
-        model.pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.1, 10.0), dtype=torch.float32, device=device)
-        log.info("L_Sup positive weights per AU: %s", np.round(model.pos_weight.cpu().numpy(), 2).tolist())
-    if rank == 0:
-        n_inf, n_all = count_parameters(model.backbone), count_parameters(model)
-        log.info("RTATL variant=%s AUs=%s: inference parameters %.2f M, training graph %.2f M",
-                 cfg.model.variant, list(aus), n_inf / 1e6, n_all / 1e6)
-    opt_g = torch.optim.Adam(model.generator_parameters(), lr=cfg.optim.lr)
-    opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=cfg.optim.lr) if model.use_roii else None
-    amp = cfg.run.amp and device.type == "cuda"
-    scaler_g = torch.amp.GradScaler("cuda", enabled=amp)
-    scaler_d = torch.amp.GradScaler("cuda", enabled=amp)
+    def _model(self) -> None:
+        import torch
 
-    step, skipped = 0, 0
-    ckpt_path = out / "last.ckpt"
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt_g.load_state_dict(state["opt_g"])
-        if opt_d is not None:
-            opt_d.load_state_dict(state["opt_d"])
-        scaler_g.load_state_dict(state["scaler_g"])
-        scaler_d.load_state_dict(state["scaler_d"])
-        step, skipped = state["step"], state.get("skipped_steps", 0)
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        from .model import count_parameters
+        from .rtatl import RTATL
 
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        cfg = self.cfg
+        torch.manual_seed(cfg.run.seed)
+        self.model = model = RTATL.from_config(cfg, self.aus).to(self.device)
+        if cfg.optim.balance_labels:
+            known = self.labelled.index.labels[:, self.labelled.cols]
+            pos, neg = (known == 1).sum(0), (known == 0).sum(0)
+            model.pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.1, 10.0), dtype=torch.float32, device=self.device)
+            log.info("L_Sup positive weights per AU: %s", np.round(model.pos_weight.cpu().numpy(), 2).tolist())
+        if self.rank == 0:
+            log.info("RTATL variant=%s AUs=%s: inference parameters %.2f M, training graph %.2f M", cfg.model.variant,
+                     list(self.aus), count_parameters(model.backbone) / 1e6, count_parameters(model) / 1e6)
+        self.opt_g = torch.optim.Adam(model.generator_parameters(), lr=cfg.optim.lr)
+        self.opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=cfg.optim.lr) if model.use_roii else None
+        self.amp = cfg.run.amp and self.device.type == "cuda"
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp)
 
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
+    def resume(self) -> None:
+        if not self.ckpt_path.is_file():
+            return
+        state = load_checkpoint(self.ckpt_path)
+        self.model.load_state_dict(state["model"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        self.step, self.skipped = state["step"], state.get("skipped_steps", 0)
+        log.info("resumed from %s at step %d", self.ckpt_path, self.step)
 
-        writer = SummaryWriter(str(out / "tb"))
-    from tqdm import tqdm
+    def batch(self) -> dict:
+        import torch
 
-    bar = tqdm(total=cfg.optim.steps, initial=step, desc="rtatl-train", disable=not progress or rank != 0)
-    log_file = open(out / "log.jsonl", "a") if rank == 0 else None
-    model.train()
-    t0, start_step = time.time(), step
-    history = []
-    while step < cfg.optim.steps:
-        batch = streams[0].get(step)
-        if len(streams) > 1:
-            batch = _merge(batch, streams[1].get(step))
+        batch = self.streams[0].get(self.step)
+        if len(self.streams) > 1:
+            batch = _merge(batch, self.streams[1].get(self.step))
         # seeded after the data (a new DataLoader draws from the global RNG): dropout and the
         # cropped AU are functions of the step alone, so a resumed run repeats them exactly
-        torch.manual_seed(cfg.run.seed * 1_000_003 + step)
-        gen = torch.Generator().manual_seed(cfg.run.seed * 7_919 + step)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(device.type, enabled=amp):
+        torch.manual_seed(self.cfg.run.seed * 1_000_003 + self.step)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def generator_step(self, net, batch: dict):
+        """Backbone, G and flow head on L_Sup + L_G + lambda_f L_F; None when the loss is not
+        finite and run.nonfinite=skip (the step is then skipped)."""
+        import torch
+
+        gen = torch.Generator().manual_seed(self.cfg.run.seed * 7_919 + self.step)
+        with torch.autocast(self.device.type, enabled=self.amp):
             g = net(batch, mode="g", gen=gen)
         terms = {k: float(v.detach()) for k, v in g.terms.items()}
         if not math.isfinite(float(g.total.detach())):
-            if cfg.run.nonfinite == "stop":
-                raise TrainingError(f"step {step}: non-finite loss {terms}; stopped before updating the weights "
-                                 f"(set run.nonfinite=skip to skip such steps); last checkpoint: {ckpt_path}")
-            skipped += 1
-            log.warning("step %d: non-finite loss %s; step skipped (%d so far)", step, terms, skipped)
-            opt_g.zero_grad(set_to_none=True)
-            step += 1
-            continue
-        opt_g.zero_grad(set_to_none=True)
-        scaler_g.scale(g.total).backward()
-        if cfg.optim.grad_clip:
-            scaler_g.unscale_(opt_g)
-            torch.nn.utils.clip_grad_norm_(model.generator_parameters(), cfg.optim.grad_clip)
-        scaler_g.step(opt_g)
-        scaler_g.update()
-        if opt_d is not None:
-            opt_d.zero_grad(set_to_none=True)  # drop what the G step left on D and C
-            with torch.autocast(device.type, enabled=amp):
-                d = net(g, mode="d")
-            if math.isfinite(float(d.total.detach())):
-                scaler_d.scale(d.total).backward()
-                scaler_d.step(opt_d)
-                scaler_d.update()
-                terms.update({k: float(v.detach()) for k, v in d.terms.items()})
-            else:
-                skipped += 1
-                log.warning("step %d: non-finite discriminator loss; D step skipped", step)
-        step += 1
-        history.append(terms)
-        bar.update(1)
-        if rank == 0:
-            if step % cfg.run.log_every == 0 or step == cfg.optim.steps:
-                ips = (step - start_step) * len(batch["image"]) * world / max(1e-9, time.time() - t0)
-                bar.set_postfix(sup=f"{terms['sup']:.3f}", img_s=f"{ips:.1f}")
-                for k, v in terms.items():
-                    writer.add_scalar(f"loss/{k}", v, step)
-                writer.add_scalar("speed/images_per_second", ips, step)
-                log_file.write(json.dumps({"step": step, **terms, "images_per_second": round(ips, 2)}) + "\n")
-                log_file.flush()
-            if step % cfg.run.ckpt_every == 0 or step == cfg.optim.steps:
-                save_checkpoint(ckpt_path, {
-                    "model": model.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                    "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
-                    "step": step, "skipped_steps": skipped, "config": json.loads(cfg.model_dump_json()),
-                    "aus": list(aus), "test_subjects": test_subj,
-                })
-    bar.close()
-    if log_file:
-        log_file.close()
-    if writer:
-        writer.close()
-    result = {"steps": step, "skipped_steps": skipped, "checkpoint": str(ckpt_path), "history": history,
-              "test_subjects": test_subj}
-    if world > 1:
-        dist.barrier()
-    return result
+            if self.cfg.run.nonfinite == "stop":
+                raise TrainingError(f"step {self.step}: non-finite loss {terms}; stopped before updating the weights "
+                                    f"(set run.nonfinite=skip to skip such steps); last checkpoint: {self.ckpt_path}")
+            self.skipped += 1
+            log.warning("step %d: non-finite loss %s; step skipped (%d so far)", self.step, terms, self.skipped)
+            self.opt_g.zero_grad(set_to_none=True)
+            return None, terms
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(g.total).backward()
+        if self.cfg.optim.grad_clip:
+            self.scaler_g.unscale_(self.opt_g)
+            torch.nn.utils.clip_grad_norm_(self.model.generator_parameters(), self.cfg.optim.grad_clip)
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        return g, terms
+
+    def discriminator_step(self, net, g, terms: dict) -> None:
+        """D and C on L_D + L_C (RoII only)."""
+        import torch
+
+        if self.opt_d is None:
+            return
+        self.opt_d.zero_grad(set_to_none=True)  # drop what the G step left on D and C
+        with torch.autocast(self.device.type, enabled=self.amp):
+            d = net(g, mode="d")
+        if math.isfinite(float(d.total.detach())):
+            self.scaler_d.scale(d.total).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            terms.update({k: float(v.detach()) for k, v in d.terms.items()})
+        else:
+            self.skipped += 1
+            log.warning("step %d: non-finite discriminator loss; D step skipped", self.step)
+
+    def log(self, terms: dict, n_images: int, bar) -> None:
+        ips = (self.step - self._start_step) * n_images * self.world / max(1e-9, time.time() - self._t0)
+        bar.set_postfix(sup=f"{terms['sup']:.3f}", img_s=f"{ips:.1f}")
+        for k, v in terms.items():
+            self._writer.add_scalar(f"loss/{k}", v, self.step)
+        self._writer.add_scalar("speed/images_per_second", ips, self.step)
+        self._log_file.write(json.dumps({"step": self.step, **terms, "images_per_second": round(ips, 2)}) + "\n")
+        self._log_file.flush()
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, {
+            "model": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "step": self.step, "skipped_steps": self.skipped, "config": json.loads(self.cfg.model_dump_json()),
+            "aus": list(self.aus), "test_subjects": self.test_subjects,
+        })
+
+    def run(self) -> dict:
+        import torch.distributed as dist
+        from tqdm import tqdm
+
+        cfg, net = self.cfg, self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                      find_unused_parameters=True)
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "tb"))
+            self._log_file = open(self.out / "log.jsonl", "a")
+        bar = tqdm(total=cfg.optim.steps, initial=self.step, desc="rtatl-train", disable=not self.progress or self.rank != 0)
+        self.model.train()
+        self._t0, self._start_step, history = time.time(), self.step, []
+        while self.step < cfg.optim.steps:
+            batch = self.batch()
+            g, terms = self.generator_step(net, batch)
+            if g is not None:
+                self.discriminator_step(net, g, terms)
+                history.append(terms)
+            self.step += 1
+            if g is None:
+                continue
+            bar.update(1)
+            if self.rank == 0:
+                if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
+                    self.log(terms, len(batch["image"]), bar)
+                if self.step % cfg.run.ckpt_every == 0 or self.step == cfg.optim.steps:
+                    self.save()
+        bar.close()
+        if self.rank == 0:
+            self._log_file.close()
+            self._writer.close()
+        if self.world > 1:
+            dist.barrier()
+        return {"steps": self.step, "skipped_steps": self.skipped, "checkpoint": str(self.ckpt_path), "history": history,
+                "test_subjects": self.test_subjects}
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train ``cfg`` (resuming from ``run.out/last.ckpt`` unless ``resume`` is False)."""
+    trainer = Trainer(cfg, progress)
+    if resume:
+        trainer.resume()
+    return trainer.run()
 
 
 def main(argv=None) -> int:
