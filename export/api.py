@@ -83,16 +83,13 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
 
 
 def read_card(path: Path) -> ModelCard:
-    """The card embedded in an ONNX file (read through onnxruntime, as the SDK does)."""
-    import onnxruntime as ort
+    """The card embedded in an ONNX file, read by the SDK's own engine (one reader for both)."""
+    from rtatl_sdk.engine import OnnxEngine
 
     try:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-    except Exception as exc:  # onnxruntime's own exception types
-        raise ExportError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if METADATA_KEY not in meta:
-        raise ExportError(f"{path}: has no RTATL model card in its metadata")
-    return ModelCard.from_json(meta[METADATA_KEY], source=str(path))
+        return OnnxEngine(Path(path), ["CPUExecutionProvider"]).card
+    except RTATLError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def export_onnx(model, path: Path) -> None:
@@ -175,14 +172,6 @@ def to_int8(src: Path, dst: Path, image: np.ndarray, centres: np.ndarray) -> Non
 
 
 # --- verification -------------------------------------------------------------------------
-def _session(path: Path, providers=None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-
-
 def random_inputs(n: int, n_aus: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     s = geometry.CROP_SIZE
@@ -197,17 +186,54 @@ def _compare(out: np.ndarray, ref: np.ndarray, thresholds: np.ndarray) -> dict:
             "flip_share": float(((p_out >= thresholds) != (p_ref >= thresholds)).mean()), "n": int(len(out))}
 
 
+def _within(precision: str, c: dict, max_flip: float, fp16_max_abs: float) -> bool:
+    if precision == "fp32":
+        return c["max_abs"] <= FP32_TOLERANCE
+    if precision == "fp16":
+        return c["max_abs"] <= fp16_max_abs
+    return c["flip_share"] <= max_flip
+
+
+def _parity(rep: FileReport, run, reference, faces, thr: np.ndarray, n_aus: int, within) -> bool:
+    """Parity with the PyTorch reference on random batches and on real faces; True when it holds."""
+    import torch
+
+    ok = True
+    for b in VERIFY_BATCHES:
+        image, centres = random_inputs(b, n_aus, seed=10 + b)
+        with torch.no_grad():
+            ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
+        c = _compare(run(image, centres), ref, thr)
+        rep.checks[f"random_batch{b}"] = c
+        # random inputs are far from the calibration data: int8 is judged on real faces only
+        ok &= within(c) if rep.precision != "int8" else True
+    if faces is not None:
+        image, centres = faces
+        with torch.no_grad():
+            ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
+        outs = np.concatenate([run(image[i:i + 8], centres[i:i + 8]) for i in range(0, len(image), 8)])
+        c = _compare(outs, ref, thr)
+        rep.checks["real_faces"] = c
+        ok &= within(c)
+    elif rep.precision == "int8":
+        rep.checks["real_faces"] = "not checked: no faces given"
+        ok = False
+    return ok
+
+
 def verify_file(path: Path, precision: str, reference=None, faces=None, providers=None,
                 max_flip: float = 0.05, fp16_max_abs: float = 0.1) -> FileReport:
     """Check one exported ONNX file; ``reference`` is the PyTorch inference model (if at hand).
 
-    Checks: ONNX checker; the embedded card; batch consistency (each image alone equals the
-    same image inside a batch of 8); parity with PyTorch on random inputs at batch 1, 3, 8 and
-    on real aligned faces. fp32 must agree within 1e-4; fp16 within ``fp16_max_abs`` and int8
-    with at most ``max_flip`` of AU decisions flipped at the card's thresholds.
+    Checks: ONNX checker; the embedded card (through the SDK's engine, as users load it); batch
+    consistency (each image alone equals the same image inside a batch of 8); parity with
+    PyTorch on random inputs at batch 1, 3, 8 and on real aligned faces. fp32 must agree within
+    1e-4; fp16 within ``fp16_max_abs`` and int8 with at most ``max_flip`` of AU decisions
+    flipped at the card's thresholds.
     """
     import onnx
-    import torch
+
+    from rtatl_sdk.engine import OnnxEngine
 
     rep = FileReport(str(path), precision, Path(path).stat().st_size)
     try:
@@ -216,17 +242,13 @@ def verify_file(path: Path, precision: str, reference=None, faces=None, provider
     except Exception as exc:  # onnx raises ValidationError and others
         rep.checks["onnx_checker"] = f"failed: {exc}"
         return rep
-    card = read_card(path)
-    card.check_geometry(str(path))
+    try:
+        engine = OnnxEngine(Path(path), providers or ["CPUExecutionProvider"])
+    except RTATLError as exc:
+        raise ExportError(str(exc)) from None
     rep.checks["card"] = "ok"
-    thr = np.asarray(card.thresholds, np.float32)
-    sess = _session(path, providers)
-    n_aus = len(card.aus)
-
-    def run(image, centres):
-        return sess.run(["logits"], {"image": image, "centres": centres})[0]
-
-    img8, cen8 = random_inputs(8, n_aus, seed=1)
+    card, run = engine.card, engine.run
+    img8, cen8 = random_inputs(8, len(card.aus), seed=1)
     batch = run(img8, cen8)
     alone = np.concatenate([run(img8[i:i + 1], cen8[i:i + 1]) for i in range(8)])
     rep.checks["batch_consistency"] = {"max_abs": float(np.abs(batch - alone).max())}
@@ -234,34 +256,11 @@ def verify_file(path: Path, precision: str, reference=None, faces=None, provider
     if not np.all(np.isfinite(batch)):
         rep.checks["finite"] = "non-finite logits"
         ok = False
-
-    def within(c: dict) -> bool:
-        if precision == "fp32":
-            return c["max_abs"] <= FP32_TOLERANCE
-        if precision == "fp16":
-            return c["max_abs"] <= fp16_max_abs
-        return c["flip_share"] <= max_flip
-
     if reference is not None:
-        for b in VERIFY_BATCHES:
-            image, centres = random_inputs(b, n_aus, seed=10 + b)
-            with torch.no_grad():
-                ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
-            c = _compare(run(image, centres), ref, thr)
-            rep.checks[f"random_batch{b}"] = c
-            # random inputs are far from the calibration data: int8 is judged on real faces only
-            ok &= within(c) if precision != "int8" else True
-        if faces is not None:
-            image, centres = faces
-            with torch.no_grad():
-                ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
-            outs = np.concatenate([run(image[i:i + 8], centres[i:i + 8]) for i in range(0, len(image), 8)])
-            c = _compare(outs, ref, thr)
-            rep.checks["real_faces"] = c
-            ok &= within(c)
-        elif precision == "int8":
-            rep.checks["real_faces"] = "not checked: no faces given"
-            ok = False
+        def within(c):
+            return _within(precision, c, max_flip, fp16_max_abs)
+
+        ok &= _parity(rep, run, reference, faces, np.asarray(card.thresholds, np.float32), len(card.aus), within)
     rep.passed = bool(ok)
     return rep
 
