@@ -9,7 +9,7 @@ import pytest
 
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import InputError
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.recipes import corpus, measures, targets
 
 AUS = AU_SETS["BP4D"]

@@ -5,32 +5,7 @@ from rtatl_sdk import geometry as g
 from rtatl_sdk import landmarks as lm
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import InputError
-
-
-def mean_face(rng=None, jitter=0.0):
-    """A plausible upright 68-point face on the 192 crop built from the template's five points."""
-    t = g.TEMPLATE_5 - g.CENTRE_CROP_OFFSET
-    eye_r, eye_l, nose, m_r, m_l = t
-    iod = eye_l[0] - eye_r[0]
-    pts = np.zeros((68, 2))
-    pts[0:17] = np.stack([np.linspace(eye_r[0] - 0.55 * iod, eye_l[0] + 0.55 * iod, 17),
-                          eye_r[1] + iod * (0.2 + 1.1 * np.sin(np.linspace(0, np.pi, 17)))], 1)
-    for k, side in ((17, eye_r), (22, eye_l)):
-        xs = np.linspace(-0.35, 0.35, 5) * iod + side[0]
-        pts[k:k + 5] = np.stack([xs, np.full(5, side[1] - 0.35 * iod)], 1)
-    pts[27:31] = np.stack([np.full(4, nose[0]), np.linspace(eye_r[1], nose[1], 4)], 1)
-    pts[31:36] = np.stack([nose[0] + np.linspace(-0.2, 0.2, 5) * iod, np.full(5, nose[1] + 0.08 * iod)], 1)
-    for k, c in ((36, eye_r), (42, eye_l)):
-        ang = np.linspace(np.pi, -np.pi, 7)[:6]
-        pts[k:k + 6] = c + np.stack([0.2 * iod * np.cos(ang), 0.07 * iod * np.sin(ang)], 1)
-    mc = (m_r + m_l) / 2
-    ang = np.linspace(np.pi, -np.pi, 13)[:12]
-    pts[48:60] = mc + np.stack([(m_l[0] - m_r[0]) / 2 * np.cos(ang), 0.12 * iod * np.sin(-ang)], 1)
-    ang = np.linspace(np.pi, -np.pi, 9)[:8]
-    pts[60:68] = mc + np.stack([0.35 * iod * np.cos(ang), 0.04 * iod * np.sin(-ang)], 1)
-    if rng is not None:
-        pts += rng.normal(0, jitter, pts.shape)
-    return pts
+from tests.helpers import mean_face
 
 
 def test_flip_permutation_is_an_involution_with_known_pairs():

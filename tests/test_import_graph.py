@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGES = ("rtatl_sdk", "training", "export")
 

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from rtatl_sdk.errors import InputError, ModelFileError
 from rtatl_sdk.images import load_image
-from tests.helpers import wait_for
+from tests.helpers import REPO, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
 TRIED: dict[str, int] = {}  # generated inputs per property (printed at the end of the module)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 

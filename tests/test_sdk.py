@@ -12,7 +12,7 @@ import pytest
 from rtatl_sdk.errors import InputError, ModelCardError, ModelFileError, ModelNotFoundError
 
 pytestmark = pytest.mark.media
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def test_detect_counts_and_typed_results(det, media):

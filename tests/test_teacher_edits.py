@@ -6,7 +6,7 @@ import pytest
 from rtatl_sdk import geometry as g
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.teacher import BLENDSHAPE_AUS, teacher_scores
-from tests.test_geometry import mean_face
+from tests.helpers import mean_face
 
 AUS = AU_SETS["BP4D"]
 

@@ -16,7 +16,7 @@ AUS = AU_SETS["BP4D"]
 
 
 def make_batch(b=4, seed=0):
-    from tests.test_geometry import mean_face
+    from tests.helpers import mean_face
 
     rng = np.random.default_rng(seed)
     cen = np.stack([g.au_centres(mean_face(rng, 1.5), AUS) for _ in range(b)])
@@ -158,7 +158,7 @@ def test_variants_switch_the_auxiliary_tasks():
 def test_flipped_face_gives_mirrored_roi_patches():
     """The model sees the same face either way round: each RoI of the flipped image is the
     mirror of its twin's RoI in the original."""
-    from tests.test_geometry import mean_face
+    from tests.helpers import mean_face
 
     rng = np.random.default_rng(4)
     img = torch.rand(1, 3, 192, 192)
