@@ -91,27 +91,44 @@ def test_missing_default_model_says_how_to_get_one(tmp_path, monkeypatch):
         AUDetector()
 
 
-def test_bad_model_files_fail_before_any_frame(tmp_path, model_path):
+def _truncated(model_path, d):
+    data = model_path.read_bytes()
+    (d / "trunc.onnx").write_bytes(data[: len(data) // 2])
+    return d / "trunc.onnx"
+
+
+def _card_edited(model_path, d, edit, name):
     import onnx
 
+    m = onnx.load(str(model_path))
+    edit(m)
+    onnx.save(m, str(d / name))
+    return d / name
+
+
+def _no_card(m):
+    del m.metadata_props[:]
+
+
+def _roi_32(m):
+    m.metadata_props[0].value = m.metadata_props[0].value.replace('"roi_size":48', '"roi_size":32')
+
+
+BAD_MODELS = {
+    "truncated": (_truncated, ModelFileError, "trunc.onnx: not a loadable ONNX model"),
+    "no card": (lambda mp, d: _card_edited(mp, d, _no_card, "nocard.onnx"), ModelCardError, "no RTATL model card"),
+    "other geometry": (lambda mp, d: _card_edited(mp, d, _roi_32, "geom.onnx"), ModelCardError, "roi_size=32"),
+    "missing": (lambda mp, d: d / "none.onnx", ModelNotFoundError, "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_files_fail_before_any_frame(case, tmp_path, model_path):
     from rtatl_sdk import AUDetector
 
-    data = model_path.read_bytes()
-    (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="trunc.onnx: not a loadable ONNX model"):
-        AUDetector(tmp_path / "trunc.onnx")
-    m = onnx.load(str(model_path))
-    del m.metadata_props[:]
-    onnx.save(m, str(tmp_path / "nocard.onnx"))
-    with pytest.raises(ModelCardError, match="no RTATL model card"):
-        AUDetector(tmp_path / "nocard.onnx")
-    m = onnx.load(str(model_path))
-    m.metadata_props[0].value = m.metadata_props[0].value.replace('"roi_size":48', '"roi_size":32')
-    onnx.save(m, str(tmp_path / "geom.onnx"))
-    with pytest.raises(ModelCardError, match="roi_size=32"):
-        AUDetector(tmp_path / "geom.onnx")
-    with pytest.raises(ModelNotFoundError, match="no such file"):
-        AUDetector(tmp_path / "none.onnx")
+    make, error, message = BAD_MODELS[case]
+    with pytest.raises(error, match=message):
+        AUDetector(make(model_path, tmp_path))
 
 
 def _run(args, **env):
