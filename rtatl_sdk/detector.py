@@ -15,7 +15,7 @@ from .errors import InputError
 from .geometry import centres_in_image
 from .images import load_image
 from .preprocess import model_inputs, sigmoid
-from .results import AUResult, Box, FaceAUs, FrameResult
+from .results import AUResult, FaceAUs, FrameResult
 from .temporal import NeutralBaseline, Smoother
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class AUDetector:
         seen = centres_in_image(pts, self.au_numbers, image_shape)
         aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
                for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
-        return FaceAUs(index=i, box=Box(x=b.x, y=b.y, w=b.w, h=b.h, score=b.score), landmarks=face.landmarks,
+        return FaceAUs(index=i, box=b, landmarks=face.landmarks,
                        aus=aus, track_id=track_id, blendshapes=face.blendshapes, quality=quality)
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:

@@ -16,11 +16,17 @@ class AUResult(BaseModel):
 
 
 class Box(BaseModel):
+    """A face box in image pixels (top-left x, y, width, height) and the detector's score."""
+
     x: float
     y: float
     w: float
     h: float
     score: float
+
+    def square(self, factor: float) -> tuple[float, float, float]:
+        """Centre x, centre y and side of a square ``factor`` times the box's larger side."""
+        return self.x + self.w / 2, self.y + self.h / 2, max(self.w, self.h) * factor
 
 
 class FaceAUs(BaseModel):

@@ -7,13 +7,13 @@ the RetinaFace prior boxes (strides 8/16/32, two anchor sizes each, variances 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from .. import store
 from ..errors import ModelFileError
+from ..results import Box
 
 _STRIDES = (8, 16, 32)
 _SIZES = ((16, 32), (64, 128), (256, 512))
@@ -23,20 +23,8 @@ MIN_SIDE = 16
 _MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face: box ``x, y, w, h`` in image pixels, score, and 5 points."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    score: float
-    points5: np.ndarray  #: (5, 2): right eye, left eye, nose, right mouth, left mouth
-
-    def square(self, factor: float) -> tuple[float, float, float]:
-        """Centre x, centre y and side of a square ``factor`` times the box's larger side."""
-        return self.x + self.w / 2, self.y + self.h / 2, max(self.w, self.h) * factor
+#: The detector's boxes are the results' ``Box`` (one box type in the SDK).
+FaceBox = Box
 
 
 @lru_cache(maxsize=16)
@@ -103,19 +91,18 @@ class RetinaFaceDetector:
         img = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
         x = (img.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[None]
-        loc, conf, pts = self._session.run(None, {"input": np.ascontiguousarray(x)})
-        loc, conf, pts = loc[0], conf[0, :, 1], pts[0]
+        loc, conf, _points = self._session.run(None, {"input": np.ascontiguousarray(x)})  # the 5 points go unused
+        loc, conf = loc[0], conf[0, :, 1]
         keep = conf > self.score_threshold
         if not keep.any():
             return []
         a = _anchors(ih, iw)[keep]
-        loc, conf, pts = loc[keep], conf[keep], pts[keep]
+        loc, conf = loc[keep], conf[keep]
         centre = a[:, :2] + loc[:, :2] * _VAR_CENTRE * a[:, 2:]
         size = a[:, 2:] * np.exp(loc[:, 2:] * _VAR_SIZE)
         boxes = np.concatenate([centre - size / 2, size], 1) * [iw, ih, iw, ih] / scale
-        points = (a[:, None, :2] + pts.reshape(-1, 5, 2) * _VAR_CENTRE * a[:, None, 2:]) * [iw, ih] / scale
         faces = []
         for i in _nms(boxes, conf, self.nms_threshold):
             bx, by, bw, bh = (float(v) for v in boxes[i])
-            faces.append(FaceBox(bx, by, bw, bh, float(conf[i]), points[i].astype(np.float64)))
+            faces.append(Box(x=float(bx), y=float(by), w=float(bw), h=float(bh), score=float(conf[i])))
         return faces
