@@ -19,7 +19,7 @@ import numpy as np
 def main(argv=None) -> int:
     import cv2
 
-    from rtatl_sdk import AUDetector, au_number, draw, geometry, load_image
+    from rtatl_sdk import AUDetector, au_number, draw, load_image
     from rtatl_sdk.errors import RTATLError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
             from skimage import data
 
             img = load_image(data.astronaut(), colour="rgb", name="astronaut")
-        det = AUDetector(args.model)
+        det = AUDetector(args.model, keep_crops=True)
         faces = det.detect(img)
     except RTATLError as exc:
         print(f"demo: {exc}", file=sys.stderr)
@@ -48,13 +48,8 @@ def main(argv=None) -> int:
     print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
     args.out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out / "annotated.jpg"), draw.annotate(img, faces))
-    crops = []
     aus = [au_number(a) for a in det.aus]
-    for f in faces:  # the same alignment the model used, from the result's landmarks
-        aligned = geometry.align_face(img, f.landmarks)
-        o = geometry.CENTRE_CROP_OFFSET
-        centres = geometry.au_centres(geometry.crop_points(aligned.landmarks, (o, o)), aus)
-        crops.append(draw.draw_au_centres(geometry.centre_crop(aligned.image).copy(), centres, aus))
+    crops = [draw.draw_au_centres(f.crop.copy(), f.crop_centres, aus) for f in faces]  # what the model saw
     if crops:
         cv2.imwrite(str(args.out / "aligned.jpg"), np.hstack(crops))
     print(f"wrote {args.out / 'annotated.jpg'}" + (f" and {args.out / 'aligned.jpg'}" if crops else ""))

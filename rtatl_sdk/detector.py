@@ -90,7 +90,8 @@ class AUDetector:
 
     def __init__(self, model: str | os.PathLike | None = None, providers: list[str] | None = None,
                  threads: int = 0, blendshapes: bool = False, detector_model=None, landmarker_model=None,
-                 smoothing: float | None = None, calibration: bool = False, max_batch: int = 32):
+                 smoothing: float | None = None, calibration: bool = False, max_batch: int = 32,
+                 keep_crops: bool = False):
         from .engine import load_engine
         from .face import FacePipeline
 
@@ -106,6 +107,7 @@ class AUDetector:
         self.max_batch = max_batch
         self.smoothing = smoothing
         self.calibration = calibration
+        self.keep_crops = keep_crops
 
     # --- single images ---------------------------------------------------------------------
     def _faces(self, bgr: np.ndarray):
@@ -131,8 +133,9 @@ class AUDetector:
         seen = centres_in_image(pts, self.au_numbers, image_shape)
         aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
                for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
-        return FaceAUs(index=i, box=b, landmarks=face.landmarks,
-                       aus=aus, track_id=track_id, blendshapes=face.blendshapes, quality=quality)
+        crop = (face.crop(), face.au_centres(self.au_numbers)) if self.keep_crops else (None, None)
+        return FaceAUs(index=i, box=b, landmarks=face.landmarks, aus=aus, track_id=track_id,
+                       blendshapes=face.blendshapes, quality=quality, crop=crop[0], crop_centres=crop[1])
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:
         """Faces and AUs of one image: a path, encoded bytes, a numpy array (BGR unless

@@ -42,6 +42,10 @@ class FaceAUs(BaseModel):
     blendshapes: dict[str, float] | None = None
     #: share of the 68 landmarks inside the frame (1.0: the whole face is in view)
     quality: float = 1.0
+    #: the aligned 192x192 BGR crop the model saw and its (2N, 2) AU centres, with
+    #: ``AUDetector(keep_crops=True)``; never serialised
+    crop: np.ndarray | None = Field(default=None, exclude=True, repr=False)
+    crop_centres: np.ndarray | None = Field(default=None, exclude=True, repr=False)
 
     @field_serializer("landmarks")
     def _lm(self, v: np.ndarray) -> list:
