@@ -31,6 +31,7 @@ from rtatl_sdk import geometry
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import CacheError, RTATLError
 from rtatl_sdk.files import atomic_write_bytes
+from rtatl_sdk.landmarks import N_LANDMARKS
 
 from .data import raw
 from .flow import FlowParams, tvl1_flow
@@ -139,7 +140,7 @@ def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, l
     n = len(frames)
     arrays = dict(
         frames=np.asarray(frames, np.int64), labels=np.asarray(labels, np.int8).reshape(n, -1),
-        landmarks=np.asarray(landmarks, np.float32).reshape(n, 68, 2), matrices=np.asarray(matrices, np.float32).reshape(n, 2, 3),
+        landmarks=np.asarray(landmarks, np.float32).reshape(n, N_LANDMARKS, 2), matrices=np.asarray(matrices, np.float32).reshape(n, 2, 3),
         has_flow=np.asarray(has_flow, bool), subject=np.array(subject), sequence=np.array(name),
         skipped=np.array(json.dumps(skipped or {})),
     )
