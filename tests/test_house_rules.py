@@ -1,4 +1,4 @@
-"""Dependencies point one way: rtatl_sdk <- training <- export, and no module imports its own caller."""
+"""House rules: dependencies point one way (rtatl_sdk <- training <- export), no import cycle, short functions."""
 
 import ast
 from pathlib import Path
@@ -92,3 +92,13 @@ def test_the_graph_sees_real_edges():
     assert "rtatl_sdk.geometry" in graph["training.data.dataset"]
     assert "training.model" in graph["export.api"]
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_no_function_outside_tests_and_bench_is_longer_than_60_lines():
+    long = []
+    for pkg in (*PACKAGES, "examples"):
+        for path in (REPO / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert long == []
