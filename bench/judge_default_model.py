@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtatl_sdk import AUDetector  # noqa: E402
+from rtatl_sdk import AUDetector, InputError, load_image  # noqa: E402
 from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
 from training.recipes import corpus, measures, targets  # noqa: E402
 
@@ -38,7 +38,6 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    import cv2
 
     records, _ = corpus.read_corpus(args.faces)
     _, val = corpus.split_records(records, args.val_fraction, args.seed)
@@ -47,8 +46,10 @@ def main(argv=None) -> int:
     probs, teach, emo, who, missed = [], [], [], [], 0
     t0 = time.time()
     for rec in val:
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        faces = det.detect(corpus.padded(img)) if img is not None else []
+        try:
+            faces = det.detect(corpus.padded(load_image(rec.path)))
+        except InputError:
+            faces = []
         if not faces:
             missed += 1
             continue

@@ -117,15 +117,17 @@ def annotation_names(files: list[Path]) -> dict[Path, str]:
 
     taken = {f.name for f in files}
     ext = {f: ".jpg" if f.suffix.lower() in IMAGE_EXT else ".mp4" for f in files}
-    base = {f: f"{f.stem}{ANNOTATED_SUFFIX}{ext[f]}" for f in files}
+    # names OpenCV can write: bytes that are not UTF-8 become U+FFFD (the path hash keeps them apart)
+    stem = {f: os.fsencode(f.stem).decode("utf-8", "replace") for f in files}
+    base = {f: f"{stem[f]}{ANNOTATED_SUFFIX}{ext[f]}" for f in files}
     counts: dict[str, int] = {}
     for name in base.values():
         counts[name] = counts.get(name, 0) + 1
     out = {}
     for f, name in base.items():
-        if counts[name] > 1 or name in taken:
+        if counts[name] > 1 or name in taken or stem[f] != f.stem:
             h = hashlib.sha1(os.fsencode(str(f.resolve()))).hexdigest()[:8]
-            name = f"{f.stem}_{h}{ANNOTATED_SUFFIX}{ext[f]}"
+            name = f"{stem[f]}_{h}{ANNOTATED_SUFFIX}{ext[f]}"
         out[f] = name
     return out
 
@@ -254,7 +256,13 @@ def _ranges(idx: list[int]) -> str:
 def _video_writer(ann: Path, file_name: str, src):
     import cv2
 
-    cap = cv2.VideoCapture(src if isinstance(src, int) else str(src))
+    from .video import opencv_path
+
+    if isinstance(src, int):
+        cap = cv2.VideoCapture(src)
+    else:
+        with opencv_path(src) as name:
+            cap = cv2.VideoCapture(name)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,26 @@ class Frame:
     error: str | None = None  #: why ``image`` is None: undecodable, or never delivered by a cut file
 
 
+@contextlib.contextmanager
+def opencv_path(path: str | os.PathLike):
+    """A name OpenCV can open for ``path``. OpenCV takes UTF-8 text (a file name with other
+    bytes crashes it), so such a file is reached through a temporary link with a plain name."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        folder = tempfile.mkdtemp(prefix="rtatl-")
+        link = os.path.join(folder, "input" + os.fsencode(Path(path).suffix).decode("ascii", "ignore"))
+        os.symlink(os.path.abspath(path), link)
+        try:
+            yield link
+        finally:
+            os.unlink(link)
+            os.rmdir(folder)
+        return
+    yield text
+
+
 def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
     """Frames of a video file (path) or camera (int index), in order.
 
@@ -41,7 +63,8 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
         path = Path(source)
         if not path.is_file():
             raise InputError(str(path), "no such video file")
-        cap = cv2.VideoCapture(str(path))
+        with opencv_path(path) as name:
+            cap = cv2.VideoCapture(name)  # opened: the link may go
         label = str(path)
     elif isinstance(source, int) and not isinstance(source, bool):
         cap = cv2.VideoCapture(source)

@@ -82,13 +82,17 @@ def test_file_names_of_any_bytes_are_processed_and_resumable(tmp_path, media, mo
     d.mkdir()
     odd = d / os.fsdecode(b"caf\xe9 \nphoto.jpg")  # not UTF-8, with a line break
     shutil.copy(media / "single_face.jpg", odd)
+    clip = d / os.fsdecode(b"clip\xff.mp4")  # OpenCV itself cannot take such a name
+    shutil.copy(media / "no_face.mp4", clip)
     shutil.copy(media / "single_face.jpg", d / "z.jpg")
     out = tmp_path / "r.csv"
-    args = [str(d), "--model", str(model_path), "--out", str(out), "--quiet"]
+    ann = tmp_path / "ann"
+    args = [str(d), "--model", str(model_path), "--out", str(out), "--quiet", "--max-frames", "3", "--annotate", str(ann)]
     assert main(args) == 0
     with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         names = [r["input"] for r in csv.DictReader(fh)]
-    assert names == [str(odd), str(d / "z.jpg")]
+    assert names == [str(odd), str(clip), str(clip), str(clip), str(d / "z.jpg")]
+    assert len(list(ann.iterdir())) == 3  # one annotation per input, odd names included
     assert main(args + ["--resume"]) == 0  # nothing redone, nothing lost
     with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         assert [r["input"] for r in csv.DictReader(fh)] == names

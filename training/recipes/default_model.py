@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry
+from rtatl_sdk import geometry, load_image
 from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import InputError, RTATLError
 from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
 
 from .. import prep
@@ -75,18 +75,17 @@ def _init_worker() -> None:
 
 def _face_chunk(job) -> tuple[str, int, int]:
     """Faces of one chunk of records -> one cache part with targets, teacher scores, emotions."""
-    import cv2
-
     from rtatl_sdk.face.pipeline import largest_face
 
     cache, key, records = job
     pipe = _W["pipe"]
     rows, skipped = [], {"unreadable": 0, "no face": 0}
     for rec in records:
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
+        try:
+            img = load_image(rec.path)  # EXIF orientation applied; any file-name bytes
+        except InputError as exc:
             skipped["unreadable"] += 1
-            log.warning("%s: cannot be decoded; skipped", rec.path)
+            log.warning("%s; skipped", exc)
             continue
         faces = pipe.process(corpus.padded(img))
         if not faces:
