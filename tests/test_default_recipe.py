@@ -102,6 +102,12 @@ def test_thresholds_fit_each_au_and_keep_half_without_data():
     thr, why = measures.fit_thresholds(probs, y)
     assert 0.12 < thr[0] <= 0.15, thr  # separates the classes: far from 0.5
     assert thr[1] == 0.5 and "only 3 positives" in why[1]
+    # a neutral face may not be called positive too often: the threshold rises above its scores
+    neutral = np.zeros(len(y), bool)
+    neutral[y[:, 0] == 0] = True
+    probs[neutral, 0] = np.linspace(0.0, 0.5, neutral.sum())
+    thr, why = measures.fit_thresholds(probs, y, neutral=neutral, max_neutral_rate=0.1)
+    assert (probs[neutral, 0] >= thr[0]).mean() <= 0.1 and "neutral faces" in why[0]
 
 
 def test_judge_counts_neutral_presence_contrasts_and_rises():

@@ -309,7 +309,7 @@ def validate(model, data: Path, thresholds=None) -> dict:
     target_labels = idx.labels
     why = None
     if thresholds is None:
-        thresholds, why = measures.fit_thresholds(probs, target_labels)
+        thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral")
     student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
     teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
                            teacher_labels, target_labels)

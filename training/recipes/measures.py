@@ -57,8 +57,15 @@ def f1(pred: np.ndarray, truth: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
-def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5) -> tuple[list[float], list[str]]:
-    """Per-AU threshold maximising F1 against ``labels`` (grid 0.05..0.95; ties: nearest 0.5).
+#: at most this share of neutral faces may be called positive for any one AU by a fitted threshold
+MAX_NEUTRAL_RATE = 0.08
+
+
+def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5, neutral: np.ndarray | None = None,
+                   max_neutral_rate: float = MAX_NEUTRAL_RATE) -> tuple[list[float], list[str]]:
+    """Per-AU threshold maximising F1 against ``labels`` (grid 0.05..0.95; ties: nearest 0.5),
+    among the thresholds that call the AU present on at most ``max_neutral_rate`` of the
+    ``neutral`` faces (a mask; F1 alone buys recall of rare AUs with false alarms on rest faces).
 
     An AU with fewer than ``min_positives`` known positives keeps 0.5, and the reason is returned."""
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -70,10 +77,18 @@ def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5
             why.append(f"0.5: only {pos} positives in validation")
             continue
         scores = np.array([f1(probs[:, j] >= t, labels[:, j]) for t in grid])
+        note = ""
+        if neutral is not None and neutral.any():
+            rate = np.array([(probs[neutral, j] >= t).mean() for t in grid])
+            allowed = rate <= max_neutral_rate
+            if allowed.any():
+                if not allowed[scores.argmax()]:
+                    note = f" (neutral faces called present <= {max_neutral_rate:.0%})"
+                scores = np.where(allowed, scores, -1.0)
         best = np.flatnonzero(scores >= scores.max() - 1e-12)
         t = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
         out.append(t)
-        why.append(f"{t:.2f}: best F1 {scores.max():.3f} over {pos} positives")
+        why.append(f"{t:.2f}: best F1 {scores.max():.3f} over {pos} positives{note}")
     return out, why
 
 
