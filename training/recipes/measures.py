@@ -67,18 +67,25 @@ def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5
     among the thresholds that call the AU present on at most ``max_neutral_rate`` of the
     ``neutral`` faces (a mask; F1 alone buys recall of rare AUs with false alarms on rest faces).
 
-    An AU with fewer than ``min_positives`` known positives keeps 0.5, and the reason is returned."""
+    An AU with fewer than ``min_positives`` known positives gets 0.5, or the lowest threshold
+    above it that keeps the neutral faces' rate, and the reason is returned."""
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
     out, why = [], []
+    has_neutral = neutral is not None and neutral.any()
     for j in range(labels.shape[1]):
         pos = int((labels[:, j] == 1).sum())
         if pos < min_positives:
-            out.append(0.5)
-            why.append(f"0.5: only {pos} positives in validation")
+            t, note = 0.5, ""
+            if has_neutral:
+                ok = [g for g in grid if g >= 0.5 and (probs[neutral, j] >= g).mean() <= max_neutral_rate]
+                t = float(ok[0]) if ok else float(grid[-1])
+                note = f"; raised to keep neutral faces <= {max_neutral_rate:.0%}" if t > 0.5 else ""
+            out.append(t)
+            why.append(f"{t:.2f}: only {pos} positives in validation{note}")
             continue
         scores = np.array([f1(probs[:, j] >= t, labels[:, j]) for t in grid])
         note = ""
-        if neutral is not None and neutral.any():
+        if has_neutral:
             rate = np.array([(probs[neutral, j] >= t).mean() for t in grid])
             allowed = rate <= max_neutral_rate
             if allowed.any():
