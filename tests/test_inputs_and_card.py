@@ -9,26 +9,24 @@ from rtatl_sdk import load_image, store
 from rtatl_sdk.card import ModelCard, Provenance
 from rtatl_sdk.errors import InputError, ModelCardError, ModelNotFoundError
 
+BAD_IMAGES = {  # case: (make the input from tmp_path, what the error says)
+    "missing file": (lambda d: d / "nope.jpg", "nope.jpg: no such file"),
+    "text named .jpg": (lambda d: (d / "notes.jpg").write_bytes(b"this is text, not a JPEG") and d / "notes.jpg",
+                        "notes.jpg: is not a decodable image"),
+    "garbage bytes": (lambda d: b"\x00\x01garbage", "image bytes"),
+    "empty array": (lambda d: np.zeros((0, 10, 3), np.uint8), "is empty"),
+    "float array": (lambda d: np.zeros((10, 10, 3)), "dtype float64"),
+    "five channels": (lambda d: np.zeros((10, 10, 5), np.uint8), r"shape \(10, 10, 5\)"),
+    "a number": (lambda d: 12345, "unsupported type"),
+    "a folder": (lambda d: d, "is a folder"),
+}
 
-def test_bad_image_inputs_name_the_input(tmp_path):
-    with pytest.raises(InputError, match="nope.jpg: no such file"):
-        load_image(tmp_path / "nope.jpg")
-    txt = tmp_path / "notes.jpg"
-    txt.write_bytes(b"this is text, not a JPEG")
-    with pytest.raises(InputError, match="notes.jpg: is not a decodable image"):
-        load_image(txt)
-    with pytest.raises(InputError, match="image bytes"):
-        load_image(b"\x00\x01garbage")
-    with pytest.raises(InputError, match="is empty"):
-        load_image(np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(InputError, match="dtype float64"):
-        load_image(np.zeros((10, 10, 3)))
-    with pytest.raises(InputError, match=r"shape \(10, 10, 5\)"):
-        load_image(np.zeros((10, 10, 5), np.uint8))
-    with pytest.raises(InputError, match="unsupported type"):
-        load_image(12345)
-    with pytest.raises(InputError, match="is a folder"):
-        load_image(tmp_path)
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_bad_image_inputs_name_the_input(case, tmp_path):
+    make, message = BAD_IMAGES[case]
+    with pytest.raises(InputError, match=message):
+        load_image(make(tmp_path))
 
 
 def test_grey_rgba_rgb_and_pil_inputs():

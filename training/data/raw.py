@@ -16,10 +16,12 @@ import numpy as np
 
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import InputError
+from rtatl_sdk.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: the SDK's image extensions, .jpg (BP4D's) first: tried in this order for a frame's image
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS, key=lambda e: (e != ".jpg", e)))
 
 
 @dataclass
