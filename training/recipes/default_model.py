@@ -6,7 +6,8 @@ One command, resumable after a kill (re-run it: finished data chunks, training s
 evaluations are kept). It ends at a checkpoint, ``OUT/model.ckpt``, which carries the
 per-AU thresholds, the validation report and the provenance; shipping is the export step::
 
-    rtatl-export --ckpt runs/default/model.ckpt --out rtatl_sdk/models --int8 --calib media/WolfgangLanger_Pexels.mp4
+    rtatl-export --ckpt runs/default/model.ckpt --out rtatl_sdk/models --int8 \
+        --calib media/WolfgangLanger_Pexels.mp4 --faces media --max-flip 0.02
 
 Data (``OUT/data``):
 
@@ -416,8 +417,8 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=Path, default=Path("../shared/faces"), help="folder of face images (see corpus.py)")
     ap.add_argument("--media", type=Path, default=Path("media"), help="the project's real media folder (media/)")
     ap.add_argument("--out", type=Path, default=Path("runs/default"))
-    ap.add_argument("--steps", type=int, default=1600)
-    ap.add_argument("--eval-every", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--unlabelled-batch", type=int, default=4)
     ap.add_argument("--ff", type=int, default=512)
