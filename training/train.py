@@ -34,8 +34,10 @@ log = logging.getLogger("rtatl.train")
 class BatchStream:
     """Deterministic batches: epoch e uses permutation(seed, e), sharded by rank; step -> batch."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1, workers: int = 0):
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1, workers: int = 0,
+                 pin_memory: bool = False):
         self.ds, self.bs, self.seed, self.rank, self.world, self.workers = dataset, batch_size, seed, rank, world, workers
+        self.pin_memory = pin_memory  #: page-locked batches, so non_blocking copies to a GPU overlap
         per_rank = len(dataset) // world
         self.per_epoch = per_rank // batch_size
         if self.per_epoch == 0:
@@ -57,7 +59,7 @@ class BatchStream:
         if self._at != step or self._iter is None:
             epoch, offset = divmod(step, self.per_epoch)
             self.ds.set_epoch(epoch)
-            loader = DataLoader(self.ds, batch_sampler=self._batches(epoch)[offset:], collate_fn=collate,
+            loader = DataLoader(self.ds, batch_sampler=self._batches(epoch)[offset:], collate_fn=collate, pin_memory=self.pin_memory,
                                 num_workers=self.workers)
             self._iter, self._at = iter(loader), step
         try:
@@ -79,14 +81,38 @@ def _merge(a: dict, b: dict | None) -> dict:
     return {k: torch.cat([a[k], b[k]]) for k in a}
 
 
-def _device(spec: str, local_rank: int):
+def load_scaler_state(scaler, state: dict | None) -> None:
+    """Restore a GradScaler. A CPU or amp=false run saves an empty state, which torch refuses to
+    load into an enabled scaler: a CUDA run resuming such a checkpoint starts a fresh scale."""
+    if state and scaler.is_enabled():
+        scaler.load_state_dict(state)
+
+
+def _device(spec: str, local_rank: int, world: int = 1):
+    """run.device -> torch.device: "auto" (CUDA when present), "cpu", "cuda" (this process's GPU:
+    ``cuda:LOCAL_RANK``, as torchrun expects) or "cuda:N" (one process only: under torchrun every
+    rank would share GPU N)."""
     import torch
 
     if spec == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise TrainingError(f"run.device={spec}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise TrainingError(f"run.device={spec}: only auto, cpu, cuda and cuda:N are supported")
+    if not torch.cuda.is_available():
         raise TrainingError(f"run.device={spec}: CUDA is not available on this machine")
+    if dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    elif world > 1:
+        raise TrainingError(f"run.device={spec}: under torchrun each rank takes its own GPU; use run.device=cuda")
+    if dev.index >= torch.cuda.device_count():
+        raise TrainingError(f"run.device={spec} (rank-local index {dev.index}): this machine has "
+                            f"{torch.cuda.device_count()} GPU(s)")
     return dev
 
 
@@ -102,7 +128,7 @@ class Trainer:
         self.cfg, self.progress = cfg, progress
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.device = _device(cfg.run.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = _device(cfg.run.device, int(os.environ.get("LOCAL_RANK", "0")), self.world)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
@@ -128,7 +154,7 @@ class Trainer:
         augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
         self.labelled = AUDataset(d.cache, self.train_subjects, train=True, labelled=True, seed=cfg.run.seed, aus=self.aus,
                                   augment=augment)
-        args = (self.rank, self.world, cfg.run.workers)
+        args = (self.rank, self.world, cfg.run.workers, self.device.type == "cuda")
         self.streams = [BatchStream(self.labelled, cfg.optim.batch_size, cfg.run.seed, *args)]
         if d.unlabelled_cache is not None and cfg.model.variant != "backbone":
             unl = AUDataset(d.unlabelled_cache, None, train=True, labelled=False, seed=cfg.run.seed + 1, aus=None, augment=augment)
@@ -166,8 +192,8 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         if self.opt_d is not None:
             self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler_g.load_state_dict(state["scaler_g"])
-        self.scaler_d.load_state_dict(state["scaler_d"])
+        load_scaler_state(self.scaler_g, state.get("scaler_g"))
+        load_scaler_state(self.scaler_d, state.get("scaler_d"))
         self.step, self.skipped = state["step"], state.get("skipped_steps", 0)
         log.info("resumed from %s at step %d", self.ckpt_path, self.step)
 
