@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ torch = pytest.importorskip("torch")
 from rtatl_sdk import geometry as g
 from rtatl_sdk.au import AU_SETS
 from rtatl_sdk.errors import RTATLError
-from tests.helpers import wait_for
+from tests.helpers import REPO, wait_for
 from training import evaluate, prep, train
 from training.config import load_config
 from training.data import synthetic
@@ -180,3 +181,26 @@ def test_colour_jitter_is_seeded_and_train_only(caches):
     assert np.array_equal(b["image"], b2["image"])  # same (seed, epoch, index): same jitter
     assert not np.allclose(a["image"], b["image"]) and np.allclose(a["centres"], b["centres"])
     assert np.array_equal(test[0]["image"], AUDataset(caches["bp4d"], train=False)[0]["image"])
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_is_skipped_by_every_rank(caches, tmp_path):
+    driver = tmp_path / "nan_on_rank1.py"
+    driver.write_text(
+        "import os, sys\n"
+        "from training import train\n"
+        "from training.rtatl import RTATL\n"
+        "real = RTATL.supervised_loss\n"
+        "def sup(*a, **k):\n"
+        "    v = real(*a, **k)\n"
+        "    return v * float('nan') if os.environ['RANK'] == '1' else v\n"
+        "RTATL.supervised_loss = staticmethod(sup)\n"
+        "sys.exit(train.main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(driver),
+           "--config", "training/configs/smoke.yaml", f"data.cache={caches['bp4d']}", f"data.unlabelled_cache={caches['unl']}",
+           f"run.out={tmp_path / 'ddp'}", "optim.steps=3", "optim.batch_size=2", "optim.unlabelled_batch_size=1",
+           "run.threads=1", "run.workers=0", "run.nonfinite=skip"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)  # a desync hangs
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count('"skipped_steps": 3') == 2  # both ranks skipped every step, together

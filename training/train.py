@@ -208,6 +208,19 @@ class Trainer:
         torch.manual_seed(self.cfg.run.seed * 1_000_003 + self.step)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def all_finite(self, loss) -> bool:
+        """Whether the loss is finite on every rank: one rank skipping a backward that the others
+        run would hang DistributedDataParallel, so the ranks decide together."""
+        finite = math.isfinite(float(loss.detach()))
+        if self.world > 1:
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            finite = float(flag.item()) == 0.0
+        return finite
+
     def generator_step(self, net, batch: dict):
         """Backbone, G and flow head on L_Sup + L_G + lambda_f L_F; None when the loss is not
         finite and run.nonfinite=skip (the step is then skipped)."""
@@ -217,7 +230,7 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.amp):
             g = net(batch, mode="g", gen=gen)
         terms = {k: float(v.detach()) for k, v in g.terms.items()}
-        if not math.isfinite(float(g.total.detach())):
+        if not self.all_finite(g.total):
             if self.cfg.run.nonfinite == "stop":
                 raise TrainingError(f"step {self.step}: non-finite loss {terms}; stopped before updating the weights "
                                     f"(set run.nonfinite=skip to skip such steps); last checkpoint: {self.ckpt_path}")
@@ -243,7 +256,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)  # drop what the G step left on D and C
         with torch.autocast(self.device.type, enabled=self.amp):
             d = net(g, mode="d")
-        if math.isfinite(float(d.total.detach())):
+        if self.all_finite(d.total):
             self.scaler_d.scale(d.total).backward()
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
