@@ -226,3 +226,5 @@ class AUDetector:
 
     def close(self) -> None:
         self.pipeline.landmarker.close()
+        if hasattr(self.engine, "close"):  # a TensorRT engine holds GPU buffers and a stream
+            self.engine.close()
