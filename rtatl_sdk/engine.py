@@ -29,8 +29,36 @@ def best_providers() -> list[str]:
     return [p for p in PROVIDER_PREFERENCE if p in have] or ["CPUExecutionProvider"]
 
 
+#: TensorRT EP batch profile (min, opt, max): shapes outside it would rebuild the engine.
+TRT_PROFILE = (1, 8, 32)
+
+
+def provider_list(providers: list[str], path: Path, n_aus: int | None, size: int = 192) -> list:
+    """onnxruntime providers with their options. The TensorRT EP gets an engine cache in the model
+    store and an explicit batch profile (onnxruntime.ai/docs/execution-providers/
+    TensorRT-ExecutionProvider.html: trt_engine_cache_*, trt_profile_*_shapes), so a process does
+    not rebuild its engine at start or per new batch size; it is left out for an INT8 file
+    (TensorRT refuses QDQ activations with non-zero zero points) and when the AU count is unknown."""
+    from . import store
+
+    out: list = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            if ".int8." in Path(path).name or n_aus is None:
+                continue
+            shape = {k: f"image:{b}x3x{size}x{size},centres:{b}x{2 * n_aus}x2" for k, b in zip(("min", "opt", "max"), TRT_PROFILE)}
+            out.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(store.store_dir() / "trt_cache"),
+                            "trt_profile_min_shapes": shape["min"], "trt_profile_opt_shapes": shape["opt"],
+                            "trt_profile_max_shapes": shape["max"]}))
+        else:
+            out.append(p)
+    return out
+
+
 class OnnxEngine:
-    """``run(image, centres) -> logits`` on onnxruntime; thread-safe (onnxruntime sessions are)."""
+    """``run(image, centres) -> logits`` on onnxruntime; thread-safe (onnxruntime sessions are).
+    ``providers`` tells which onnxruntime really uses (it falls back silently when a provider's
+    libraries are missing; the fallback is logged)."""
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
         import onnxruntime as ort
@@ -42,19 +70,32 @@ class OnnxEngine:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        wanted = list(providers or best_providers())
+        n_aus = None
+        if "TensorrtExecutionProvider" in wanted:  # its shape profile needs the card's AU count
+            n_aus = len(self._open(ort, opts, ["CPUExecutionProvider"])[1].aus)
+        self.session, self.card = self._open(ort, opts, provider_list(wanted, self.path, n_aus))
+        self.providers = self.session.get_providers()
+        left_out = [p if isinstance(p, str) else p[0] for p in provider_list(wanted, self.path, n_aus)]
+        missing = [p for p in left_out if p not in self.providers]
+        if missing:
+            log.warning("model %s: onnxruntime does not use %s (libraries missing?); running on %s",
+                        self.path.name, ", ".join(missing), ", ".join(self.providers))
+
+    def _open(self, ort, opts, providers):
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers or best_providers())
+            session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as exc:  # onnxruntime's exception types are its own
             raise ModelFileError(f"model {self.path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ModelCardError(f"model {self.path}: has no RTATL model card; export it with rtatl-export")
-        self.card = ModelCard.from_json(meta[METADATA_KEY], source=str(self.path))
-        self.card.check_geometry(str(self.path))
-        names = [i.name for i in self.session.get_inputs()]
+        card = ModelCard.from_json(meta[METADATA_KEY], source=str(self.path))
+        card.check_geometry(str(self.path))
+        names = [i.name for i in session.get_inputs()]
         if names != ["image", "centres"]:
             raise ModelCardError(f"model {self.path}: inputs {names} are not ['image', 'centres']")
-        self.providers = self.session.get_providers()
+        return session, card
 
     def run(self, image: np.ndarray, centres: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"image": image, "centres": centres})[0]

@@ -150,3 +150,30 @@ def test_a_shape_the_profile_refuses_is_an_error_not_stale_rows(engine):
     eng.context.profile = (1, 4)  # the engine reports 8, the context accepts only 4
     with pytest.raises(InputError, match="outside the engine's optimisation profile"):
         eng.run(*_inputs(6))
+
+
+def test_tensorrt_provider_options_cache_and_profile_and_never_int8(tmp_path):
+    from rtatl_sdk.engine import provider_list
+
+    (p, opts), cuda, cpu = provider_list(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                                         tmp_path / "model.onnx", 12)
+    assert p == "TensorrtExecutionProvider" and opts["trt_engine_cache_enable"] and "trt_cache" in opts["trt_engine_cache_path"]
+    assert opts["trt_profile_max_shapes"] == "image:32x3x192x192,centres:32x24x2"
+    assert (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert provider_list(["TensorrtExecutionProvider", "CPUExecutionProvider"], tmp_path / "model.int8.onnx", 12) == \
+        ["CPUExecutionProvider"]
+
+
+def test_the_provider_in_use_is_reported_not_the_one_asked_for(model_path, caplog):
+    import logging
+
+    import onnxruntime as ort
+
+    from rtatl_sdk.engine import OnnxEngine
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: nothing falls back")
+    with caplog.at_level(logging.WARNING):
+        eng = OnnxEngine(model_path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert eng.providers == ["CPUExecutionProvider"]
+    assert "does not use CUDAExecutionProvider" in caplog.text
