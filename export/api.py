@@ -269,8 +269,14 @@ def verify_file(path: Path, precision: str, reference=None, faces=None, provider
 
 
 # --- TensorRT -----------------------------------------------------------------------------
-def build_trt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True, max_batch: int = 32) -> None:
-    """Serialize a TensorRT engine with a batch profile (1 / 8 / max_batch)."""
+def build_trt_engine(onnx_path: Path, engine_path: Path, max_batch: int = 32) -> None:
+    """Serialize a TensorRT engine with a batch profile (1 / 8 / max_batch).
+
+    The network is strongly typed: each layer runs in the precision the ONNX file gives it.
+    TensorRT 11 removed ``BuilderFlag.FP16`` for this; under TensorRT 10 the flag would also put
+    RoiAlign and its box arithmetic in fp16. So an fp16 engine is built from the fp16 ONNX file
+    (RoiAlign kept in fp32 there) and an fp32 engine from the fp32 file (TensorRT developer
+    guide, "Strongly Typed Networks"; NetworkDefinitionCreationFlag.STRONGLY_TYPED, TensorRT >= 9)."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -281,14 +287,12 @@ def build_trt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True, max_
         raise ExportError("--trt needs a CUDA GPU; none is visible on this machine")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT could not parse {onnx_path}: {errs}")
     config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     s, n2 = geometry.CROP_SIZE, network.get_input(1).shape[1]
     profile.set_shape("image", (1, 3, s, s), (8, 3, s, s), (max_batch, 3, s, s))
@@ -298,6 +302,46 @@ def build_trt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True, max_
     if engine is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path}")
     Path(engine_path).write_bytes(bytes(engine))
+
+
+def _export_engine(reports: list[FileReport], tmp: Path, out: Path, card: ModelCard, model, real) -> FileReport:
+    """Build the engine from this run's verified fp16 file (made from the verified fp32 file when
+    --fp16 was not asked), verify it, and move it to ``out`` (or ``out/rejected``)."""
+    by = {r.precision: r for r in reports}
+    base = by.get("fp16") or by["fp32"]
+    if not base.passed:
+        raise ExportError(f"--trt: {Path(base.path).name} failed its checks; no engine is built from it")
+    source = Path(base.path)
+    if base.precision == "fp32":
+        source = tmp / "trt_source.fp16.onnx"
+        to_fp16(Path(base.path), source)
+    build_trt_engine(source, tmp / "model.engine")
+    (tmp / "model.engine.card.json").write_text(card.to_json())
+    rep = verify_engine(tmp / "model.engine", card, model, real)
+    dest = out if rep.passed else out / "rejected"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("model.engine", "model.engine.card.json"):
+        shutil.move(str(tmp / name), dest / name)
+    rep.path = str(dest / "model.engine")
+    return rep
+
+
+def verify_engine(path: Path, card: ModelCard, reference, faces, fp16_max_abs: float = 0.1) -> FileReport:
+    """The engine through the SDK's runner, held to the fp16 file's tolerance against PyTorch on
+    random batches 1/3/8 and on real faces, like every other export."""
+    from rtatl_sdk.engine import TensorRTEngine
+
+    rep = FileReport(str(path), "tensorrt-fp16", Path(path).stat().st_size)
+    engine = TensorRTEngine(Path(path))
+    try:
+        def within(c):
+            return _within("fp16", c, 0.0, fp16_max_abs)
+
+        rep.passed = bool(_parity(rep, engine.run, reference, faces, np.asarray(card.thresholds, np.float32),
+                                  len(card.aus), within))
+    finally:
+        engine.close()
+    return rep
 
 
 # --- the whole export -----------------------------------------------------------------------
@@ -342,11 +386,8 @@ def export_model(ckpt, out, *, fp16: bool = False, int8: bool = False, calib=Non
             rep.path = str(dest)
             reports.append(rep)
             log.debug(rep.summary())
-        if trt:
-            engine = out / "model.engine"
-            build_trt_engine(out / "model.onnx", engine, fp16=True)
-            (out / "model.engine.card.json").write_text(card.to_json())
-            reports.append(FileReport(str(engine), "tensorrt-fp16", engine.stat().st_size, {"built": "ok"}, True))
+        if trt:  # from this run's verified files, never from a stale or rejected one in out/
+            reports.append(_export_engine(reports, tmp, out, card, model, real))
     (out / "model.card.json").write_text(json.dumps(json.loads(card.to_json()), indent=1))
     (out / "export_report.json").write_text(json.dumps([r.__dict__ for r in reports], indent=1))
     failed = [r for r in reports if not r.passed]

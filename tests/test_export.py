@@ -148,3 +148,5 @@ def test_tensorrt_engine_and_fp16_on_cuda(ckpt, media, tmp_path):
     rep = verify_model(tmp_path / "model.fp16.onnx", ckpt, media / "multi_face.jpg", providers=["CUDAExecutionProvider"])
     assert rep.passed and rep.checks["real_faces"]["max_abs"] < 0.1
     assert all(r.passed for r in reps)
+    engine = next(r for r in reps if r.precision == "tensorrt-fp16")
+    assert {"random_batch1", "random_batch3", "random_batch8", "real_faces"} <= set(engine.checks)  # verified like the rest
