@@ -29,7 +29,7 @@ import numpy as np
 
 from rtatl_sdk import geometry
 from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.errors import CacheError, RTATLError
+from rtatl_sdk.errors import CacheError, InputError, RTATLError
 from rtatl_sdk.files import atomic_write_bytes
 from rtatl_sdk.landmarks import N_LANDMARKS
 
@@ -55,14 +55,22 @@ class _FrameReader:
 
         if source in self._recent:
             return self._recent[source]
+        from rtatl_sdk.images import load_image
+        from rtatl_sdk.video import opencv_path
+
         if source[0] == "image":
-            img = cv2.imread(str(source[1]), cv2.IMREAD_COLOR)
+            try:
+                img = load_image(source[1])  # any file-name bytes; undecodable -> None (counted)
+            except InputError:
+                img = None
         else:
             _, video, index = source
             if self._video != video:
                 if self._cap is not None:
                     self._cap.release()
-                self._cap, self._video, self._pos = cv2.VideoCapture(str(video)), video, -1
+                with opencv_path(video) as name:  # OpenCV crashes on names that are not UTF-8
+                    self._cap = cv2.VideoCapture(name)
+                self._video, self._pos = video, -1
             if index != self._pos + 1:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
             ok, img = self._cap.read()
