@@ -74,10 +74,10 @@ class OnnxEngine:
         n_aus = None
         if "TensorrtExecutionProvider" in wanted:  # its shape profile needs the card's AU count
             n_aus = len(self._open(ort, opts, ["CPUExecutionProvider"])[1].aus)
-        self.session, self.card = self._open(ort, opts, provider_list(wanted, self.path, n_aus))
+        chosen = provider_list(wanted, self.path, n_aus)
+        self.session, self.card = self._open(ort, opts, chosen)
         self.providers = self.session.get_providers()
-        left_out = [p if isinstance(p, str) else p[0] for p in provider_list(wanted, self.path, n_aus)]
-        missing = [p for p in left_out if p not in self.providers]
+        missing = [name for name in (p if isinstance(p, str) else p[0] for p in chosen) if name not in self.providers]
         if missing:
             log.warning("model %s: onnxruntime does not use %s (libraries missing?); running on %s",
                         self.path.name, ", ".join(missing), ", ".join(self.providers))

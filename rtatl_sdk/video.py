@@ -106,6 +106,6 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
             first = pending[0][0] if pending else index
             reason = f"not delivered: the file ends after frame {first - 1} of the {total} it declares"
             for i in range(first, end):
-                yield Frame(i, float(i / fps if fps > 0 else 0.0), None, reason)
+                yield Frame(i, float(stamp(i)), None, reason)
     finally:
         cap.release()

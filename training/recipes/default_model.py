@@ -376,7 +376,7 @@ def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
 
 def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
     """Thresholds and report on the validation people; the final checkpoint carries both."""
-    from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from ..checkpoint import model_from_checkpoint, save_checkpoint
 
     model, state = model_from_checkpoint(best)
     val = validate(model, data)
@@ -386,7 +386,7 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
               "seconds_total": round(time.time() - args.t0)}
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     (args.out / "report.md").write_text(measures.table(s, t) + "\n")
-    state = load_checkpoint(best)
+    # the same checkpoint dict: thresholds, metrics and provenance are added to it
     state["thresholds"] = [float(x) for x in val["thresholds"]]
     metrics = {"val_auc_mean": s["auc_mean"], "teacher_val_auc_mean": t["auc_mean"],
                         "val_contrast_auc": {k: v["auc"] for k, v in s["contrasts"].items()},
