@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 from .draw import annotate, au_heatmap
+from .engine import BACKENDS
 from .errors import InputError, RTATLError
+from .face.tracking import DETECT_EVERY
 from .images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 _plot = au_heatmap  # --plot: the AU x time heat map
@@ -73,6 +75,8 @@ def check_options(args, files: list[Path]) -> None:
         raise InputError(f"--max-frames {args.max_frames}", "must be at least 1")
     if args.threads < 0:
         raise InputError(f"--threads {args.threads}", "must be 0 (all cores) or more")
+    if args.detect_every < 1:
+        raise InputError(f"--detect-every {args.detect_every}", "must be 1 (every frame) or more")
     if args.resume and not args.out:
         raise InputError("--resume", "needs --out: the file to continue")
     inputs = {f.resolve() for f in files}
@@ -161,14 +165,18 @@ class _Run:
     def video(self, src, name: str) -> None:
         """A video or camera. On resume, frames already in the file are not written again; when
         smoothing, calibration, an annotated video or a plot depend on earlier frames, the video
-        is replayed from its start so that they come out as in an uninterrupted run."""
+        is replayed from its start so that they come out as in an uninterrupted run. Face tracking
+        (``--detect-every`` above 1, the default) and keyframe reuse (on unless ``--no-reuse``) are
+        such state."""
         from tqdm import tqdm
 
         from .results import error_row, frame_rows
 
         args, writer = self.args, self.writer
         done = writer.last_done.get(name, -1) if writer else -1
-        stateful = bool(args.smooth or args.calibrate or self.ann is not None or args.plot)
+        # tracking and keyframe reuse carry state from frame to frame too
+        stateful = bool(args.smooth or args.calibrate or self.ann is not None or args.plot
+                        or args.detect_every > 1 or args.reuse)
         start = 0 if (stateful and not isinstance(src, int)) else done + 1
         vw, series, missing = None, [], []
         bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
@@ -214,7 +222,8 @@ def run(args) -> int:
             print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
         print("rtatl-detect: no usable input", file=sys.stderr)
         return 1
-    det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads)
+    det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads,
+                     detect_every=args.detect_every, reuse=args.reuse, backend=args.backend)
     names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
     writer = None
     sources: list = list(files) + ([args.camera] if args.camera is not None else [])
@@ -289,14 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --out")
     ap.add_argument("--smooth", type=float, help="temporal smoothing factor in (0, 1] (per track)")
     ap.add_argument("--calibrate", action="store_true", help="per-person neutral baseline learned per track")
-    ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+    ap.add_argument("--threads", type=int, default=0, help="AU engine threads (0: one per core)")
+    ap.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
+                    help="AU engine for .onnx models (openvino: pip install 'rtatl[openvino]')")
+    ap.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
+                    help=f"videos: run the face detector every K frames and track faces by their landmarks in "
+                         f"between (default {DETECT_EVERY}); 1 detects on every frame")
+    ap.add_argument("--no-reuse", dest="reuse", action="store_false",
+                    help="videos: run the AU model on every frame (by default a track's AU result is reused for up "
+                         "to 3 frames while its aligned face has barely changed)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--verbose", action="store_true", help="log details, and MediaPipe/TensorFlow Lite start-up lines")
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.inputs and args.camera is None:
         build_parser().error("give at least one input or --camera N")
     try:

@@ -12,11 +12,12 @@ import numpy as np
 
 from . import store
 from .errors import InputError
+from .face.tracking import DETECT_EVERY
 from .geometry import centres_in_image
 from .images import load_image
 from .preprocess import model_inputs, sigmoid
 from .results import AUResult, FaceAUs, FrameResult
-from .temporal import NeutralBaseline, Smoother
+from .temporal import KeyframeReuse, NeutralBaseline, ReuseConfig, Smoother
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,41 @@ def _prefetch(frames, depth: int = 4):
         stop.set()
 
 
+class _StreamState:
+    """Per-track state of one video stream: keyframe reuse, calibration, smoothing (in that order)."""
+
+    def __init__(self, smoothing: float | None, calibration: bool, reuse: ReuseConfig | None, neutral_frames):
+        self.smoother = Smoother(smoothing) if smoothing else None
+        self.baseline = NeutralBaseline() if calibration else None
+        self.reuse = KeyframeReuse(reuse) if reuse is not None else None
+        self.neutral_frames = neutral_frames or set()
+
+    def probabilities(self, index: int, faces, tids: list[int], infer) -> list[np.ndarray]:
+        """Each face's probabilities: the AU model's (``infer``), or its track's last ones where
+        keyframe reuse finds the face unchanged; then the track's baseline and smoothing."""
+        if self.reuse is None:
+            probs = list(infer(faces))
+        else:
+            probs = self.reuse(faces, tids, infer)
+        out = []
+        for p, tid in zip(probs, tids):
+            if self.baseline is not None:
+                if index in self.neutral_frames:
+                    self.baseline.add_neutral(tid, p)
+                p = self.baseline(tid, p)
+            if self.smoother is not None:
+                p = self.smoother(tid, p)
+            out.append(p)
+        return out
+
+    def stats(self, tracker) -> dict:
+        """What the stream cost: frames, detector runs, lost tracks, AU inferences reused."""
+        out = {"frames": tracker.stats.frames, "detections": tracker.stats.detections, "lost": tracker.stats.lost}
+        if self.reuse is not None:
+            out.update(faces=self.reuse.seen, reused=self.reuse.reused)
+        return out
+
+
 class AUDetector:
     """Detect faces and their action units in images, folders, videos and cameras.
 
@@ -91,12 +127,13 @@ class AUDetector:
     def __init__(self, model: str | os.PathLike | None = None, providers: list[str] | None = None,
                  threads: int = 0, blendshapes: bool = False, detector_model=None, landmarker_model=None,
                  smoothing: float | None = None, calibration: bool = False, max_batch: int = 32,
-                 keep_crops: bool = False):
+                 keep_crops: bool = False, detect_every: int = DETECT_EVERY, reuse: ReuseConfig | bool = True,
+                 backend: str = "onnxruntime"):
         from .engine import load_engine
         from .face import FacePipeline
 
         path = Path(model) if model is not None else default_model_path(providers)
-        self.engine = load_engine(path, providers, threads)  # validates the card first
+        self.engine = load_engine(path, providers, threads, backend)  # validates the card first
         self.card = self.engine.card
         self.model_path = path
         self.aus = list(self.card.aus)
@@ -108,6 +145,10 @@ class AUDetector:
         self.smoothing = smoothing
         self.calibration = calibration
         self.keep_crops = keep_crops
+        self.detect_every = detect_every
+        #: keyframe reuse in videos: True the default ``ReuseConfig()``, a config, or False/None (off)
+        self.reuse = ReuseConfig() if reuse is True else (reuse or None)
+        self.last_stream: dict = {}  #: what the last finished ``detect_video`` stream cost
 
     # --- single images ---------------------------------------------------------------------
     def _faces(self, bgr: np.ndarray):
@@ -167,47 +208,51 @@ class AUDetector:
     # --- video and cameras -----------------------------------------------------------------
     def detect_video(self, source, max_frames: int | None = None, start: int = 0,
                      neutral_frames: set[int] | None = None, keep_images: bool = False,
-                     lookahead: int = 2) -> Iterator[FrameResult]:
+                     lookahead: int = 2, detect_every: int | None = None) -> Iterator[FrameResult]:
         """Results for each frame of a video file (path) or camera (int index), in order.
 
-        ``face.track_id`` follows each person across frames. Smoothing and calibration, when
-        enabled on the detector, run per track; ``neutral_frames`` marks frame indices whose
-        faces show a neutral expression (calibration baseline). ``start`` skips frames (resume);
-        ``keep_images`` attaches each decoded frame to its result (for drawing).
+        ``face.track_id`` follows each person across frames. Faces are tracked: the detector
+        runs every ``detect_every`` frames (default: the detector's ``detect_every``), when a
+        track is lost and while no face is tracked; in between, landmarks carry each face to
+        the next frame (``rtatl_sdk.face.tracking``). ``detect_every=1`` detects on every frame.
+        Smoothing, calibration and keyframe reuse (``reuse``), when enabled on the detector, run
+        per track; ``neutral_frames`` marks frame indices whose faces show a neutral expression
+        (calibration baseline). ``start`` skips frames (resume); ``keep_images`` attaches each
+        decoded frame to its result (for drawing).
 
         Pipelined: frames are decoded in one thread and faces found (detector, landmarker) in
         another, up to ``lookahead`` frames ahead of the AU model; results stay in frame order.
         ``lookahead=0`` runs every stage in the caller's thread.
         """
         from .face.pipeline import IoUTracker
+        from .face.tracking import FaceTracker
         from .video import iter_frames
 
-        tracker = IoUTracker()
-        smoother = Smoother(self.smoothing) if self.smoothing else None
-        baseline = NeutralBaseline() if self.calibration else None
+        every = self.detect_every if detect_every is None else detect_every
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise InputError(f"detect_every={every!r}", "must be a whole number of frames, 1 or more")
+        tracker = FaceTracker(self.pipeline, every)
+        ids = IoUTracker()
+        stream = _StreamState(self.smoothing, self.calibration, self.reuse, neutral_frames)
         frames = (fr for fr in _prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
-        for fr, faces in self._with_faces(frames, lookahead):
+        for fr, faces in self._with_faces(frames, lookahead, tracker):
             if fr.image is None:
                 yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error=fr.error or "frame could not be decoded")
                 continue
-            probs = self._probabilities(faces)
-            ids = tracker.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
-            results = []
-            for i, (f, p, tid) in enumerate(zip(faces, probs, ids)):
-                if baseline is not None:
-                    if neutral_frames and fr.index in neutral_frames:
-                        baseline.add_neutral(tid, p)
-                    p = baseline(tid, p)
-                if smoother is not None:
-                    p = smoother(tid, p)
-                results.append(self._result(i, f, p, fr.image.shape, tid))
+            tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
+            probs = stream.probabilities(fr.index, faces, tids, self._probabilities)
+            results = [self._result(i, f, p, fr.image.shape, tid) for i, (f, p, tid) in enumerate(zip(faces, probs, tids))]
             yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
                               image=fr.image if keep_images else None)
+        self.last_stream = stream.stats(tracker)
 
-    def _with_faces(self, frames, lookahead: int):
+    def _with_faces(self, frames, lookahead: int, tracker):
         """(frame, faces) in order; face finding runs ``lookahead`` frames ahead in a thread."""
         def find(fr):
-            return fr, ([] if fr.image is None else self._faces(fr.image))
+            if fr.image is None:
+                return fr, []
+            with self._face_lock:  # MediaPipe graphs are not re-entrant
+                return fr, tracker(fr.image)
 
         if lookahead <= 0:
             yield from map(find, frames)

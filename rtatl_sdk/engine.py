@@ -55,50 +55,97 @@ def provider_list(providers: list[str], path: Path, n_aus: int | None, size: int
     return out
 
 
+def cpu_session_options(threads: int = 0):
+    """onnxruntime session options for the SDK's sessions: ``threads`` intra-op threads (0: one
+    per core) that sleep rather than spin between operators. Spinning wins about 5 ms per AU
+    inference when nothing else runs, but in a video pipeline it takes the core the face stages
+    need: 22.8 vs 29.2 frames/s end to end on a 2-core machine (bench/bench_video.py)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def open_session(path: Path, opts, providers):
+    """An onnxruntime session on ``path`` and its validated model card."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # onnxruntime's exception types are its own
+        raise ModelFileError(f"model {path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelCardError(f"model {path}: has no RTATL model card; export it with rtatl-export")
+    card = ModelCard.from_json(meta[METADATA_KEY], source=str(path))
+    card.check_geometry(str(path))
+    names = [i.name for i in session.get_inputs()]
+    if names != ["image", "centres"]:
+        raise ModelCardError(f"model {path}: inputs {names} are not ['image', 'centres']")
+    return session, card
+
+
 class OnnxEngine:
     """``run(image, centres) -> logits`` on onnxruntime; thread-safe (onnxruntime sessions are).
     ``providers`` tells which onnxruntime really uses (it falls back silently when a provider's
     libraries are missing; the fallback is logged)."""
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelNotFoundError(f"model {self.path}: no such file")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = cpu_session_options(threads)
         wanted = list(providers or best_providers())
         n_aus = None
         if "TensorrtExecutionProvider" in wanted:  # its shape profile needs the card's AU count
-            n_aus = len(self._open(ort, opts, ["CPUExecutionProvider"])[1].aus)
+            n_aus = len(open_session(self.path, opts, ["CPUExecutionProvider"])[1].aus)
         chosen = provider_list(wanted, self.path, n_aus)
-        self.session, self.card = self._open(ort, opts, chosen)
+        self.session, self.card = open_session(self.path, opts, chosen)
         self.providers = self.session.get_providers()
         missing = [name for name in (p if isinstance(p, str) else p[0] for p in chosen) if name not in self.providers]
         if missing:
             log.warning("model %s: onnxruntime does not use %s (libraries missing?); running on %s",
                         self.path.name, ", ".join(missing), ", ".join(self.providers))
 
-    def _open(self, ort, opts, providers):
-        try:
-            session = ort.InferenceSession(str(self.path), opts, providers=providers)
-        except Exception as exc:  # onnxruntime's exception types are its own
-            raise ModelFileError(f"model {self.path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
-        meta = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise ModelCardError(f"model {self.path}: has no RTATL model card; export it with rtatl-export")
-        card = ModelCard.from_json(meta[METADATA_KEY], source=str(self.path))
-        card.check_geometry(str(self.path))
-        names = [i.name for i in session.get_inputs()]
-        if names != ["image", "centres"]:
-            raise ModelCardError(f"model {self.path}: inputs {names} are not ['image', 'centres']")
-        return session, card
-
     def run(self, image: np.ndarray, centres: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"image": image, "centres": centres})[0]
+
+
+class OpenVinoEngine:
+    """``run(image, centres) -> logits`` on the OpenVINO runtime's CPU plugin, reading the same
+    ``.onnx`` file (``pip install 'rtatl[openvino]'``). The card is read and checked through
+    onnxruntime as for ``OnnxEngine``. Thread-safe (one infer request, used under a lock)."""
+
+    def __init__(self, path: Path, threads: int = 0):
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise ModelFileError(f"model {path}: the OpenVINO engine needs openvino ({exc}); "
+                                 "pip install 'rtatl[openvino]'") from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelNotFoundError(f"model {self.path}: no such file")
+        self.card = open_session(self.path, cpu_session_options(1), ["CPUExecutionProvider"])[1]
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            core = ov.Core()
+            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with C++ text
+            raise ModelFileError(f"model {self.path}: OpenVINO cannot compile it ({str(exc)[:200]})") from None
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self.providers = ["OpenVINO CPU"]
+
+    def run(self, image: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        with self._lock:
+            out = self._request.infer({"image": image, "centres": centres})
+            return np.array(out[self._compiled.output("logits")])
 
 
 class TensorRTEngine:
@@ -191,10 +238,21 @@ class TensorRTEngine:
             self._stream = None
 
 
-def load_engine(path: Path, providers: list[str] | None = None, threads: int = 0):
+#: AU-model engines for ``.onnx`` files (``AUDetector(backend=...)``, ``rtatl-detect --backend``).
+BACKENDS = ("onnxruntime", "openvino")
+
+
+def load_engine(path: Path, providers: list[str] | None = None, threads: int = 0, backend: str = "onnxruntime"):
+    """The engine for a model file: ``.engine``/``.plan`` -> TensorRT; ``.onnx`` -> onnxruntime, or
+    the OpenVINO runtime with ``backend="openvino"`` (CPU; measured no faster than onnxruntime on
+    an AVX2 AMD machine, see docs/benchmarks.md, but there for CPUs where it is)."""
     path = Path(path)
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r}", f"must be one of {', '.join(BACKENDS)}")
     if path.suffix in (".engine", ".plan"):
         if not path.is_file():
             raise ModelNotFoundError(f"model {path}: no such file")
         return TensorRTEngine(path)
+    if backend == "openvino":
+        return OpenVinoEngine(path, threads)
     return OnnxEngine(path, providers, threads)

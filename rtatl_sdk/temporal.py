@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -55,3 +57,71 @@ class NeutralBaseline:
         if b is None:
             return probs
         return np.clip((probs - b) / np.maximum(1e-6, 1 - b), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ReuseConfig:
+    """When a track's face counts as unchanged since its last AU inference (keyframe reuse).
+
+    Both must hold: no landmark of the aligned 192x192 crop has moved more than ``max_shift``
+    pixels, and the crop's 48x48 grey thumbnail differs by at most ``max_pixel`` grey levels on
+    average. A result is reused for at most ``max_age`` frames in a row.
+
+    The defaults were chosen on the project's two talking-face clips (bench/bench_video.py and
+    docs/benchmarks.md): 58 % of AU inferences reused with 99.3 % of AU decisions equal to
+    inferring every frame.
+    """
+
+    max_shift: float = 2.0
+    max_pixel: float = 5.0
+    max_age: int = 3
+
+    def __post_init__(self):
+        if not (self.max_shift >= 0 and self.max_pixel >= 0 and self.max_age >= 1):
+            raise ValueError(f"reuse: max_shift and max_pixel must be >= 0 and max_age >= 1, got {self}")
+
+
+def _thumbnail(crop: np.ndarray) -> np.ndarray:
+    import cv2
+
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return cv2.resize(grey, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+class KeyframeReuse:
+    """Per track: the AU model runs on a face only when it has changed since the track's last
+    inference (``ReuseConfig``); otherwise that inference's probabilities are reused."""
+
+    def __init__(self, config: ReuseConfig):
+        self.config = config
+        self._keys: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        self.seen = 0  #: faces asked for
+        self.reused = 0  #: of those, answered from a keyframe
+
+    def _unchanged(self, track: int, pts: np.ndarray, thumb: np.ndarray) -> bool:
+        key = self._keys.get(track)
+        if key is None or key[3] >= self.config.max_age:
+            return False
+        k_pts, k_thumb = key[0], key[1]
+        return (float(np.abs(pts - k_pts).max()) <= self.config.max_shift
+                and float(np.abs(thumb - k_thumb).mean()) <= self.config.max_pixel)
+
+    def __call__(self, faces, tracks: list[int], infer) -> list[np.ndarray]:
+        """Probabilities per face; ``infer(faces) -> (n, AUs)`` runs the AU model on those that changed."""
+        sig = [(f.crop_landmarks(), _thumbnail(f.crop())) for f in faces]
+        need = [i for i, (t, (pts, th)) in enumerate(zip(tracks, sig)) if not self._unchanged(t, pts, th)]
+        fresh = infer([faces[i] for i in need]) if need else []
+        out: list[np.ndarray] = [None] * len(faces)  # type: ignore[list-item]
+        keys = {}
+        for k, i in enumerate(need):
+            out[i] = fresh[k]
+            keys[tracks[i]] = (*sig[i], fresh[k], 0)
+        for i, t in enumerate(tracks):
+            if out[i] is None:
+                pts, thumb, probs, age = self._keys[t]
+                out[i] = probs
+                keys[t] = (pts, thumb, probs, age + 1)
+        self._keys = keys  # tracks absent from this frame lose their keyframe
+        self.seen += len(faces)
+        self.reused += len(faces) - len(need)
+        return out

@@ -53,6 +53,18 @@ def det(model_path):
     d.close()
 
 
+@pytest.fixture(scope="session")
+def default_det():
+    """The shipped default model through AUDetector() (skips where $RTATL_MODEL overrides it)."""
+    from rtatl_sdk import AUDetector
+
+    if os.environ.get("RTATL_MODEL"):
+        pytest.skip("$RTATL_MODEL overrides the default model")
+    d = AUDetector()
+    yield d
+    d.close()
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

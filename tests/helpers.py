@@ -46,3 +46,20 @@ def mean_face(rng=None, jitter=0.0):
     if rng is not None:
         pts += rng.normal(0, jitter, pts.shape)
     return pts
+
+
+def pan_clip(image: Path, path: Path, frames: int = 40) -> Path:
+    """A slow pan and zoom over a still (``multi_face.jpg``: five people) written as an mp4: a
+    clip with several people for tracking tests and benchmarks."""
+    import cv2
+
+    img = cv2.imread(str(image))
+    h, w = img.shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 427))
+    for i in range(frames):
+        t = i / (frames - 1)
+        cw, ch = int(w * (1 - 0.1 * t)), int(h * (1 - 0.1 * t))
+        x, y = int((w - cw) * t), int((h - ch) * 0.5 * t)
+        vw.write(cv2.resize(img[y:y + ch, x:x + cw], (640, 427), interpolation=cv2.INTER_AREA))
+    vw.release()
+    return path

@@ -23,6 +23,7 @@ BAD = {  # case: (extra inputs, options, what the one-line error names)
     "negative camera": ([], ["--camera", "-1"], "--camera"),
     "zero max frames": ([], ["--max-frames", "0"], "--max-frames"),
     "negative threads": ([], ["--threads", "-1"], "--threads"),
+    "zero detection period": ([], ["--detect-every", "0"], "--detect-every"),
     "resume without out": ([], ["--resume"], "--resume"),
     "plot not png": ([], ["--plot", "{tmp}/p.jpg"], "--plot"),
     "out under a file": ([], ["--out", "{tmp}/in/a.jpg/r.csv"], "is a file, not a folder"),

@@ -1,7 +1,6 @@
 """The default model shipped in rtatl_sdk/models (trained by training/recipes/default_model.py)."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,17 +13,6 @@ SHIPPED = store.PACKAGE_MODELS / "model.onnx"
 # 0.94 on the smiling frames 24-71; 2.7 AUs present per neutral frame (AU01, AU02, AU23 on him)
 MARGIN, NEUTRAL_PRESENT = 0.6, 3.5
 REPORT = store.PACKAGE_MODELS / "recipe_report.json"
-
-
-@pytest.fixture(scope="module")
-def default_det():
-    from rtatl_sdk import AUDetector
-
-    if os.environ.get("RTATL_MODEL"):
-        pytest.skip("$RTATL_MODEL overrides the default model")
-    d = AUDetector()
-    yield d
-    d.close()
 
 
 def test_default_model_ships_with_an_honest_card(default_det):

@@ -69,10 +69,10 @@ class RetinaFaceDetector:
                  max_side: int = 640, providers: list[str] | None = None, threads: int = 0):
         import onnxruntime as ort
 
+        from ..engine import cpu_session_options  # one home for the SDK's session settings
+
         path = store.resolve(store.FACE_DETECTOR, model_path)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = cpu_session_options(threads)
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for bad files

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import store
 from ..errors import ModelFileError
+from ..quiet import native_logs
 
 
 def _close_ref(ref) -> None:
@@ -46,7 +47,8 @@ class FaceLandmarker:
             output_face_blendshapes=blendshapes,
         )
         try:
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            with native_logs():  # MediaPipe's start-up lines: shown only with rtatl_sdk.native at DEBUG
+                self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ text
             raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
         # Close the graph before interpreter teardown: mediapipe's own __del__ fails once its

@@ -47,18 +47,20 @@ class FacePipeline:
         self.detector = detector or RetinaFaceDetector(detector_path)
         self.landmarker = landmarker or FaceLandmarker(landmarker_path, blendshapes=blendshapes)
 
+    def face_in_box(self, bgr: np.ndarray, box: FaceBox) -> Face | None:
+        """The face whose detector box is ``box``: its landmarks, 68 points and aligned crop;
+        None when the Landmarker finds no face there."""
+        cx, cy, side = box.square(self.landmarker.crop_factor)
+        res = self.landmarker.landmarks(bgr, cx, cy, side)
+        if res is None:
+            log.debug("box %s had no landmarks", box)
+            return None
+        pts68 = landmarks.mediapipe_to_68(res.mesh)
+        return Face(box, res.mesh, pts68, geometry.align_face(bgr, pts68), res.blendshapes)
+
     def process(self, bgr: np.ndarray, boxes: list[FaceBox] | None = None) -> list[Face]:
         boxes = self.detector.detect(bgr) if boxes is None else boxes
-        faces: list[Face] = []
-        for box in boxes:
-            cx, cy, side = box.square(self.landmarker.crop_factor)
-            res = self.landmarker.landmarks(bgr, cx, cy, side)
-            if res is None:
-                log.debug("detector box %s had no landmarks; skipped", box)
-                continue
-            pts68 = landmarks.mediapipe_to_68(res.mesh)
-            aligned = geometry.align_face(bgr, pts68)
-            faces.append(Face(box, res.mesh, pts68, aligned, res.blendshapes))
+        faces = [f for f in (self.face_in_box(bgr, b) for b in boxes) if f is not None]
         faces.sort(key=lambda f: f.box.x + f.box.w / 2)
         return faces
 

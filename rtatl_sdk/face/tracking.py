@@ -1,0 +1,143 @@
+"""Faces across the frames of a video: the detector on some frames, landmarks carry the rest.
+
+A ``FaceTracker`` runs the detector on the first frame, every ``detect_every`` frames, on any
+frame where a track was lost and on every frame while no face is tracked (so a face that
+appears is found on its first frame with a detection). In between, each tracked face's square
+for the Landmarker comes from its own landmarks of the previous frame, which saves the
+detector's cost (the largest single stage after the AU model). A track ends when the
+Landmarker finds no face in its square (MediaPipe's own detector and face-presence score run
+inside it), when its landmarks stop looking like a face, or when a detection frame finds no
+detector box on it. ``detect_every=1`` is per-frame detection, as for still images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..results import Box
+from .pipeline import Face, FacePipeline
+
+#: A detector box relative to the bounding box of its face's 68 landmarks (side s = the larger
+#: of its width and height): centre offset (x, y) / s and size (w, h) / s. Means over 77 faces
+#: of the project's media (std 0.02 / 0.04 / 0.06 / 0.07), measured with the bundled detector.
+BOX_FROM_LANDMARKS = (0.004, -0.152, 0.972, 1.340)
+#: Default detection period in frames; chosen by ``bench/bench_video.py`` (see docs/benchmarks.md).
+DETECT_EVERY = 10
+#: Largest change of a face's size between two frames that is still the same face (ratio).
+MAX_SCALE_STEP = 1.5
+
+
+def box_from_landmarks(pts68: np.ndarray, score: float) -> Box:
+    """A detector-like box for a face from its 68 landmarks (``BOX_FROM_LANDMARKS``)."""
+    lo, hi = pts68.min(0), pts68.max(0)
+    s = float(max(hi - lo))
+    dx, dy, kw, kh = BOX_FROM_LANDMARKS
+    cx, cy = (lo + hi) / 2 + np.array([dx, dy]) * s
+    return Box(x=float(cx - kw * s / 2), y=float(cy - kh * s / 2), w=kw * s, h=kh * s, score=score)
+
+
+def looks_like_a_face(face: Face, previous: Face | None) -> bool:
+    """Plausibility of a tracked face's 68 points: eyes apart and above the mouth in the face's
+    own frame, and a size within ``MAX_SCALE_STEP`` of the previous frame's."""
+    p = face.landmarks
+    eye_r, eye_l, mouth = p[36:42].mean(0), p[42:48].mean(0), p[48:60].mean(0)
+    axis = eye_l - eye_r
+    iod = float(np.hypot(*axis))
+    if not np.isfinite(p).all() or iod < 4.0:
+        return False
+    down = np.array([-axis[1], axis[0]]) / iod  # perpendicular to the eye line, towards the mouth
+    if float((mouth - (eye_r + eye_l) / 2) @ down) < 0.3 * iod:
+        return False
+    if previous is not None:
+        ratio = face.box.w / max(previous.box.w, 1e-6)
+        if not 1 / MAX_SCALE_STEP <= ratio <= MAX_SCALE_STEP:
+            return False
+    return True
+
+
+def _iou(a: Box, b: Box) -> float:
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
+
+
+@dataclass
+class TrackStats:
+    frames: int = 0
+    detections: int = 0  #: frames on which the detector ran
+    lost: int = 0  #: tracks ended by the Landmarker or the face check between detections
+
+
+class FaceTracker:
+    """``tracker(bgr) -> list[Face]`` for consecutive frames of one stream (faces left to right).
+
+    ``detect_every``: detector period in frames (1 = every frame, no tracking).
+    ``min_iou``: overlap of a detector box with a tracked face's box that makes them one face.
+    """
+
+    def __init__(self, pipeline: FacePipeline, detect_every: int = DETECT_EVERY, min_iou: float = 0.3):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be 1 or more, got {detect_every}")
+        self.pipeline = pipeline
+        self.detect_every = detect_every
+        self.min_iou = min_iou
+        self._faces: list[Face] = []
+        self._since_detection = 0
+        self._lost = False
+        self.stats = TrackStats()
+
+    def _follow(self, bgr: np.ndarray) -> list[Face]:
+        """Each tracked face re-landmarked in the square its previous landmarks give."""
+        kept = []
+        for prev in self._faces:
+            box = box_from_landmarks(prev.landmarks, prev.box.score)
+            face = self.pipeline.face_in_box(bgr, box)
+            if face is not None:
+                face.box = box_from_landmarks(face.landmarks, prev.box.score)
+                if looks_like_a_face(face, prev):
+                    kept.append(face)
+                    continue
+            self._lost = True
+            self.stats.lost += 1
+        return kept
+
+    def _detect(self, bgr: np.ndarray, tracked: list[Face]) -> list[Face]:
+        """Detector boxes: one over a tracked face keeps that face's landmarks from this frame;
+        the others become new faces. Tracked faces no box covers end."""
+        self.stats.detections += 1
+        boxes = self.pipeline.detector.detect(bgr)
+        out = []
+        pairs = sorted(((_iou(b, f.box), i, j) for i, b in enumerate(boxes) for j, f in enumerate(tracked)), reverse=True)
+        used_box, used_face = set(), set()
+        for iou, i, j in pairs:
+            if iou < self.min_iou:
+                break
+            if i in used_box or j in used_face:
+                continue
+            used_box.add(i)
+            used_face.add(j)
+            tracked[j].box = boxes[i]
+            out.append(tracked[j])
+        for i, b in enumerate(boxes):
+            if i not in used_box:
+                face = self.pipeline.face_in_box(bgr, b)
+                if face is not None:
+                    out.append(face)
+        return out
+
+    def __call__(self, bgr: np.ndarray) -> list[Face]:
+        self.stats.frames += 1
+        self._lost = False
+        faces = self._follow(bgr) if self.detect_every > 1 else []
+        due = self._since_detection + 1 >= self.detect_every
+        if due or self._lost or not faces:
+            faces = self._detect(bgr, faces)
+            self._since_detection = 0
+        else:
+            self._since_detection += 1
+        faces.sort(key=lambda f: f.box.x + f.box.w / 2)
+        self._faces = faces
+        return faces

@@ -1,0 +1,207 @@
+"""Face tracking in videos, keyframe reuse and quiet native libraries."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rtatl_sdk import geometry
+from rtatl_sdk.errors import InputError
+from rtatl_sdk.face.pipeline import Face
+from rtatl_sdk.face.tracking import BOX_FROM_LANDMARKS, FaceTracker, box_from_landmarks, looks_like_a_face
+from rtatl_sdk.results import Box
+from rtatl_sdk.temporal import KeyframeReuse, ReuseConfig
+from tests.helpers import REPO, mean_face, pan_clip
+
+
+def _face(pts: np.ndarray, score: float = 0.99) -> Face:
+    aligned = geometry.AlignedFace(np.zeros((200, 200, 3), np.uint8), pts + geometry.CENTRE_CROP_OFFSET, np.eye(2, 3))
+    return Face(box_from_landmarks(pts, score), np.zeros((478, 3)), pts, aligned)
+
+
+def test_box_from_landmarks_follows_the_measured_relation():
+    pts = mean_face() * 2 + 100
+    b = box_from_landmarks(pts, 0.9)
+    lo, hi = pts.min(0), pts.max(0)
+    s = max(hi - lo)
+    assert b.w == pytest.approx(BOX_FROM_LANDMARKS[2] * s) and b.h == pytest.approx(BOX_FROM_LANDMARKS[3] * s)
+    assert b.y + b.h / 2 == pytest.approx((lo[1] + hi[1]) / 2 + BOX_FROM_LANDMARKS[1] * s)
+    assert b.y < lo[1] and b.score == 0.9  # the detector's box takes in the forehead the 68 points leave out
+
+
+def test_a_face_check_refuses_upside_down_collapsed_and_jumping_faces():
+    pts = mean_face()
+    assert looks_like_a_face(_face(pts), None)
+    assert not looks_like_a_face(_face(pts * [1, -1]), None)  # mouth above the eyes
+    assert not looks_like_a_face(_face(np.full_like(pts, 50.0)), None)  # collapsed to a point
+    assert not looks_like_a_face(_face(pts * 2), _face(pts))  # twice the size one frame later
+    assert looks_like_a_face(_face(pts * 1.1), _face(pts))
+
+
+class _Pipeline:
+    """A stand-in face pipeline: the detector finds ``boxes[frame]``; the Landmarker finds a face
+    in a box unless the frame is in ``blind`` (a lost track). Counts what ran."""
+
+    def __init__(self, boxes, blind=()):
+        self.boxes, self.blind, self.calls = boxes, set(blind), []
+        self.detector = self
+        self.frame = 0
+
+    def detect(self, bgr):
+        self.calls.append(("detect", self.frame))
+        return self.boxes(self.frame)
+
+    def face_in_box(self, bgr, box):
+        if self.frame in self.blind:
+            return None
+        s = box.h / BOX_FROM_LANDMARKS[3]
+        cx, cy = box.x + box.w / 2, box.y + box.h / 2 - BOX_FROM_LANDMARKS[1] * s
+        p = mean_face()
+        lo, hi = p.min(0), p.max(0)
+        pts = (p - (lo + hi) / 2) * s / max(hi - lo) + [cx, cy]
+        return _face(pts, box.score)
+
+
+def _run(tracker, pipe, n):
+    counts = []
+    for i in range(n):
+        pipe.frame = i
+        counts.append(len(tracker(np.zeros((8, 8, 3), np.uint8))))
+    return counts, [f for what, f in pipe.calls if what == "detect"]
+
+
+def test_detector_runs_every_k_frames_and_when_a_track_is_lost():
+    one = lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)]  # noqa: E731
+    pipe = _Pipeline(one, blind={7})
+    counts, detected = _run(FaceTracker(pipe, detect_every=5), pipe, 14)
+    assert detected == [0, 5, 7, 8, 13]  # first frame, every 5, the frame a track was lost, the next (no face), 5 on
+    assert counts == [1] * 7 + [0] + [1] * 6
+
+
+def test_no_face_means_detection_on_every_frame_and_a_face_is_found_on_its_first_frame():
+    appears = lambda i: [] if i < 4 else [Box(x=50, y=50, w=60, h=80, score=0.95)]  # noqa: E731
+    pipe = _Pipeline(appears)
+    counts, detected = _run(FaceTracker(pipe, detect_every=10), pipe, 8)
+    assert counts == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert detected == [0, 1, 2, 3, 4]
+
+
+def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
+    boxes = lambda i: [Box(x=10, y=10, w=60, h=80, score=0.9)] if i < 3 else [Box(x=300, y=10, w=60, h=80, score=0.9)]  # noqa: E731
+    pipe = _Pipeline(boxes)
+    tracker = FaceTracker(pipe, detect_every=3)
+    counts, detected = _run(tracker, pipe, 4)
+    assert detected == [0, 3] and counts == [1, 1, 1, 1]
+    assert tracker._faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
+
+
+def test_detect_every_one_is_per_frame_detection_and_zero_is_refused():
+    pipe = _Pipeline(lambda i: [Box(x=10, y=10, w=60, h=80, score=0.9)])
+    _, detected = _run(FaceTracker(pipe, detect_every=1), pipe, 4)
+    assert detected == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="detect_every"):
+        FaceTracker(pipe, detect_every=0)
+
+
+class _Crop:
+    def __init__(self, pts, img):
+        self._pts, self._img = pts, img
+
+    def crop_landmarks(self):
+        return self._pts
+
+    def crop(self):
+        return self._img
+
+
+def test_keyframe_reuse_answers_unchanged_faces_and_reinfers_changed_or_old_ones():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (192, 192, 3), np.uint8)
+    pts = mean_face()
+    calls = []
+
+    def infer(faces):
+        calls.append(len(faces))
+        return np.full((len(faces), 3), float(len(calls)))
+
+    reuse = KeyframeReuse(ReuseConfig(max_shift=1.0, max_pixel=3.0, max_age=2))
+    a = _Crop(pts, img)
+    out = [reuse([a], [0], infer)[0][0] for _ in range(4)]
+    assert out == [1.0, 1.0, 1.0, 2.0] and calls == [1, 1]  # reused twice (max_age), then inferred again
+    shift = np.zeros_like(pts)
+    shift[-1, 1] = 1.5
+    moved = _Crop(pts + shift, img)  # one landmark 1.5 px away
+    assert reuse([moved], [0], infer)[0][0] == 3.0
+    brighter = _Crop(pts + shift, np.clip(img.astype(int) + 20, 0, 255).astype(np.uint8))
+    assert reuse([brighter], [0], infer)[0][0] == 4.0
+    two = reuse([brighter, a], [0, 1], infer)  # track 1 is new: only it goes to the model
+    assert [p[0] for p in two] == [4.0, 5.0] and calls[-1] == 1
+    assert reuse.seen == 8 and reuse.reused == 3
+    with pytest.raises(ValueError, match="max_age"):
+        ReuseConfig(max_age=0)
+
+
+# --- real media ------------------------------------------------------------------------------
+def _largest_decisions(frames):
+    return [np.array([r.present for r in max(f.faces, key=lambda x: x.box.w).aus.values()]) if f.faces else None for f in frames]
+
+
+@pytest.mark.media
+def test_tracking_finds_the_faces_per_frame_detection_finds(default_det, media, tmp_path):
+    for clip in (media / "noface_face.mov", pan_clip(media / "multi_face.jpg", tmp_path / "pan.mp4")):
+        per_frame = list(default_det.detect_video(clip, detect_every=1))
+        tracked = list(default_det.detect_video(clip, detect_every=10))
+        stats = default_det.last_stream
+        a, b = [len(f.faces) for f in per_frame], [len(f.faces) for f in tracked]
+        assert sum(x == y for x, y in zip(a, b)) >= 0.97 * len(a), (clip.name, a, b)
+        assert b.index(max(b)) <= a.index(max(a)) + 2  # every face found within two frames of detection finding it
+        assert stats["detections"] < 0.7 * stats["frames"]  # the detector skipped frames
+    assert max(b) == 5 and len({f.track_id for fr in tracked for f in fr.faces}) == 5
+
+
+@pytest.mark.media
+def test_tracking_and_reuse_keep_au_decisions_of_per_frame_detection(default_det, media):
+    clip = media / "single_face.mp4"
+    ref = _largest_decisions(default_det.detect_video(clip, detect_every=1))
+    tracked = _largest_decisions(default_det.detect_video(clip))
+    default_det.reuse = ReuseConfig()
+    try:
+        reused = _largest_decisions(default_det.detect_video(clip))
+        stats = default_det.last_stream
+    finally:
+        default_det.reuse = None
+    for got in (tracked, reused):
+        assert np.mean([x == y for x, y in zip(got, ref)]) >= 0.98
+    assert stats["reused"] > 0.2 * stats["faces"]
+
+
+def test_bad_detection_period_is_an_input_error(det, media):
+    with pytest.raises(InputError, match="detect_every"):
+        next(det.detect_video(media / "single_face.mp4", detect_every=0))
+
+
+def test_cli_is_quiet_by_default_and_verbose_shows_native_lines(media, tmp_path):
+    cmd = [sys.executable, "-m", "rtatl_sdk.cli", str(media / "single_face.jpg"), "--out", str(tmp_path / "r.csv"), "--quiet"]
+    quiet = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = subprocess.run(cmd + ["--verbose"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0 and "TensorFlow Lite" in loud.stderr
+
+
+@pytest.mark.media
+def test_openvino_backend_matches_onnxruntime_on_real_faces(default_det, media):
+    pytest.importorskip("openvino")
+    from rtatl_sdk import AUDetector
+
+    ov = AUDetector(default_det.model_path, backend="openvino")
+    try:
+        assert ov.engine.providers == ["OpenVINO CPU"]
+        a = [f.probabilities() for f in default_det.detect(media / "multi_face.jpg")]
+        b = [f.probabilities() for f in ov.detect(media / "multi_face.jpg")]
+        assert len(a) == len(b) == 5
+        assert max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x) < 0.05
+    finally:
+        ov.close()
+    with pytest.raises(InputError, match="backend"):
+        AUDetector(default_det.model_path, backend="tflite")
