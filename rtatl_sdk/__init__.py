@@ -20,6 +20,10 @@ def __getattr__(name):  # heavy parts load on first use
         from . import results
 
         return getattr(results, name)
+    if name == "process_archive":
+        from .cluster import process_archive
+
+        return process_archive
     if name == "ModelCard":
         from .card import ModelCard
 
@@ -29,7 +33,7 @@ def __getattr__(name):  # heavy parts load on first use
 
 __all__ = [
     "__version__",
-    "AUDetector", "FaceAUs", "FrameResult", "AUResult", "Box", "ModelCard", "to_dataframe",
+    "AUDetector", "process_archive", "FaceAUs", "FrameResult", "AUResult", "Box", "ModelCard", "to_dataframe",
     "AU_NAMES",
     "AU_SETS",
     "InputError",

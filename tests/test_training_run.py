@@ -138,6 +138,42 @@ def test_two_process_gloo_ddp(caches, tmp_path):
     assert (tmp_path / "ddp" / "last.ckpt").is_file()
 
 
+def _two_nodes(caches, outs, steps: int, port: int):
+    """Two torchrun launchers on this machine, one process each, as two nodes of one job would be
+    started (c10d rendezvous on the first node's address), each with its own ``run.out``."""
+    procs = []
+    for out in outs:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "rtatl-test",
+               "-m", "training.train", "--config", "training/configs/smoke.yaml", f"data.cache={caches['bp4d']}",
+               f"data.unlabelled_cache={caches['unl']}", f"run.out={out}", f"optim.steps={steps}", "optim.batch_size=2",
+               "optim.unlabelled_batch_size=1", "run.threads=1", "run.workers=0"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return [(p.wait(timeout=600), *p.communicate()) for p in procs]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_and_resume_only_from_a_shared_run_folder(caches, tmp_path):
+    shared = tmp_path / "shared"
+    res = _two_nodes(caches, [shared, shared], 2, _free_port())
+    assert [r[0] for r in res] == [0, 0], [r[2][-2000:] for r in res]
+    assert sum(r[1].count('"steps": 2') for r in res) == 2  # both ranks finished
+    res = _two_nodes(caches, [shared, shared], 3, _free_port())  # resumed from step 2 on both nodes
+    assert [r[0] for r in res] == [0, 0], [r[2][-2000:] for r in res]
+    # a node that does not see the run folder would start from step 0: refused on every rank
+    res = _two_nodes(caches, [shared, tmp_path / "elsewhere"], 4, _free_port())
+    assert all(r[0] != 0 for r in res)
+    assert any("must be one folder that every node sees" in r[2] for r in res)
+
+
 @pytest.mark.slow
 def test_prep_and_train_survive_sigkill(caches, tmp_path):
     import signal

@@ -185,9 +185,10 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp)
 
     def resume(self) -> None:
-        if not self.ckpt_path.is_file():
+        state = load_checkpoint(self.ckpt_path) if self.ckpt_path.is_file() else None
+        self._same_start_on_every_rank(state["step"] if state else 0)
+        if state is None:
             return
-        state = load_checkpoint(self.ckpt_path)
         self.model.load_state_dict(state["model"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.opt_d is not None:
@@ -196,6 +197,22 @@ class Trainer:
         load_scaler_state(self.scaler_d, state.get("scaler_d"))
         self.step, self.skipped = state["step"], state.get("skipped_steps", 0)
         log.info("resumed from %s at step %d", self.ckpt_path, self.step)
+
+    def _same_start_on_every_rank(self, step: int) -> None:
+        """Every rank must resume from the same step. On several nodes ``run.out`` has to be one
+        folder all of them see (a shared filesystem): a node that finds no checkpoint, or an
+        older one, would otherwise train from another step than the rest and hang or diverge."""
+        if self.world == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        steps = [torch.zeros(1, dtype=torch.long, device=self.device) for _ in range(self.world)]
+        dist.all_gather(steps, torch.tensor([step], dtype=torch.long, device=self.device))
+        found = [int(t.item()) for t in steps]
+        if len(set(found)) > 1:
+            raise TrainingError(f"ranks would start from different steps {found} (rank order): run.out={self.out} "
+                                "must be one folder that every node sees (a shared filesystem)")
 
     def batch(self) -> dict:
         import torch
