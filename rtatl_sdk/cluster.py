@@ -75,7 +75,7 @@ class Worker:
         from .writers import RowWriter
 
         path, out_path = Path(src), Path(out)
-        tmp = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
+        tmp = out_path.with_name(f".{out_path.stem}.part-{os.getpid()}{out_path.suffix}")
         t = time.perf_counter()
         try:
             writer = _Counting(RowWriter(tmp, self.det.aus))
