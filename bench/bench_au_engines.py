@@ -137,8 +137,8 @@ def main(argv=None) -> int:
         run = runners[(name, 2)]
         out = np.concatenate([run(eval_i[i:i + 8], eval_c[i:i + 8]) for i in range(0, len(eval_i), 8)])
         prob, prob_ref = 1 / (1 + np.exp(-out)), 1 / (1 + np.exp(-ref))
-        row["decisions equal to fp32"] = float(((prob >= thr) == (prob_ref >= thr)).mean())
-        row["max |dp|"] = float(np.abs(prob - prob_ref).max())
+        row["decisions equal to fp32"] = f"{((prob >= thr) == (prob_ref >= thr)).mean():.4f}"
+        row["max |dp|"] = f"{np.abs(prob - prob_ref).max():.3f}"
         rows.append(row)
     head = header()
     head["eval faces"] = len(eval_i)

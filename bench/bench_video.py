@@ -93,6 +93,23 @@ def agreement(a, b) -> tuple[float, float]:
     return float(eq.mean()), float(eq.all(1).mean())
 
 
+def _spinning(det, threads: int) -> None:
+    """The detector's onnxruntime sessions (AU model, face detector) rebuilt with spinning threads."""
+    import onnxruntime as ort
+
+    def session(path, th):
+        o = ort.SessionOptions()
+        o.log_severity_level = 3
+        if th:
+            o.intra_op_num_threads = th
+        return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+    from rtatl_sdk import store
+
+    det.engine.session = session(det.model_path, threads)
+    det.pipeline.detector._session = session(store.resolve(store.FACE_DETECTOR), 0)
+
+
 def recall(det) -> list[dict]:
     """Faces per frame with tracking (the detector's defaults) against per-frame detection, on
     noface_face.mov (a face appears part-way) and a pan over multi_face.jpg (five people)."""
@@ -125,6 +142,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", nargs="+", default=[str(MODELS / "model.int8.onnx"), str(MODELS / "model.onnx")],
                     help="model files, each optionally as BACKEND:PATH (e.g. openvino:model.int8.onnx)")
     ap.add_argument("--no-recall", action="store_true", help="skip the face-recall table")
+    ap.add_argument("--spin", action="store_true", help="also measure onnxruntime sessions that spin between "
+                    "operators (onnxruntime's default; the SDK's sessions sleep)")
     ap.add_argument("--threads", type=int, nargs="+", default=[0], help="AU engine threads to measure (0: one per core)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--detect-every", type=int, nargs="+", default=[DETECT_EVERY], help="detector periods to measure")
@@ -135,9 +154,12 @@ def main(argv=None) -> int:
     for spec in args.engines:
         backend, _, path = spec.rpartition(":")
         for th in args.threads:
-            det = AUDetector(path, threads=th, backend=backend or "onnxruntime")
-            list(det.detect_video(args.video, max_frames=5))  # warm-up
-            dets[(f"{backend or 'onnxruntime'} {Path(path).name}", th)] = det
+            for spin in (False, True) if args.spin else (False,):
+                det = AUDetector(path, threads=th, backend=backend or "onnxruntime")
+                if spin:
+                    _spinning(det, th)
+                list(det.detect_video(args.video, max_frames=5))  # warm-up
+                dets[(f"{backend or 'onnxruntime'} {Path(path).name}{', spinning' if spin else ''}", th)] = det
     runs = []  # (label, detect_every, reuse)
     for mode in args.modes:
         every, reuse = MODES[mode]

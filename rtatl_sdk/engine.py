@@ -59,7 +59,8 @@ def cpu_session_options(threads: int = 0):
     """onnxruntime session options for the SDK's sessions: ``threads`` intra-op threads (0: one
     per core) that sleep rather than spin between operators. Spinning wins about 5 ms per AU
     inference when nothing else runs, but in a video pipeline it takes the core the face stages
-    need: 22.8 vs 29.2 frames/s end to end on a 2-core machine (bench/bench_video.py)."""
+    need: 26.9 vs 31.4 frames/s end to end on a 2-core machine (``bench/bench_video.py --spin``,
+    docs/benchmarks.md)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

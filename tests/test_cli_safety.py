@@ -105,10 +105,10 @@ def test_resumed_state_annotated_video_and_plot_equal_an_uninterrupted_run(state
                                                                           monkeypatch):
     import cv2
 
-    import rtatl_sdk.cli as cli
+    import rtatl_sdk.runner as runner
 
     plotted = []
-    monkeypatch.setattr(cli, "_plot", lambda series, aus, path, title: plotted.append(len(series)))
+    monkeypatch.setattr(runner, "_plot", lambda series, aus, path, title: plotted.append(len(series)))
     video = media / "single_face.mp4"
     common = [str(video), "--model", str(model_path), "--quiet", *state]
     whole = tmp_path / "whole.csv"
