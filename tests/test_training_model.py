@@ -186,3 +186,29 @@ def test_positive_weights_raise_the_loss_of_positive_labels(model):
     # at logit 0 every term is log 2; the two positives now count three times
     assert torch.isclose(plain, torch.tensor(np.log(2.0), dtype=plain.dtype))
     assert torch.isclose(weighted, plain * (24 + 2 * 2) / 24)
+
+
+def test_pretrained_weights_load_strictly_and_a_wrong_file_is_refused_by_name(tmp_path):
+    from torchvision.models import resnet18
+
+    from rtatl_sdk.errors import CheckpointError
+    from training.model import RTATLBackbone
+
+    ref = resnet18(weights=None).state_dict()
+    good = tmp_path / "resnet18.pth"
+    torch.save(ref, good)
+    net = RTATLBackbone(len(AUS), pretrained=str(good))
+    assert torch.equal(net.stem[0].weight, ref["conv1.weight"]) and torch.equal(net.layers[3][1].bn2.bias, ref["layer4.1.bn2.bias"])
+    wrong = dict(ref)
+    del wrong["layer2.0.conv1.weight"]
+    wrong["head.weight"] = torch.zeros(3)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(CheckpointError, match=r"missing 1 keys: layer2\.0\.conv1\.weight; unexpected 1 keys: head\.weight"):
+        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "wrong.pth"))
+    wider = dict(ref, **{"conv1.weight": torch.zeros(32, 3, 7, 7)})
+    torch.save(wider, tmp_path / "wider.pth")
+    with pytest.raises(CheckpointError, match=r"other shapes: conv1\.weight \(32, 3, 7, 7\) \(needs \(64, 3, 7, 7\)\)"):
+        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "wider.pth"))
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "list.pth"))

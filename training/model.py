@@ -32,6 +32,39 @@ class BackboneOutput:
     global_maps: torch.Tensor  #: (B, 512, H/32, W/32) ResNet-18 output (input of the flow head)
 
 
+def load_pretrained(net: nn.Module, path) -> None:
+    """ImageNet ResNet-18 weights (torchvision's ``resnet18-*.pth`` layout) into ``net``, strictly:
+    a file that is not such a state dict, or whose keys or shapes differ (other than the
+    classifier ``fc.*``, which RTATL does not use), is refused with the keys named, so a wrong
+    file can never leave the network silently random."""
+    from rtatl_sdk.errors import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing file, pickle, zip errors
+        raise CheckpointError(f"pretrained weights {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"pretrained weights {path}: not a state dict of tensors")
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    given = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = sorted(set(own) - set(given)), sorted(set(given) - set(own))
+    shapes = sorted(f"{k} {tuple(given[k].shape)} (needs {tuple(own[k].shape)})" for k in set(own) & set(given)
+                    if given[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        def some(keys):
+            return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+        parts = [f"missing {len(missing)} keys: {some(missing)}" if missing else "",
+                 f"unexpected {len(unexpected)} keys: {some(unexpected)}" if unexpected else "",
+                 f"other shapes: {some(shapes)}" if shapes else ""]
+        raise CheckpointError(f"pretrained weights {path}: not a torchvision ResNet-18 state dict; "
+                              + "; ".join(p for p in parts if p))
+    net.load_state_dict(given, strict=False)  # only fc.* may be absent
+    log.info("ResNet-18 initialised from %s (%d tensors)", path, len(given))
+
+
 class TopDownFusion(nn.Module):
     """Upsample high-level maps and add them to low-level maps, down to stride 4 (sec. 3.1)."""
 
@@ -96,9 +129,7 @@ class RTATLBackbone(nn.Module):
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
         net = resnet18(weights=None)
         if pretrained:
-            state = torch.load(pretrained, map_location="cpu", weights_only=True)
-            missing, unexpected = net.load_state_dict(state, strict=False)
-            log.info("ResNet-18 initialised from %s (missing %d, unexpected %d keys)", pretrained, len(missing), len(unexpected))
+            load_pretrained(net, pretrained)
         elif log_init:
             log.warning("ResNet-18 randomly initialised (no --pretrained ImageNet weights given)")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
