@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 from rtatl_sdk import geometry as g
 from rtatl_sdk import landmarks as lm
 from rtatl_sdk.au import AU_SETS
+from tests.helpers import REPO
 from training.aux_heads import crop_patches
 from training.model import InferenceModel, count_parameters
 from training.rtatl import RTATL
@@ -42,15 +43,82 @@ def test_shapes_and_parameter_counts(model):
     out = model.backbone(b["image"], b["centres"])
     assert out.logits.shape == (2, 12) and out.roi_tokens.shape == (2, 24, 128)
     assert torch.equal(out.logits, torch.maximum(out.local_logits, out.global_logits))
-    n_inf = count_parameters(model.backbone)
-    assert 15e6 < n_inf < 20e6  # paper: 19.12 M
-    assert count_parameters(model) > n_inf + 2e6  # G, D, C and the flow head are training-only
-    assert count_parameters(InferenceModel(model.backbone)) == n_inf
+    assert count_parameters(InferenceModel(model.backbone)) == count_parameters(model.backbone)
+
+
+def test_paper_config_counts_parameters_and_flops_like_the_paper():
+    from training.config import load_config
+    from training.stats import PAPER, part_stats, summary
+
+    cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml")
+    tot = summary(part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True)))
+    assert tot["inference_gflops"] == pytest.approx(PAPER["inference_gflops"], rel=0.02)  # 12x12 RoI cells: 5.51
+    # the auxiliary heads: the paper's training graph minus its inference graph (35.50 M), within 1 %
+    aux = tot["training_params"] - tot["inference_params"]
+    assert aux == pytest.approx(PAPER["training_params"] - PAPER["inference_params"], rel=0.01)
+    # the inference graph is 16.26 M, not 19.12 M: the paper gives no widths for its per-AU
+    # modules, fusion or transformer; ResNet-18 (11.18 M), 2 x 3x3 convs of 128 channels per AU
+    # (3.55 M) and a 1+1-layer transformer (1.25 M) are what it describes. So the training
+    # graph is 51.67 M against 54.62 M (5 % below, all of it that gap).
+    assert tot["inference_params"] == pytest.approx(16.26e6, rel=0.005)
+    assert tot["training_params"] == pytest.approx(PAPER["training_params"], rel=0.06)
+
+
+def test_stats_command_prints_every_part(capsys):
+    from training.stats import main
+
+    assert main(["--config", str(REPO / "training" / "configs" / "smoke.yaml"), "model.roi_cells=12"]) == 0
+    out = capsys.readouterr().out
+    for part in ("ResNet-18", "top-down fusion", "per-AU RoI modules", "AU-relation transformer", "G: RoI generator",
+                 "D: patch discriminator", "C: patch AU classifier", "flow head", "**5.51**"):
+        assert part in out, part
+
+
+def test_crop_probability_keeps_some_labelled_images_intact(model):
+    b = make_batch(64, seed=1)
+    labelled = torch.ones(64, dtype=torch.bool)
+    cropped, _, _, keep, crop = model.crop_random_au(b["image"], b["centres"], labelled, torch.Generator().manual_seed(0))
+    assert 20 <= int(crop.sum()) <= 44  # crop_prob 0.5
+    assert torch.equal(cropped[~crop], b["image"][~crop]) and keep[~crop].all()
+    assert not torch.equal(cropped[crop], b["image"][crop])
+    none = RTATL(AUS, crop_prob=0.0)
+    *_, crop = none.crop_random_au(b["image"], b["centres"], labelled, torch.Generator().manual_seed(0))
+    assert int(crop.sum()) == 1  # a batch always has one cropped image for RoII
+
+
+@pytest.mark.media
+def test_an_au_whose_roi_is_mostly_whitened_leaves_the_supervised_loss(media):
+    """On a real aligned face, cropping AU4 whitens most of AU7's RoIs (the eyes): AU7 is excluded;
+    the chin's AU17 keeps its labels."""
+    from rtatl_sdk import load_image
+    from rtatl_sdk.face import FacePipeline
+
+    pipe = FacePipeline()
+    face = pipe.process(load_image(media / "single_face.jpg"))[0]
+    pipe.landmarker.close()
+    centres = torch.tensor(g.au_centres(face.crop_landmarks(), AUS), dtype=torch.float32)[None]
+    k4 = AUS.index(4)
+    lost = RTATL.lost_area(centres, centres[:, [2 * k4, 2 * k4 + 1]])[0].view(len(AUS), 2).amax(1)
+    assert lost[k4] == pytest.approx(1.0)
+    assert lost[AUS.index(7)] > 0.3 and lost[AUS.index(17)] == 0.0
+    m = RTATL(AUS, variant="roii")
+    for seed in range(200):  # a draw that crops AU4 on this one image
+        gen = torch.Generator().manual_seed(seed)
+        if int(torch.randint(0, len(AUS), (1,), generator=gen)) == k4:
+            break
+    img = torch.zeros(1, 3, 192, 192)
+    *_, keep, crop = m.crop_random_au(img, centres, torch.zeros(1, dtype=torch.bool), torch.Generator().manual_seed(seed))
+    expected = (lost <= m.crop_max_lost)
+    expected[k4] = False
+    assert crop.all() and torch.equal(keep[0], expected)
+    assert not keep[0, AUS.index(7)] and keep[0, AUS.index(17)]
 
 
 def test_crop_random_au_whitens_both_rois_and_masks_shared_aus(model):
     b = make_batch(4)
-    cropped, k, kc, keep = model.crop_random_au(b["image"], b["centres"], torch.Generator().manual_seed(3))
+    unlabelled = torch.zeros(4, dtype=torch.bool)  # unlabelled images are always cropped
+    cropped, k, kc, keep, crop = model.crop_random_au(b["image"], b["centres"], unlabelled, torch.Generator().manual_seed(3))
+    assert crop.all()
     white = model.white.view(3)
     for i in range(4):
         for c in kc[i]:

@@ -32,6 +32,12 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    model_cfg = (state.get("config") or {}).get("model")
+    if isinstance(model_cfg, dict):  # settings added since the checkpoint was written: what it was built with
+        from .config import LEGACY_MODEL
+
+        for key, value in LEGACY_MODEL.items():
+            model_cfg.setdefault(key, value)
     return state
 
 

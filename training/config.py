@@ -28,6 +28,10 @@ class DataConfig(_Strict):
     scale: float = 0.0  #: training only: canvas zoom in [1-s, 1+s] before the crop (paper: 0)
 
 
+#: Values of model settings that checkpoints written before the setting existed were trained with.
+LEGACY_MODEL = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
+
+
 class ModelConfig(_Strict):
     variant: Literal["backbone", "ofe", "roii", "rtatl"] = "rtatl"
     d: int = 128
@@ -37,6 +41,22 @@ class ModelConfig(_Strict):
     lambda1: float = 0.1
     lambda2: float = 0.1
     lambda_f: float = 0.2
+    #: RoI-Align cells per side: a 48-px RoI at stride 4 spans 12x12 (sec. 3.2; 5.51 GFLOPs, the
+    #: paper's 5.57); checkpoints from before this setting used 8
+    roi_cells: int = Field(12, ge=1)
+    #: auxiliary-head widths (the paper gives none): G's first transposed conv (halved per layer),
+    #: D's and C's first conv (doubled per layer), the flow head's middle layer; these make the
+    #: heads 35.4 M parameters, the paper's 54.62 M training graph minus its 19.12 M inference
+    #: graph (``rtatl-stats``)
+    g_width: int = Field(1024, ge=8)
+    dc_width: int = Field(128, ge=1)
+    flow_width: int = Field(128, ge=1)
+    #: RoII: share of labelled images whose AU RoIs are cropped in a step (sec. 3.3 crops "some"
+    #: samples; the value is not given); unlabelled images are always cropped
+    crop_prob: float = Field(0.5, ge=0.0, le=1.0)
+    #: L_Sup keeps an AU of a cropped image only if neither of its RoIs loses more than this
+    #: share of its area to the whitened RoIs (sec. 3.5: "only on AUs in the intact regions")
+    crop_max_lost: float = Field(0.1, ge=0.0, le=1.0)
 
 
 class OptimConfig(_Strict):

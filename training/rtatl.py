@@ -36,8 +36,8 @@ class StepOutput:
 class RTATL(nn.Module):
     def __init__(self, aus: tuple[int, ...], variant: str = "rtatl", d: int = 128, heads: int = 8,
                  lambda1: float = 0.1, lambda2: float = 0.1, lambda_f: float = 0.2,
-                 pretrained: str | None = None, crop_overlap: float = 0.5,
-                 log_init: bool = True, ff: int = 2048):
+                 pretrained: str | None = None, crop_max_lost: float = 0.1, crop_prob: float = 0.5,
+                 log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128)):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -45,15 +45,16 @@ class RTATL(nn.Module):
         self.variant = variant
         self.use_roii, self.use_ofe = VARIANTS[variant]
         self.lambda1, self.lambda2, self.lambda_f = lambda1, lambda2, lambda_f
-        self.crop_overlap = crop_overlap
+        self.crop_max_lost, self.crop_prob = crop_max_lost, crop_prob
         n = len(self.aus)
-        self.backbone = RTATLBackbone(n, d, heads, ff=ff, pretrained=pretrained, log_init=log_init)
+        self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init)
+        g_width, dc_width, flow_width = widths
         if self.use_roii:
-            self.generator = PatchGenerator(d)
-            self.discriminator = PatchDiscriminator()
-            self.classifier = PatchAUClassifier(n)
+            self.generator = PatchGenerator(d, g_width)
+            self.discriminator = PatchDiscriminator(dc_width)
+            self.classifier = PatchAUClassifier(n, dc_width)
         if self.use_ofe:
-            self.flow_head = FlowHead()
+            self.flow_head = FlowHead(mid=flow_width)
         white = (1.0 - torch.tensor(preprocess.MEAN)) / torch.tensor(preprocess.STD)
         self.register_buffer("white", white.view(1, 3, 1, 1), persistent=False)
         self.pos_weight: torch.Tensor | None = None  #: optional per-AU weight of positives in L_Sup
@@ -63,8 +64,9 @@ class RTATL(nn.Module):
         """The training graph of a ``TrainConfig``; ``from_checkpoint``: weights come later, skip init."""
         m = cfg.model
         pretrained = str(m.pretrained) if m.pretrained and not from_checkpoint else None
-        return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f,
-                   pretrained=pretrained, log_init=not from_checkpoint, ff=m.ff)
+        return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f, pretrained=pretrained,
+                   crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
+                   roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width))
 
     def forward(self, inputs, mode: str = "g", gen: torch.Generator | None = None) -> StepOutput:
         """One entry point (so DistributedDataParallel sees both steps): mode "g" or "d"."""
@@ -85,32 +87,47 @@ class RTATL(nn.Module):
         return list(self.discriminator.parameters()) + list(self.classifier.parameters())
 
     # --- RoI inpainting input -----------------------------------------------------------
-    def crop_random_au(self, images: torch.Tensor, centres: torch.Tensor, gen: torch.Generator | None = None):
-        """Fill both RoIs of one random AU per image with white (sec. 3.3).
+    def crop_random_au(self, images: torch.Tensor, centres: torch.Tensor, labelled: torch.Tensor,
+                       gen: torch.Generator | None = None):
+        """Fill both RoIs of one random AU with white on some images (sec. 3.3): every unlabelled
+        image and a ``crop_prob`` share of the labelled ones (at least one image per batch).
 
-        Returns the cropped images, the AU index per image, and a (B, N) mask that is False for
-        every AU whose region was cropped (an RoI box overlapping a cropped box with IoU >=
-        ``crop_overlap``, which includes AUs sharing the cropped RoIs, e.g. AU12/14/15):
-        L_Sup skips those (sec. 3.5).
+        Returns the images (cropped where chosen), the AU index per image, its two centres, a
+        (B, N) mask that is False for every AU of a cropped image that lost more than
+        ``crop_max_lost`` of either RoI's area to the whitened RoIs (the cropped AU itself, AUs
+        sharing its RoIs such as AU12/14/15, and neighbours mostly covered): L_Sup skips those,
+        sec. 3.5 "only on AUs in the intact regions"; and which images were cropped (B,).
         """
         b, _, h, w = images.shape
         n = len(self.aus)
         k = torch.randint(0, n, (b,), generator=gen, device="cpu").to(images.device)
+        draw = torch.rand(b, generator=gen, device="cpu").to(images.device)
+        crop = (draw < self.crop_prob) | ~labelled.to(torch.bool)
+        if not bool(crop.any()):
+            crop[torch.argmin(draw)] = True
         idx = torch.arange(b, device=images.device)
         kc = torch.stack([centres[idx, 2 * k], centres[idx, 2 * k + 1]], 1)  # (B, 2, 2)
         half = geometry.ROI_SIZE / 2
         ys = torch.arange(h, device=images.device, dtype=centres.dtype).view(1, 1, h, 1)
         xs = torch.arange(w, device=images.device, dtype=centres.dtype).view(1, 1, 1, w)
         inside = ((xs - kc[..., 0, None, None]).abs() < half) & ((ys - kc[..., 1, None, None]).abs() < half)
-        mask = inside.any(1, keepdim=True)  # (B, 1, H, W)
+        mask = inside.any(1, keepdim=True) & crop.view(b, 1, 1, 1)  # (B, 1, H, W)
         cropped = torch.where(mask, self.white.to(images.dtype), images)
-        # IoU of each AU's two boxes with the two cropped boxes (equal-size squares)
-        d = (centres[:, :, None, :] - kc[:, None, :, :]).abs()  # (B, 2N, 2, 2)
-        inter = (2 * half - d).clamp(min=0).prod(-1)
-        iou = inter / (2 * (2 * half) ** 2 - inter)
-        cropped_au = (iou.amax(-1) >= self.crop_overlap).view(b, n, 2).any(-1)
-        cropped_au[idx, k] = True
-        return cropped, k, kc, ~cropped_au
+        lost = self.lost_area(centres, kc)  # (B, 2N) share of each RoI inside the whitened boxes
+        excluded = (lost > self.crop_max_lost).view(b, n, 2).any(-1)
+        excluded[idx, k] = True
+        return cropped, k, kc, ~(excluded & crop[:, None]), crop
+
+    @staticmethod
+    def lost_area(centres: torch.Tensor, kc: torch.Tensor, size: float = geometry.ROI_SIZE) -> torch.Tensor:
+        """Share of each RoI (B, 2N centres, ``size`` squares) covered by the union of the two
+        cropped squares around ``kc`` (B, 2, 2): |R & A| + |R & B| - |R & A & B|, per axis exact."""
+        def overlap(*cs):  # side lengths of the intersection of squares centred at cs, per axis
+            stack = torch.stack(torch.broadcast_tensors(*cs), 0)
+            return (size - (stack.amax(0) - stack.amin(0))).clamp(min=0).prod(-1)
+
+        r, a, b2 = centres, kc[:, None, 0, :], kc[:, None, 1, :]
+        return (overlap(r, a) + overlap(r, b2) - overlap(r, a, b2)) / size**2
 
     # --- losses -------------------------------------------------------------------------
     @staticmethod
@@ -152,18 +169,18 @@ class RTATL(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         res = StepOutput(total=images.new_zeros(()))
         if self.use_roii:
-            cropped, k, kc, keep = self.crop_random_au(images, centres, gen)
-            b = images.shape[0]
-            idx = torch.arange(b, device=images.device)
-            pseudo_k = self.pseudo_labels(images, centres, k, ~known[idx, k])
+            cropped, k, kc, keep, crop = self.crop_random_au(images, centres, batch["labelled"], gen)
+            idx = crop.nonzero().squeeze(1)  # the cropped images: G, D and C work on their RoIs
+            k, kc = k[idx], kc[idx]
+            pseudo_k = self.pseudo_labels(images[idx], centres[idx], k, ~known[idx, k])
             out = self.backbone(cropped, centres)
-            x = torch.stack([out.roi_tokens[idx, 2 * k], out.roi_tokens[idx, 2 * k + 1]], 1).reshape(2 * b, -1)
+            x = torch.stack([out.roi_tokens[idx, 2 * k], out.roi_tokens[idx, 2 * k + 1]], 1).reshape(2 * len(idx), -1)
             fake = self.generator(x)
-            real = crop_patches(images, kc)
+            real = crop_patches(images[idx], kc)
             lab_k = labels[idx, k]
             target = torch.where(known[idx, k], lab_k.clamp(min=0).to(images.dtype), pseudo_k)
             patch_au, patch_target = k.repeat_interleave(2), target.repeat_interleave(2)
-            pidx = torch.arange(2 * b, device=images.device)
+            pidx = torch.arange(2 * len(idx), device=images.device)
             d_fake = self.discriminator(fake)
             terms["adv_g"] = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))  # Eq. 3
             terms["rec"] = (real - fake).abs().mean()  # Eq. 4 (l1)
