@@ -280,3 +280,18 @@ def test_pretrained_weights_load_strictly_and_a_wrong_file_is_refused_by_name(tm
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="not a state dict"):
         RTATLBackbone(len(AUS), pretrained=str(tmp_path / "list.pth"))
+
+
+def test_a_checkpoint_from_before_the_graph_settings_loads_with_the_graph_it_was_built_with(tmp_path):
+    from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_initial_checkpoint
+    from training.config import LEGACY_MODEL, TrainConfig
+
+    cfg = TrainConfig.model_validate({"data": {"cache": "-"}, "model": LEGACY_MODEL})
+    path = write_initial_checkpoint(tmp_path / "old.ckpt", cfg, AUS)
+    state = load_checkpoint(path)
+    for key in LEGACY_MODEL:  # as written before these settings existed
+        del state["config"]["model"][key]
+    save_checkpoint(path, state)
+    model, _ = model_from_checkpoint(path)
+    assert model.backbone.roi_cells == 8 and model.generator.net[0].out_channels == 256
+    assert model.discriminator.net[0].out_channels == 32 and model.flow_head.net[0].out_channels == 64
