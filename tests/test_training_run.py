@@ -33,6 +33,11 @@ def caches(media, tmp_path_factory):
     # one labelled frame whose JPEG is corrupt: must be skipped and counted, not mislabelled
     victim = sorted((bp4d / "images" / "M001" / "T1").glob("*.jpg"))[0]
     victim.write_bytes(b"\xff\xd8\xff garbage")
+    # one labelled frame that decodes but shows no face: evaluation counts it as predicting no AU
+    import cv2
+
+    blank = sorted((bp4d / "images" / "F003" / "T1").glob("*.jpg"))[1]
+    cv2.imwrite(str(blank), np.full((360, 640, 3), 128, np.uint8))
     unl = synthetic.make_unlabelled(root / "unl", videos, n=8)
     totals = prep.prepare("BP4D", bp4d, root / "cache_bp4d", workers=2, params=FAST_FLOW, progress=False)
     utotals = prep.prepare("unlabelled", unl, root / "cache_unl", workers=1, with_flow=False, progress=False)
@@ -42,8 +47,8 @@ def caches(media, tmp_path_factory):
 def test_prep_counts_skips_and_resumes(caches):
     t = caches["totals"]
     assert t["sequences"] == 12 and t["failed"] == 0
-    assert t["skipped"] == 2  # the corrupt JPEG and the labelled frame without an image file
-    assert t["frames"] == 12 * 6 - 2
+    assert t["skipped"] == 3  # the corrupt JPEG, the labelled frame without an image file, the grey frame
+    assert t["frames"] == 12 * 6 - 3
     parts = sorted((caches["bp4d"] / "parts").glob("*.npz"))
     skipped = {}
     for p in parts:
@@ -51,7 +56,9 @@ def test_prep_counts_skips_and_resumes(caches):
             for k, v in json.loads(str(d["skipped"])).items():
                 skipped[k] = skipped.get(k, 0) + v
             assert d["landmarks"].shape[1:] == (68, 2) and d["has_flow"].any()
-    assert skipped == {"undecodable": 1, "image file missing": 1}
+    assert skipped == {"undecodable": 1, "image file missing": 1, "no face": 1}
+    with np.load(caches["bp4d"] / "parts" / "F003_T1.npz") as d:  # the frame without a face keeps its labels
+        assert d["noface_frames"].shape == (1,) and d["noface_labels"].shape == (1, d["labels"].shape[1])
     again = prep.prepare("BP4D", caches["root"] / "bp4d", caches["bp4d"], workers=1, params=FAST_FLOW, progress=False)
     assert again["resumed"] == 12 and again["frames"] == 0
     with pytest.raises(RTATLError, match="other settings"):
@@ -104,6 +111,30 @@ def test_smoke_train_then_eval_cli(caches, tmp_path, capsys):
     assert report["subjects"] == ["F001", "M001"]
     assert report["frames"] == 2 * 2 * 6 - 2  # F001_T1 lacks one image file, M001_T1 has a corrupt one
     assert all(0.0 <= v <= 1.0 for v in report["f1"].values())
+
+
+def test_three_folds_table_counts_frames_without_a_face(caches, tmp_path, capsys):
+    from training.checkpoint import write_initial_checkpoint
+    from training.data.dataset import CacheIndex
+
+    for k in (1, 2, 3):
+        write_initial_checkpoint(tmp_path / f"fold{k}" / "last.ckpt", smoke_cfg(caches, tmp_path, **{"data.fold": k}), AU_SETS["BP4D"], seed=k)
+    rc = evaluate.main(["--ckpt", str(tmp_path / "fold{fold}" / "last.ckpt"), "--cache", str(caches["bp4d"]),
+                        "--folds", "1", "2", "3", "--json", str(tmp_path / "t.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| F1 (%) | 01 | 02 | 04 | 06 | 07 | 10 | 12 | 14 | 15 | 17 | 23 | 24 | Avg. |" in text
+    assert all(f"| fold {k} |" in text for k in (1, 2, 3)) and "| **mean** |" in text
+    res = json.loads((tmp_path / "t.json").read_text())
+    folds = res["folds"]
+    assert [folds[k]["subjects"] for k in "123"] == [["F001", "M001"], ["F003", "M002"], ["F004", "M003"]]
+    assert [folds[k]["frames_without_face"] for k in "123"] == [0, 1, 0]  # the grey F003 frame
+    with_face = len(CacheIndex(caches["bp4d"], ["F003", "M002"]).frames)
+    assert folds["2"]["frames"] == with_face + 1
+    for au, v in res["f1"].items():
+        assert v == pytest.approx(np.mean([folds[k]["f1"][au] for k in "123"]))
+    assert "without a face" in text
+    assert evaluate.main(["--ckpt", str(tmp_path / "last.ckpt"), "--cache", str(caches["bp4d"]), "--folds", "1"]) == 2
 
 
 def test_resume_continues_with_identical_losses(caches, tmp_path):

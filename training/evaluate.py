@@ -1,7 +1,14 @@
-"""``rtatl-eval``: per-AU F1 (threshold 0.5) and their mean on a fold's test subjects.
+"""``rtatl-eval``: per-AU F1 (threshold 0.5) and their mean on a fold's test subjects, or on all
+three folds at once in the layout of the paper's Tables 2 and 3.
+
+    rtatl-eval --ckpt runs/bp4d_fold1/last.ckpt --cache cache/bp4d --fold 1
+    rtatl-eval --ckpt 'runs/bp4d_fold{fold}/last.ckpt' --cache cache/bp4d --folds 1 2 3 --json bp4d.json
 
 F1 follows the common protocol (facts/datasets.md sec. 5): per AU, all test frames of the fold
 pooled, frames whose label is unknown (BP4D 9) removed, binary F1 of the positive class.
+Frames in which rtatl-prep found no face stay in the test set as frames where the model
+predicts no AU (a method that cannot see the face gets no credit for it); their number is
+reported. The three-fold table gives each fold's F1 and, as the paper does, their mean.
 """
 
 from __future__ import annotations
@@ -47,15 +54,25 @@ def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, devic
     return np.concatenate(probs), ds.index.labels[:, ds.cols].astype(np.int64)
 
 
+def noface_labels(cache: Path, subjects, aus) -> np.ndarray:
+    """Labels (columns of ``aus``) of the frames of ``subjects`` in which rtatl-prep found no face."""
+    from .data.dataset import CacheIndex
+
+    index = CacheIndex(cache, subjects)
+    return index.noface_labels[:, [index.aus.index(a) for a in aus]]
+
+
 def evaluate_checkpoint(ckpt: Path, cache: Path, subjects, store: bool = False, device: str = "cpu") -> dict:
     from .checkpoint import model_from_checkpoint, save_checkpoint
 
     model, state = model_from_checkpoint(ckpt)
     aus = tuple(state["aus"])
     probs, labels = predict_cache(model, cache, subjects, aus, device=device)
+    missed = noface_labels(cache, subjects, aus)  # no face found: the model predicts no AU there
+    probs, labels, noface = np.concatenate([probs, np.zeros(missed.shape)]), np.concatenate([labels, missed]), len(missed)
     per = f1_scores(probs, labels)
     report = {"checkpoint": str(ckpt), "step": state.get("step"), "subjects": list(subjects) if subjects else None,
-              "frames": len(labels), "aus": [au_label(a) for a in aus],
+              "frames": len(labels), "frames_without_face": noface, "aus": [au_label(a) for a in aus],
               "f1": {au_label(a): r["f1"] for a, r in zip(aus, per)},
               "counts": {au_label(a): {k: v for k, v in r.items() if k != "f1"} for a, r in zip(aus, per)}}
     report["f1_mean"] = float(np.mean(list(report["f1"].values())))
@@ -65,12 +82,48 @@ def evaluate_checkpoint(ckpt: Path, cache: Path, subjects, store: bool = False, 
     return report
 
 
+def _row(label: str, f1: dict, aus: list[str]) -> str:
+    mean = float(np.mean([f1[a] for a in aus]))
+    return f"| {label} | " + " | ".join(f"{100 * f1[a]:.1f}" for a in aus) + f" | {100 * mean:.1f} |"
+
+
 def format_table(report: dict) -> str:
     aus = report["aus"]
     head = "| " + " | ".join(["AU"] + [a[2:] for a in aus] + ["Avg."]) + " |"
     sep = "|" + "---|" * (len(aus) + 2)
-    row = "| F1 (%) | " + " | ".join(f"{100 * report['f1'][a]:.1f}" for a in aus) + f" | {100 * report['f1_mean']:.1f} |"
-    return "\n".join([head, sep, row, f"{report['frames']} frames, checkpoint step {report['step']}"])
+    return "\n".join([head, sep, _row("F1 (%)", report["f1"], aus),
+                      f"{report['frames']} frames ({report.get('frames_without_face', 0)} without a face, counted as "
+                      f"predicting no AU), checkpoint step {report['step']}"])
+
+
+def three_folds(ckpt_pattern: str, cache: Path, dataset: str, folds=(1, 2, 3), device: str = "cpu") -> dict:
+    """Each fold's checkpoint (``ckpt_pattern`` with ``{fold}``) on that fold's test subjects,
+    and the per-AU mean over the folds (Tables 2 and 3 of the paper report that mean)."""
+    from .data.dataset import all_subjects
+    from .data.splits import check_present
+
+    if "{fold}" not in ckpt_pattern:
+        raise RTATLError(f"--ckpt {ckpt_pattern}: with --folds it must contain {{fold}}, e.g. runs/bp4d_fold{{fold}}/last.ckpt")
+    present = all_subjects(cache)
+    reports = {}
+    for k in folds:
+        _, subjects = check_present(dataset, k, present)
+        reports[k] = evaluate_checkpoint(Path(ckpt_pattern.format(fold=k)), cache, subjects, device=device)
+    aus = reports[folds[0]]["aus"]
+    if any(r["aus"] != aus for r in reports.values()):
+        raise RTATLError("the folds' checkpoints predict different AUs: " + "; ".join(f"fold {k}: {r['aus']}" for k, r in reports.items()))
+    mean = {a: float(np.mean([r["f1"][a] for r in reports.values()])) for a in aus}
+    return {"folds": {str(k): r for k, r in reports.items()}, "aus": aus, "f1": mean, "f1_mean": float(np.mean(list(mean.values())))}
+
+
+def format_three_folds(res: dict) -> str:
+    aus = res["aus"]
+    lines = ["| " + " | ".join(["F1 (%)"] + [a[2:] for a in aus] + ["Avg."]) + " |", "|" + "---|" * (len(aus) + 2)]
+    lines += [_row(f"fold {k}", r["f1"], aus) for k, r in res["folds"].items()]
+    lines.append(_row("**mean**", res["f1"], aus))
+    lines += [f"fold {k}: {r['frames']} frames ({r['frames_without_face']} without a face, counted as predicting no AU), "
+              f"{len(r['subjects'] or [])} subjects, step {r['step']}" for k, r in res["folds"].items()]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -79,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, required=True, help="rtatl-prep cache of the labelled dataset")
     ap.add_argument("--dataset", choices=["BP4D", "DISFA"], default=None, help="with --fold: the split to use")
     ap.add_argument("--fold", type=int, default=None, help="evaluate this fold's test subjects (default: the checkpoint's)")
+    ap.add_argument("--folds", type=int, nargs="+", default=None,
+                    help="evaluate these folds at once; --ckpt then holds {fold}, e.g. 'runs/bp4d_fold{fold}/last.ckpt'")
     ap.add_argument("--subjects", nargs="*", default=None, help="explicit subject list instead of a fold")
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
     ap.add_argument("--store", action="store_true", help="store the metrics in the checkpoint (export puts them on the card)")
@@ -89,6 +144,14 @@ def main(argv=None) -> int:
         from .data.dataset import all_subjects
         from .data.splits import check_present
 
+        if args.folds:
+            ds = args.dataset or load_checkpoint(Path(str(args.ckpt).format(fold=args.folds[0])))["config"]["data"]["dataset"]
+            res = three_folds(str(args.ckpt), args.cache, ds, tuple(args.folds), args.device)
+            print(format_three_folds(res))
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(res, indent=1))
+            return 0
         subjects = args.subjects
         if subjects is None and args.fold is not None:
             ds = args.dataset or load_checkpoint(args.ckpt)["config"]["data"]["dataset"]

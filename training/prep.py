@@ -94,7 +94,7 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
     if (cache / "parts" / f"{seq.key}.npz").is_file():
         return {"frames": 0, "skipped": 0, "resumed": 1}
     reader = _FrameReader()
-    keep, lms, mats, has_flow = [], [], [], []
+    keep, lms, mats, has_flow, noface = [], [], [], [], []
     skipped = dict(seq.skipped)
     for i in range(len(seq.frames)):
         frame = int(seq.frames[i])
@@ -103,8 +103,9 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
             skipped["undecodable"] = skipped.get("undecodable", 0) + 1
             continue
         face = _largest_face(pipe, img)
-        if face is None:
+        if face is None:  # its labels are kept: evaluation counts the frame as predicting no AU
             skipped["no face"] = skipped.get("no face", 0) + 1
+            noface.append(i)
             continue
         flow = None
         later = seq.later_source(i, FLOW_STEP) if with_flow else None
@@ -117,7 +118,8 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
         lms.append(face.aligned.landmarks)
         mats.append(face.aligned.matrix)
         has_flow.append(flow is not None)
-    write_part(cache, seq.key, seq.subject, seq.name, seq.frames[keep], seq.labels[keep], lms, mats, has_flow, skipped)
+    write_part(cache, seq.key, seq.subject, seq.name, seq.frames[keep], seq.labels[keep], lms, mats, has_flow, skipped,
+               extra={"noface_frames": seq.frames[noface], "noface_labels": seq.labels[noface]})
     n_skip = sum(skipped.values())
     if n_skip:
         log.warning("%s: %d frames skipped (%s)", seq.key, n_skip, ", ".join(f"{k}: {v}" for k, v in skipped.items()))

@@ -35,7 +35,7 @@ class CacheIndex:
         self.root = cache
         self.manifest = json.loads(mpath.read_text())
         self.aus = tuple(self.manifest["aus"])
-        keys, frames, labels, targets, lms, flows, subs = [], [], [], [], [], [], []
+        keys, frames, labels, targets, lms, flows, subs, noface = [], [], [], [], [], [], [], []
         for part in sorted((cache / "parts").glob("*.npz")):
             with np.load(part) as d:
                 subject = str(d["subject"])
@@ -49,6 +49,8 @@ class CacheIndex:
                 targets.append(d["targets"] if "targets" in d.files else d["labels"].astype(np.float32))
                 lms.append(d["landmarks"])
                 flows.append(d["has_flow"])
+                if "noface_labels" in d.files:
+                    noface.append(d["noface_labels"].reshape(-1, d["labels"].shape[1]))
         if not keys:
             raise InputError(str(cache), f"has no finished sequences{' for subjects ' + ' '.join(subjects) if subjects else ''}")
         self.keys = np.array(keys)
@@ -59,6 +61,8 @@ class CacheIndex:
         self.targets = np.concatenate(targets).astype(np.float32)
         self.landmarks = np.concatenate(lms).astype(np.float64)
         self.has_flow = np.concatenate(flows)
+        #: labels of the frames rtatl-prep found no face in (evaluation: predicted all absent)
+        self.noface_labels = (np.concatenate(noface) if noface else np.zeros((0, len(self.aus)))).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.frames)
