@@ -271,3 +271,18 @@ def test_a_nan_on_one_rank_is_skipped_by_every_rank(caches, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)  # a desync hangs
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count('"skipped_steps": 3') == 2  # both ranks skipped every step, together
+
+
+def test_training_on_n_drawn_subjects_is_seeded_and_refuses_too_many(caches, tmp_path):
+    from rtatl_sdk.errors import TrainingError
+
+    cfg = smoke_cfg(caches, tmp_path / "n", **{"data.train_subjects": 2, "data.subjects_seed": 5})
+    a = train.Trainer(cfg, progress=False)
+    b = train.Trainer(cfg, progress=False)
+    assert a.train_subjects == b.train_subjects and len(a.train_subjects) == 2
+    assert set(a.train_subjects) <= {"F003", "M002", "F004", "M003"}  # fold 1 trains on parts 2 and 3
+    assert set(a.labelled.index.subjects) == set(a.train_subjects)
+    other = {tuple(train.draw_subjects(["F003", "M002", "F004", "M003"], 2, s)) for s in range(20)}
+    assert len(other) > 1  # the seed chooses
+    with pytest.raises(TrainingError, match="only 4 training subjects"):
+        train.Trainer(smoke_cfg(caches, tmp_path / "m", **{"data.train_subjects": 5}), progress=False)

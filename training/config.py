@@ -20,6 +20,10 @@ class DataConfig(_Strict):
     fold: int | None = Field(1, description="1-3: train on the other two parts, test on this one; null: all subjects")
     unlabelled_cache: Path | None = None
     strict_subjects: bool = False
+    #: Figure 4: train on this many of the fold's training subjects, drawn with ``subjects_seed``
+    #: (null: all of them)
+    train_subjects: int | None = Field(None, ge=1)
+    subjects_seed: int = 0
     aus: list[int] | None = None  #: default: the dataset's AU set
     colour_jitter: float = 0.0  #: training only: brightness/contrast/saturation factors in [1-j, 1+j] (paper: 0)
     greyscale: float = 0.0  #: training only: probability of a grey image (paper: 0)

@@ -116,6 +116,18 @@ def _device(spec: str, local_rank: int, world: int = 1):
     return dev
 
 
+def draw_subjects(subjects, n: int, seed: int) -> list[str]:
+    """``n`` of ``subjects`` drawn at random with ``seed`` (Figure 4: 3/9/15/21 training subjects)."""
+    import random
+
+    pool = sorted(subjects)
+    if n > len(pool):
+        raise TrainingError(f"data.train_subjects={n}: only {len(pool)} training subjects are there ({', '.join(pool)})")
+    chosen = sorted(random.Random(seed).sample(pool, n))
+    log.info("training on %d of %d subjects (seed %d): %s", n, len(pool), seed, ", ".join(chosen))
+    return chosen
+
+
 class Trainer:
     """One training run of ``cfg``: ``Trainer(cfg).run()``. Each part of a step is a method:
     ``batch`` (data of a step), ``generator_step`` and ``discriminator_step`` (Eq. 9's
@@ -151,6 +163,8 @@ class Trainer:
         self.train_subjects = self.test_subjects = None
         if d.fold is not None:
             self.train_subjects, self.test_subjects = check_present(d.dataset, d.fold, all_subjects(d.cache), d.strict_subjects)
+        if d.train_subjects is not None:
+            self.train_subjects = draw_subjects(self.train_subjects or all_subjects(d.cache), d.train_subjects, d.subjects_seed)
         augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
         self.labelled = AUDataset(d.cache, self.train_subjects, train=True, labelled=True, seed=cfg.run.seed, aus=self.aus,
                                   augment=augment)
@@ -297,7 +311,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "step": self.step, "skipped_steps": self.skipped, "config": json.loads(self.cfg.model_dump_json()),
-            "aus": list(self.aus), "test_subjects": self.test_subjects,
+            "aus": list(self.aus), "test_subjects": self.test_subjects, "train_subjects": self.train_subjects,
         })
 
     def run(self) -> dict:
