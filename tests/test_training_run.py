@@ -286,3 +286,23 @@ def test_training_on_n_drawn_subjects_is_seeded_and_refuses_too_many(caches, tmp
     assert len(other) > 1  # the seed chooses
     with pytest.raises(TrainingError, match="only 4 training subjects"):
         train.Trainer(smoke_cfg(caches, tmp_path / "m", **{"data.train_subjects": 5}), progress=False)
+
+
+def test_figure_command_writes_the_three_pngs(caches, tmp_path, capsys):
+    import cv2
+
+    from training import figures
+
+    out = tmp_path / "run"
+    train.train(smoke_cfg(caches, out, **{"optim.steps": 2}), progress=False)
+    assert figures.main(["--ckpt", str(out / "last.ckpt"), "--cache", str(caches["bp4d"]), "--out", str(tmp_path / "fig"),
+                         "--frames", "4"]) == 0
+    shapes = {name: cv2.imread(str(tmp_path / "fig" / name)).shape for name in ("flow.png", "inpainting.png", "au_indicators.png")}
+    assert shapes["inpainting.png"][1] == 7 * 192 and shapes["inpainting.png"][0] == 28 + 4 * 192  # 4 frames x 7 tiles
+    assert shapes["flow.png"][1] == 3 * 192 and shapes["au_indicators.png"][:2] == (13 * 40, 13 * 40)
+    ind = cv2.imread(str(tmp_path / "fig" / "au_indicators.png"))
+    assert (ind[40:80, 40:80] == [0, 0, 255]).all(-1).mean() > 0.5  # the diagonal (similarity 1) is red
+    backbone = tmp_path / "bb"
+    train.train(smoke_cfg(caches, backbone, **{"optim.steps": 1, "model.variant": "backbone"}), progress=False)
+    assert figures.main(["--ckpt", str(backbone / "last.ckpt"), "--cache", str(caches["bp4d"]), "--out", str(tmp_path / "f2")]) == 0
+    assert "flow.png: skipped" in capsys.readouterr().out and (tmp_path / "f2" / "au_indicators.png").is_file()
