@@ -295,3 +295,46 @@ def test_a_checkpoint_from_before_the_graph_settings_loads_with_the_graph_it_was
     model, _ = model_from_checkpoint(path)
     assert model.backbone.roi_cells == 8 and model.generator.net[0].out_channels == 256
     assert model.discriminator.net[0].out_channels == 32 and model.flow_head.net[0].out_channels == 64
+
+
+def test_jigsaw_and_rotation_inputs_are_what_they_claim():
+    from training.aux_heads import jigsaw_batch, jigsaw_permutations, rotate_batch
+
+    x = torch.arange(2 * 3 * 192 * 192, dtype=torch.float32).view(2, 3, 192, 192)
+    perms = jigsaw_permutations()
+    assert len({tuple(p.tolist()) for p in perms}) == len(perms) and torch.equal(perms[0], torch.arange(9))
+    out, cls = jigsaw_batch(x, perms, torch.Generator().manual_seed(1))
+    for i in range(2):
+        p = perms[cls[i]]
+        for slot in range(9):  # tile ``slot`` of the output is tile p[slot] of the input
+            src = int(p[slot])
+            r, c, sr, sc = slot // 3, slot % 3, src // 3, src % 3
+            assert torch.equal(out[i, :, 64 * r:64 * r + 64, 64 * c:64 * c + 64], x[i, :, 64 * sr:64 * sr + 64, 64 * sc:64 * sc + 64])
+    rot, k = rotate_batch(x, torch.Generator().manual_seed(2))
+    for i in range(2):
+        assert torch.equal(rot[i], torch.rot90(x[i], int(k[i]), dims=(1, 2)))
+
+
+@pytest.mark.parametrize("variant,relation", [("rotation", "transformer"), ("jigsaw", "transformer"),
+                                              ("exemplar", "transformer"), ("backbone", "gcn")])
+def test_table1_variants_train_and_their_loss_falls_on_a_fixed_batch(variant, relation):
+    torch.manual_seed(0)
+    m = RTATL(AUS, variant=variant, relation=relation)
+    if relation == "gcn":
+        labels = torch.tensor([[1] * 6 + [0] * 6, [1] * 6 + [0] * 6, [0] * 6 + [1] * 6], dtype=torch.float32)
+        m.backbone.transformer.set_prior(labels)
+        a = m.backbone.transformer.adjacency
+        assert a[0, 1] > 0 and a[0, 7] == 0  # AUs present together are linked, the others not
+    opt = torch.optim.Adam(m.generator_parameters(), lr=1e-3)
+    b = make_batch(4)
+    losses = []
+    for _ in range(8):
+        out = m(b, mode="g", gen=torch.Generator().manual_seed(0))  # the same batch, the same draws
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+        losses.append(float(out.total.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    if variant != "backbone":
+        assert "ssl" in out.terms and all(p.grad is not None for p in m.ssl_head.parameters())
+    assert m.backbone.relation == relation

@@ -306,3 +306,14 @@ def test_figure_command_writes_the_three_pngs(caches, tmp_path, capsys):
     train.train(smoke_cfg(caches, backbone, **{"optim.steps": 1, "model.variant": "backbone"}), progress=False)
     assert figures.main(["--ckpt", str(backbone / "last.ckpt"), "--cache", str(caches["bp4d"]), "--out", str(tmp_path / "f2")]) == 0
     assert "flow.png: skipped" in capsys.readouterr().out and (tmp_path / "f2" / "au_indicators.png").is_file()
+
+
+def test_a_table1_baseline_trains_through_the_trainer_with_unlabelled_images(caches, tmp_path):
+    res = train.train(smoke_cfg(caches, tmp_path / "rot", **{"optim.steps": 2, "model.variant": "rotation",
+                                                           "model.relation": "gcn"}), progress=False)
+    assert len(res["history"]) == 2 and all("ssl" in h for h in res["history"])
+    from training.checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(tmp_path / "rot" / "last.ckpt")
+    a = model.backbone.transformer.adjacency
+    assert not torch.equal(a, torch.eye(len(a)))  # the co-occurrence graph of the training labels, saved

@@ -37,7 +37,11 @@ LEGACY_MODEL = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64
 
 
 class ModelConfig(_Strict):
-    variant: Literal["backbone", "ofe", "roii", "rtatl"] = "rtatl"
+    #: Table 1: backbone (Backbone^T, or Backbone^G with relation=gcn), the self-supervised
+    #: baselines rotation / jigsaw / exemplar, ofe, roii, rtatl (both of the paper's tasks)
+    variant: Literal["backbone", "ofe", "roii", "rtatl", "rotation", "jigsaw", "exemplar"] = "rtatl"
+    relation: Literal["transformer", "gcn"] = "transformer"  #: AU relation module (gcn: Backbone^G)
+    lambda_ssl: float = 0.2  #: weight of the rotation / jigsaw / exemplar loss (as lambda_f; not in the paper)
     d: int = 128
     heads: int = 8
     ff: int = 2048  #: transformer feed-forward width (not given in the paper; PyTorch's default)

@@ -119,12 +119,45 @@ class AURelationTransformer(nn.Module):
         return self.decoder(tokens + indicators, memory)
 
 
+class AURelationGCN(nn.Module):
+    """Backbone^G of Table 1: a two-layer GCN over AU nodes instead of the transformer. A node is
+    the mean of its AU's two RoI features; the fixed graph is the training labels' co-occurrence
+    (``set_prior``: A_ij = P(AU_j present | AU_i present) >= ``threshold``, plus self loops,
+    symmetrically normalised). Both RoI tokens of an AU come out as its node's output."""
+
+    def __init__(self, n_aus: int, d: int = 128, threshold: float = 0.4):
+        super().__init__()
+        self.threshold = threshold
+        self.register_buffer("adjacency", torch.eye(n_aus))  # saved with the weights
+        self.w1, self.w2 = nn.Linear(d, d), nn.Linear(d, d)
+
+    @torch.no_grad()
+    def set_prior(self, labels: torch.Tensor) -> None:
+        """The graph from (frames, N) labels (1 present, 0 absent, -1 unknown)."""
+        known = (labels >= 0).float()
+        pos = (labels == 1).float()
+        both = pos.t() @ pos  # frames where i and j are both present
+        base = (pos.t() @ known).clamp(min=1)  # frames where i is present and j is known
+        a = ((both / base) >= self.threshold).float()
+        a.fill_diagonal_(1.0)
+        a = ((a + a.t()) > 0).float()
+        deg = a.sum(1).rsqrt()
+        self.adjacency.copy_(deg[:, None] * a * deg[None, :])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, n2, d = tokens.shape
+        nodes = tokens.view(b, n2 // 2, 2, d).mean(2)
+        h = torch.relu(self.adjacency @ self.w1(nodes))
+        h = self.adjacency @ self.w2(h) + nodes
+        return h.repeat_interleave(2, dim=1)
+
+
 class RTATLBackbone(nn.Module):
     """The network used at test time (sec. 3.5: the auxiliary modules are removed)."""
 
     def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
                  roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
-                 log_init: bool = True):
+                 log_init: bool = True, relation: str = "transformer"):
         super().__init__()
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
         net = resnet18(weights=None)
@@ -136,7 +169,10 @@ class RTATLBackbone(nn.Module):
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.fusion = TopDownFusion(out_channels=d)
         self.au_convs = PerAUConvs(n_aus, d)
-        self.transformer = AURelationTransformer(n_aus, d, heads, ff)
+        if relation not in ("transformer", "gcn"):
+            raise ValueError(f"relation must be 'transformer' or 'gcn', got {relation!r}")
+        self.relation = relation
+        self.transformer = AURelationTransformer(n_aus, d, heads, ff) if relation == "transformer" else AURelationGCN(n_aus, d)
         self.local_fc = nn.Parameter(torch.randn(n_aus, d) * d**-0.5)  # per-AU local FC
         self.local_bias = nn.Parameter(torch.zeros(n_aus))
         self.global_fc = nn.Linear(512, n_aus)
@@ -152,6 +188,13 @@ class RTATLBackbone(nn.Module):
         idx = torch.arange(b, device=centres.device, dtype=centres.dtype).repeat_interleave(n2).unsqueeze(1)
         c = centres.reshape(b * n2, 2) + 0.5
         return torch.cat([idx, c - h, c + h], dim=1)
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The pooled ResNet-18 output (B, 512): what the rotation, jigsaw and exemplar heads see."""
+        x = self.stem(image)
+        for layer in self.layers:
+            x = layer(x)
+        return x.mean(dim=(2, 3))
 
     def forward(self, image: torch.Tensor, centres: torch.Tensor) -> BackboneOutput:
         b = image.shape[0]

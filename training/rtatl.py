@@ -15,11 +15,28 @@ from torch import nn
 
 from rtatl_sdk import geometry, preprocess
 
-from .aux_heads import FlowHead, PatchAUClassifier, PatchDiscriminator, PatchGenerator, crop_patches
+from .aux_heads import (
+    JIGSAW_PERMUTATIONS,
+    FlowHead,
+    PatchAUClassifier,
+    PatchDiscriminator,
+    PatchGenerator,
+    SSLHead,
+    crop_patches,
+    exemplar_views,
+    info_nce,
+    jigsaw_batch,
+    jigsaw_permutations,
+    rotate_batch,
+)
 from .model import RTATLBackbone
 
-#: The Table 1 variants: which auxiliary tasks are on.
-VARIANTS = {"backbone": (False, False), "ofe": (False, True), "roii": (True, False), "rtatl": (True, True)}
+#: The Table 1 variants: which auxiliary tasks are on. Backbone^G is ``backbone`` with
+#: ``relation="gcn"``; rotation, jigsaw and exemplar are the other self-supervised tasks the
+#: paper compares with, each in place of RoII and OFE.
+VARIANTS = {"backbone": (), "ofe": ("ofe",), "roii": ("roii",), "rtatl": ("roii", "ofe"),
+            "rotation": ("rotation",), "jigsaw": ("jigsaw",), "exemplar": ("exemplar",)}
+SSL_TASKS = ("rotation", "jigsaw", "exemplar")
 
 
 @dataclass
@@ -37,17 +54,22 @@ class RTATL(nn.Module):
     def __init__(self, aus: tuple[int, ...], variant: str = "rtatl", d: int = 128, heads: int = 8,
                  lambda1: float = 0.1, lambda2: float = 0.1, lambda_f: float = 0.2,
                  pretrained: str | None = None, crop_max_lost: float = 0.1, crop_prob: float = 0.5,
-                 log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128)):
+                 log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128),
+                 relation: str = "transformer", lambda_ssl: float = 0.2):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
         self.aus = tuple(aus)
         self.variant = variant
-        self.use_roii, self.use_ofe = VARIANTS[variant]
+        tasks = VARIANTS[variant]
+        self.use_roii, self.use_ofe = "roii" in tasks, "ofe" in tasks
+        self.ssl = next((t for t in tasks if t in SSL_TASKS), None)
+        self.lambda_ssl = lambda_ssl
         self.lambda1, self.lambda2, self.lambda_f = lambda1, lambda2, lambda_f
         self.crop_max_lost, self.crop_prob = crop_max_lost, crop_prob
         n = len(self.aus)
-        self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init)
+        self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init,
+                                      relation=relation)
         g_width, dc_width, flow_width = widths
         if self.use_roii:
             self.generator = PatchGenerator(d, g_width)
@@ -55,6 +77,9 @@ class RTATL(nn.Module):
             self.classifier = PatchAUClassifier(n, dc_width)
         if self.use_ofe:
             self.flow_head = FlowHead(mid=flow_width)
+        if self.ssl is not None:
+            self.ssl_head = SSLHead({"rotation": 4, "jigsaw": JIGSAW_PERMUTATIONS, "exemplar": 128}[self.ssl])
+            self.register_buffer("perms", jigsaw_permutations(), persistent=False)
         white = (1.0 - torch.tensor(preprocess.MEAN)) / torch.tensor(preprocess.STD)
         self.register_buffer("white", white.view(1, 3, 1, 1), persistent=False)
         self.pos_weight: torch.Tensor | None = None  #: optional per-AU weight of positives in L_Sup
@@ -66,7 +91,8 @@ class RTATL(nn.Module):
         pretrained = str(m.pretrained) if m.pretrained and not from_checkpoint else None
         return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f, pretrained=pretrained,
                    crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
-                   roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width))
+                   roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width), relation=m.relation,
+                   lambda_ssl=m.lambda_ssl)
 
     def forward(self, inputs, mode: str = "g", gen: torch.Generator | None = None) -> StepOutput:
         """One entry point (so DistributedDataParallel sees both steps): mode "g" or "d"."""
@@ -78,7 +104,8 @@ class RTATL(nn.Module):
 
     # --- parameter groups for the alternating optimisation --------------------------------
     def generator_parameters(self) -> list[nn.Parameter]:
-        mods = [self.backbone] + ([self.generator] if self.use_roii else []) + ([self.flow_head] if self.use_ofe else [])
+        mods = [self.backbone] + ([self.generator] if self.use_roii else []) + ([self.flow_head] if self.use_ofe else []) \
+            + ([self.ssl_head] if self.ssl else [])
         return [p for m in mods for p in m.parameters()]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
@@ -193,6 +220,9 @@ class RTATL(nn.Module):
             sup_mask = known
         terms["sup"] = self.supervised_loss(out, labels, sup_mask, self.pos_weight)
         total = terms["sup"] + (terms["G"] if self.use_roii else 0.0)
+        if self.ssl is not None:
+            terms["ssl"] = self.ssl_loss(images, out.global_maps.mean(dim=(2, 3)), gen)
+            total = total + self.lambda_ssl * terms["ssl"]
         if self.use_ofe:
             has = batch["has_flow"]
             pred = self.flow_head(out.global_maps)
@@ -205,6 +235,15 @@ class RTATL(nn.Module):
         res.total = total
         res.terms = terms
         return res
+
+    def ssl_loss(self, images: torch.Tensor, pooled: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """The rotation / jigsaw / exemplar loss on every image of the batch (labelled or not);
+        ``pooled``: the intact images' pooled ResNet features (the exemplar task's first view)."""
+        if self.ssl == "exemplar":
+            other = self.backbone.features(exemplar_views(images, gen))
+            return info_nce(self.ssl_head(pooled), self.ssl_head(other))
+        x, target = rotate_batch(images, gen) if self.ssl == "rotation" else jigsaw_batch(images, self.perms, gen)
+        return F.cross_entropy(self.ssl_head(self.backbone.features(x)), target)
 
     def discriminator_step(self, g: StepOutput) -> StepOutput:
         """L_D = -L_adv (Eq. 2) on real patches and detached fakes, plus L_C (Eq. 5) on real patches."""

@@ -49,7 +49,7 @@ def part_stats(model) -> list[dict]:
     image = torch.randn(1, 3, geometry.CROP_SIZE, geometry.CROP_SIZE)
     centres = torch.full((1, 2 * n, 2), geometry.CROP_SIZE / 2.0)
     parts = {"ResNet-18 (stem + 4 stages)": [bb.stem, bb.layers], "top-down fusion": [bb.fusion],
-             "per-AU RoI modules": [bb.au_convs], "AU-relation transformer": [bb.transformer],
+             "per-AU RoI modules": [bb.au_convs], f"AU-relation {bb.relation}": [bb.transformer],
              "local + global classifiers": [bb.global_fc]}
     counts = {name: sum(p.numel() for m in mods for p in m.parameters()) for name, mods in parts.items()}
     counts["local + global classifiers"] += bb.local_fc.numel() + bb.local_bias.numel()
@@ -69,7 +69,7 @@ def part_stats(model) -> list[dict]:
     au = _flops(lambda: bb.au_convs(rois))
     tr = _flops(lambda: bb.transformer(torch.randn(1, 2 * n, bb.d)))
     flops = {"ResNet-18 (stem + 4 stages)": stem_layers, "top-down fusion": fusion, "per-AU RoI modules": au,
-             "AU-relation transformer": tr}
+             f"AU-relation {bb.relation}": tr}
     flops["local + global classifiers"] = total - sum(flops.values())
     rows = [{"part": k, "params": counts[k], "gflops": flops[k] / 1e9, "graph": "inference"} for k in parts]
     heads = []
@@ -80,6 +80,8 @@ def part_stats(model) -> list[dict]:
                   ("C: patch AU classifier", model.classifier, lambda: model.classifier(patches))]
     if model.use_ofe:
         heads.append(("flow head", model.flow_head, lambda: model.flow_head(fmaps[-1])))
+    if model.ssl:
+        heads.append((f"{model.ssl} head", model.ssl_head, lambda: model.ssl_head(fmaps[-1].mean(dim=(2, 3)))))
     for name, mod, call in heads:
         mod.eval()
         rows.append({"part": name, "params": sum(p.numel() for p in mod.parameters()), "gflops": _flops(call) / 1e9,

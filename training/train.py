@@ -184,8 +184,10 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.run.seed)
         self.model = model = RTATL.from_config(cfg, self.aus).to(self.device)
+        known = self.labelled.index.labels[:, self.labelled.cols]
+        if cfg.model.relation == "gcn":  # Backbone^G: the training labels' co-occurrence graph (a resume reloads it)
+            model.backbone.transformer.set_prior(torch.from_numpy(known).to(self.device))
         if cfg.optim.balance_labels:
-            known = self.labelled.index.labels[:, self.labelled.cols]
             pos, neg = (known == 1).sum(0), (known == 0).sum(0)
             model.pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.1, 10.0), dtype=torch.float32, device=self.device)
             log.info("L_Sup positive weights per AU: %s", np.round(model.pos_weight.cpu().numpy(), 2).tolist())
