@@ -1,0 +1,136 @@
+"""Table 1's analogue on CPU: the paper's variants trained at equal steps and several seeds on
+the face corpus, with the blendshape teacher's labels as ground truth, judged on people no
+run trained on.
+
+    python -m training.recipes.table1 --out runs/table1 [--steps 150] [--seeds 0 1]
+        [--variants backbone ofe roii rtatl rotation] [--faces ../shared/faces]
+
+Data are the default-model recipe's (``default_model.build_data``: identity-disjoint split of
+``--faces``, teacher soft targets raised by emotion priors, the project's clip for flow and
+unlabelled frames), without its synthetic AU edits; every run uses the recipe's training
+settings and the shipped model's small graph, and differs only in ``model.variant`` and
+``run.seed``. Each finished run adds a row to ``OUT/results.json``; running the command again
+skips finished runs and resumes an interrupted one from its last checkpoint. ``--report``
+writes the table (mean and standard deviation over seeds) to ``OUT/table1.md`` and a plot to
+``OUT/table1.png``.
+
+Caveat: the labels are a blendshape teacher's, not FACS codes; the numbers compare the
+variants with each other on this data, and say nothing of BP4D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtatl_sdk.errors import RTATLError
+
+from . import default_model as recipe
+
+log = logging.getLogger("rtatl.table1")
+VARIANTS = ("backbone", "ofe", "roii", "rtatl", "rotation")
+MEASURES = ("f1_vs_teacher_mean", "f1_vs_targets_mean", "auc_mean")
+
+
+def run_one(args, data: Path, variant: str, seed: int) -> dict:
+    """One variant and seed: train (resuming its folder), then judge it on the validation people
+    (thresholds fitted there, as the recipe does, for the F1 columns; AUCs need none)."""
+    from ..checkpoint import model_from_checkpoint
+    from ..train import train
+
+    cfg = recipe._train_config(args, data, args.steps)
+    cfg.model.variant, cfg.run.seed, cfg.run.out = variant, seed, args.out / f"{variant}_s{seed}"
+    t = time.time()
+    res = train(cfg, progress=args.progress)
+    model, _ = model_from_checkpoint(Path(res["checkpoint"]))
+    student = recipe.validate(model, data)["student"]
+    row = {"variant": variant, "seed": seed, "steps": args.steps, "seconds": round(time.time() - t)}
+    row.update({m: student.get(m) for m in MEASURES})
+    row["auc"] = {k: c["auc"] for k, c in student["contrasts"].items()}
+    return row
+
+
+def report(out: Path, rows: list[dict]) -> str:
+    """The table (mean +- std over seeds per variant) as markdown, and a bar plot with error bars."""
+    lines = ["| variant | seeds | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
+    stats = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        vals = {m: [r[m] for r in rs if r[m] is not None] for m in MEASURES}
+        stats[v] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in vals.items()}
+        lines.append(f"| {v} | {len(rs)} | " + " | ".join(f"{a:.3f} +- {s:.3f}" if a == a else "n/a"
+                                                         for a, s in stats[v].values()) + " |")
+    text = "\n".join(lines)
+    (out / "table1.md").write_text(text + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(MEASURES), figsize=(4 * len(MEASURES), 3.2))
+        for ax, m in zip(axes, MEASURES):
+            names = list(stats)
+            ax.bar(names, [stats[v][m][0] for v in names], yerr=[stats[v][m][1] for v in names], capsize=4, color="#7a9cc6")
+            ax.set_title(m.replace("_", " "))
+            ax.tick_params(axis="x", rotation=30)
+        fig.tight_layout()
+        fig.savefig(out / "table1.png", dpi=110)
+        plt.close(fig)
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot")
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faces", type=Path, default=Path("../shared/faces"))
+    ap.add_argument("--media", type=Path, default=Path("media"))
+    ap.add_argument("--out", type=Path, default=Path("runs/table1"))
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--unlabelled-batch", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=512)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces")
+    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
+    ap.add_argument("--report", action="store_true", help="only write the table and plot of the finished runs")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+    args = ap.parse_args(argv)
+    args.seed, args.eval_every = 0, args.steps  # the data split's seed; the recipe's config reads both
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    results = args.out / "results.json"
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    try:
+        if not args.report:
+            data = args.out / "data"
+            if not (args.out / "data_summary.json").is_file():
+                summary = recipe.build_data(args.faces, args.media, data, args.val_fraction, 0, 0, args.workers, args.limit,
+                                             args.clip_frames)
+                (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
+            for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
+                for variant in args.variants:
+                    if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps for r in rows):
+                        continue
+                    rows.append(run_one(args, data, variant, seed))
+                    results.write_text(json.dumps(rows, indent=1))
+                    log.info("finished %s seed %d: %s", variant, seed, rows[-1])
+    except RTATLError as exc:
+        print(f"table1: error: {exc}", file=sys.stderr)
+        return 2
+    if rows:
+        print(report(args.out, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
