@@ -25,6 +25,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from .errors import InputError, RTATLError
+from .face.tracking import DETECT_EVERY
 from .files import atomic_write_bytes
 from .images import VIDEO_EXTENSIONS
 from .runner import InputRunner, expand_inputs, output_names
@@ -40,7 +41,7 @@ def _options(detector: dict | None) -> Namespace:
     """The per-input options of InputRunner (those of rtatl-detect that apply to one output)."""
     d = dict(detector or {})
     return Namespace(smooth=d.get("smoothing"), calibrate=bool(d.get("calibration")), plot=None, quiet=True,
-                     max_frames=d.pop("max_frames", None), detect_every=d.get("detect_every", 10),
+                     max_frames=d.pop("max_frames", None), detect_every=d.get("detect_every", DETECT_EVERY),
                      reuse=bool(d.get("reuse", True)), camera=None)
 
 

@@ -30,6 +30,10 @@ BAD = {  # case: (extra inputs, options, what the one-line error names)
     "out is an input": (["{tmp}/in/a.csv"], ["--out", "{tmp}/in/a.csv"], "is one of the inputs"),
     "video annotate with two inputs": ([], ["--annotate", "{tmp}/x.mp4"], "exactly one video"),
     "annotate is a file": ([], ["--annotate", "{tmp}/in/a.jpg"], "not a folder"),
+    "cluster with a results file": ([], ["--cluster", "--out-dir", "{tmp}/o"], "--cluster with --out"),
+    "cluster without a folder": ([], ["--out", "{tmp}/r.csv", "--cluster"], "--out-dir"),
+    "out-dir without cluster": ([], ["--out-dir", "{tmp}/o"], "is an option of --cluster"),
+    "zero workers": ([], ["--workers", "0"], "--workers"),
 }
 
 
