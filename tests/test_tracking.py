@@ -96,6 +96,14 @@ def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
     assert tracker._faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
 
 
+def test_two_tracks_on_one_face_become_one_and_detection_is_rerun():
+    two = lambda i: [Box(x=100, y=100, w=60, h=80, score=0.9), Box(x=104, y=102, w=60, h=80, score=0.9)] if i == 0 else \
+        [Box(x=100, y=100, w=60, h=80, score=0.9)]  # noqa: E731
+    pipe = _Pipeline(two)
+    counts, detected = _run(FaceTracker(pipe, detect_every=10), pipe, 3)
+    assert counts == [2, 1, 1] and detected == [0, 1]  # frame 1: a duplicate ended (lost), so the detector ran
+
+
 def test_detect_every_one_is_per_frame_detection_and_zero_is_refused():
     pipe = _Pipeline(lambda i: [Box(x=10, y=10, w=60, h=80, score=0.9)])
     _, detected = _run(FaceTracker(pipe, detect_every=1), pipe, 4)

@@ -6,8 +6,8 @@ appears is found on its first frame with a detection). In between, each tracked 
 for the Landmarker comes from its own landmarks of the previous frame, which saves the
 detector's cost (the largest single stage after the AU model). A track ends when the
 Landmarker finds no face in its square (MediaPipe's own detector and face-presence score run
-inside it), when its landmarks stop looking like a face, or when a detection frame finds no
-detector box on it. ``detect_every=1`` is per-frame detection, as for still images.
+inside it), when its landmarks stop looking like a face, when it lands on a face another track
+holds, or when a detection frame finds no detector box on it. ``detect_every=1`` is per-frame detection, as for still images.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ BOX_FROM_LANDMARKS = (0.004, -0.152, 0.972, 1.340)
 DETECT_EVERY = 10
 #: Largest change of a face's size between two frames that is still the same face (ratio).
 MAX_SCALE_STEP = 1.5
+#: Two tracked faces overlapping this much are one face: the later track ends.
+DUPLICATE_IOU = 0.6
 
 
 def box_from_landmarks(pts68: np.ndarray, score: float) -> Box:
@@ -97,7 +99,8 @@ class FaceTracker:
             face = self.pipeline.face_in_box(bgr, box)
             if face is not None:
                 face.box = box_from_landmarks(face.landmarks, prev.box.score)
-                if looks_like_a_face(face, prev):
+                # a track that slid onto a face another track already holds ends too
+                if looks_like_a_face(face, prev) and all(_iou(face.box, k.box) < DUPLICATE_IOU for k in kept):
                     kept.append(face)
                     continue
             self._lost = True
