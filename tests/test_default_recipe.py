@@ -206,3 +206,26 @@ def test_recipe_refuses_missing_folders(tmp_path, capsys):
 
     assert default_model.main(["--faces", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "--faces" in capsys.readouterr().err
+
+
+@pytest.mark.media
+def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from training.recipes import table1
+
+    out = tmp_path / "t1"
+    common = ["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out), "--val-fraction", "0.5",
+              "--batch", "4", "--unlabelled-batch", "2", "--ff", "64", "--workers", "1", "--clip-frames", "12",
+              "--steps", "2", "--no-progress"]
+    assert table1.main(common + ["--seeds", "0", "--variants", "backbone", "rotation"]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in rows] == [("backbone", 0), ("rotation", 0)]
+    assert all(r["auc_mean"] is not None and 0 <= r["auc_mean"] <= 1 for r in rows)  # the man: neutral vs happy
+    assert table1.main(common + ["--seeds", "0", "1", "--variants", "backbone", "--label-fraction", "0.5"]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [(r["variant"], r["seed"], r["label_fraction"]) for r in rows[2:]] == [("backbone", 0, 0.5), ("backbone", 1, 0.5)]
+    assert table1.main(common + ["--seeds", "0", "--variants", "backbone", "rotation"]) == 0  # all done: nothing rerun
+    assert len(json.loads((out / "results.json").read_text())) == 4
+    table = (out / "table1.md").read_text()
+    assert "| backbone, 50% labels | 2 |" in table and "| rotation | 1 |" in table
+    assert (out / "table1.png").stat().st_size > 1000

@@ -317,3 +317,14 @@ def test_a_table1_baseline_trains_through_the_trainer_with_unlabelled_images(cac
     model, _ = model_from_checkpoint(tmp_path / "rot" / "last.ckpt")
     a = model.backbone.transformer.adjacency
     assert not torch.equal(a, torch.eye(len(a)))  # the co-occurrence graph of the training labels, saved
+
+
+def test_a_label_fraction_hides_the_other_labels_reproducibly(caches, tmp_path):
+    cfg = smoke_cfg(caches, tmp_path / "lf", **{"data.label_fraction": 0.3, "data.subjects_seed": 2})
+    a, b = train.Trainer(cfg, progress=False), train.Trainer(cfg, progress=False)
+    la, lb = a.labelled.index.labels, b.labelled.index.labels
+    hidden = (la == -1).all(1)
+    assert np.array_equal(la, lb) and 0.5 < hidden.mean() < 0.9  # about 70 % hidden
+    assert (a.labelled.index.targets[hidden] == -1).all()
+    full = train.Trainer(smoke_cfg(caches, tmp_path / "all"), progress=False)
+    assert (full.labelled.index.labels != -1).any(1).all()

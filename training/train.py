@@ -128,6 +128,15 @@ def draw_subjects(subjects, n: int, seed: int) -> list[str]:
     return chosen
 
 
+def hide_labels(index, fraction: float, seed: int) -> None:
+    """Keep the labels of ``fraction`` of the frames of ``index`` (seeded); the rest become unknown
+    (-1): L_Sup ignores them, RoII treats them as unlabelled (pseudo-labels)."""
+    hide = np.random.default_rng(seed).random(len(index.labels)) >= fraction
+    index.labels[hide] = -1
+    index.targets[hide] = -1.0
+    log.info("labels kept on %d of %d training frames (label_fraction %.2f)", int((~hide).sum()), len(hide), fraction)
+
+
 class Trainer:
     """One training run of ``cfg``: ``Trainer(cfg).run()``. Each part of a step is a method:
     ``batch`` (data of a step), ``generator_step`` and ``discriminator_step`` (Eq. 9's
@@ -168,6 +177,8 @@ class Trainer:
         augment = Augment(colour_jitter=d.colour_jitter, greyscale=d.greyscale, blur=d.blur, jpeg=d.jpeg, scale=d.scale)
         self.labelled = AUDataset(d.cache, self.train_subjects, train=True, labelled=True, seed=cfg.run.seed, aus=self.aus,
                                   augment=augment)
+        if d.label_fraction < 1.0:
+            hide_labels(self.labelled.index, d.label_fraction, d.subjects_seed)
         args = (self.rank, self.world, cfg.run.workers, self.device.type == "cuda")
         self.streams = [BatchStream(self.labelled, cfg.optim.batch_size, cfg.run.seed, *args)]
         if d.unlabelled_cache is not None and cfg.model.variant != "backbone":

@@ -4,6 +4,7 @@ run trained on.
 
     python -m training.recipes.table1 --out runs/table1 [--steps 150] [--seeds 0 1]
         [--variants backbone ofe roii rtatl rotation] [--faces ../shared/faces]
+    python -m training.recipes.table1 --out runs/table1 --variants backbone rtatl --label-fraction 0.1
 
 Data are the default-model recipe's (``default_model.build_data``: identity-disjoint split of
 ``--faces``, teacher soft targets raised by emotion priors, the project's clip for flow and
@@ -45,23 +46,31 @@ def run_one(args, data: Path, variant: str, seed: int) -> dict:
     from ..train import train
 
     cfg = recipe._train_config(args, data, args.steps)
-    cfg.model.variant, cfg.run.seed, cfg.run.out = variant, seed, args.out / f"{variant}_s{seed}"
+    frac = args.label_fraction
+    cfg.model.variant, cfg.run.seed = variant, seed
+    cfg.run.out = args.out / (f"{variant}_s{seed}" + (f"_labels{frac:g}" if frac < 1 else ""))
+    cfg.data.label_fraction, cfg.data.subjects_seed = frac, seed
     t = time.time()
     res = train(cfg, progress=args.progress)
     model, _ = model_from_checkpoint(Path(res["checkpoint"]))
     student = recipe.validate(model, data)["student"]
-    row = {"variant": variant, "seed": seed, "steps": args.steps, "seconds": round(time.time() - t)}
+    row = {"variant": variant, "seed": seed, "steps": args.steps, "label_fraction": frac, "seconds": round(time.time() - t)}
     row.update({m: student.get(m) for m in MEASURES})
     row["auc"] = {k: c["auc"] for k, c in student["contrasts"].items()}
     return row
+
+
+def _name(row: dict) -> str:
+    frac = row.get("label_fraction", 1.0)
+    return row["variant"] + (f", {frac:.0%} labels" if frac < 1 else "")
 
 
 def report(out: Path, rows: list[dict]) -> str:
     """The table (mean +- std over seeds per variant) as markdown, and a bar plot with error bars."""
     lines = ["| variant | seeds | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
     stats = {}
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        rs = [r for r in rows if r["variant"] == v]
+    for v in dict.fromkeys(_name(r) for r in rows):
+        rs = [r for r in rows if _name(r) == v]
         vals = {m: [r[m] for r in rs if r[m] is not None] for m in MEASURES}
         stats[v] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in vals.items()}
         lines.append(f"| {v} | {len(rs)} | " + " | ".join(f"{a:.3f} +- {s:.3f}" if a == a else "n/a"
@@ -96,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--label-fraction", type=float, default=1.0,
+                    help="limited-label runs: keep this share of the training labels (the curve: run once per value)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--unlabelled-batch", type=int, default=4)
     ap.add_argument("--ff", type=int, default=512)
@@ -119,7 +130,8 @@ def main(argv=None) -> int:
                 (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
             for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
                 for variant in args.variants:
-                    if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps for r in rows):
+                    if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps
+                           and r.get("label_fraction", 1.0) == args.label_fraction for r in rows):
                         continue
                     rows.append(run_one(args, data, variant, seed))
                     results.write_text(json.dumps(rows, indent=1))
