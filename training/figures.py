@@ -89,10 +89,7 @@ def inpainting_figure(model, batch, aus) -> np.ndarray | None:
     k = torch.arange(b) % len(aus)  # a different AU per row
     idx = torch.arange(b)
     kc = torch.stack([batch["centres"][idx, 2 * k], batch["centres"][idx, 2 * k + 1]], 1)
-    half = 24
-    ys, xs = torch.arange(TILE).view(1, 1, TILE, 1), torch.arange(TILE).view(1, 1, 1, TILE)
-    inside = ((xs - kc[..., 0, None, None]).abs() < half) & ((ys - kc[..., 1, None, None]).abs() < half)
-    cropped = torch.where(inside.any(1, keepdim=True), model.white, batch["image"])
+    cropped = model.whiten(batch["image"], kc)
     with torch.no_grad():
         tokens = model.backbone(cropped, batch["centres"]).roi_tokens
         fake = model.generator(torch.stack([tokens[idx, 2 * k], tokens[idx, 2 * k + 1]], 1).reshape(2 * b, -1))

@@ -125,7 +125,7 @@ class RTATL(nn.Module):
         sharing its RoIs such as AU12/14/15, and neighbours mostly covered): L_Sup skips those,
         sec. 3.5 "only on AUs in the intact regions"; and which images were cropped (B,).
         """
-        b, _, h, w = images.shape
+        b = images.shape[0]
         n = len(self.aus)
         k = torch.randint(0, n, (b,), generator=gen, device="cpu").to(images.device)
         draw = torch.rand(b, generator=gen, device="cpu").to(images.device)
@@ -134,16 +134,24 @@ class RTATL(nn.Module):
             crop[torch.argmin(draw)] = True
         idx = torch.arange(b, device=images.device)
         kc = torch.stack([centres[idx, 2 * k], centres[idx, 2 * k + 1]], 1)  # (B, 2, 2)
-        half = geometry.ROI_SIZE / 2
-        ys = torch.arange(h, device=images.device, dtype=centres.dtype).view(1, 1, h, 1)
-        xs = torch.arange(w, device=images.device, dtype=centres.dtype).view(1, 1, 1, w)
-        inside = ((xs - kc[..., 0, None, None]).abs() < half) & ((ys - kc[..., 1, None, None]).abs() < half)
-        mask = inside.any(1, keepdim=True) & crop.view(b, 1, 1, 1)  # (B, 1, H, W)
-        cropped = torch.where(mask, self.white.to(images.dtype), images)
+        cropped = self.whiten(images, kc, crop)
         lost = self.lost_area(centres, kc)  # (B, 2N) share of each RoI inside the whitened boxes
         excluded = (lost > self.crop_max_lost).view(b, n, 2).any(-1)
         excluded[idx, k] = True
         return cropped, k, kc, ~(excluded & crop[:, None]), crop
+
+    def whiten(self, images: torch.Tensor, kc: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+        """``images`` with the two RoI squares around ``kc`` (B, 2, 2) filled with white, on the
+        images ``which`` selects (all by default)."""
+        b, _, h, w = images.shape
+        half = geometry.ROI_SIZE / 2
+        ys = torch.arange(h, device=images.device, dtype=kc.dtype).view(1, 1, h, 1)
+        xs = torch.arange(w, device=images.device, dtype=kc.dtype).view(1, 1, 1, w)
+        inside = ((xs - kc[..., 0, None, None]).abs() < half) & ((ys - kc[..., 1, None, None]).abs() < half)
+        mask = inside.any(1, keepdim=True)  # (B, 1, H, W)
+        if which is not None:
+            mask = mask & which.view(b, 1, 1, 1)
+        return torch.where(mask, self.white.to(images.dtype), images)
 
     @staticmethod
     def lost_area(centres: torch.Tensor, kc: torch.Tensor, size: float = geometry.ROI_SIZE) -> torch.Tensor:
