@@ -229,3 +229,6 @@ def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, t
     table = (out / "table1.md").read_text()
     assert "| backbone, 50% labels | 2 |" in table and "| rotation | 1 |" in table
     assert (out / "table1.png").stat().st_size > 1000
+    assert "| backbone | F1 " in table and "(2) | F1 " in table  # the curve: backbone at 50 % (2 seeds) and 100 %
+    assert "rotation | F1" not in table  # one label fraction: no curve
+    assert (out / "label_curve.png").stat().st_size > 1000

@@ -13,7 +13,8 @@ settings and the shipped model's small graph, and differs only in ``model.varian
 ``run.seed``. Each finished run adds a row to ``OUT/results.json``; running the command again
 skips finished runs and resumes an interrupted one from its last checkpoint. ``--report``
 writes the table (mean and standard deviation over seeds) to ``OUT/table1.md`` and a plot to
-``OUT/table1.png``.
+``OUT/table1.png``, and, for variants run at several ``--label-fraction`` values, the
+limited-label curve to ``OUT/label_curve.png``.
 
 Caveat: the labels are a blendshape teacher's, not FACS codes; the numbers compare the
 variants with each other on this data, and say nothing of BP4D.
@@ -65,6 +66,23 @@ def _name(row: dict) -> str:
     return row["variant"] + (f", {frac:.0%} labels" if frac < 1 else "")
 
 
+def label_curve(rows: list[dict]) -> dict:
+    """Variants run at two or more label fractions: {variant: {fraction: {measure: (mean, std), "seeds": n}}}."""
+    curve = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        fracs = sorted({r.get("label_fraction", 1.0) for r in rs})
+        if len(fracs) < 2:
+            continue
+        curve[v] = {}
+        for f in fracs:
+            at = [r for r in rs if r.get("label_fraction", 1.0) == f]
+            pts = {m: [r[m] for r in at if r[m] is not None] for m in MEASURES}
+            curve[v][f] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in pts.items()}
+            curve[v][f]["seeds"] = len(at)
+    return curve
+
+
 def report(out: Path, rows: list[dict]) -> str:
     """The table (mean +- std over seeds per variant) as markdown, and a bar plot with error bars."""
     lines = ["| variant | seeds | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
@@ -75,6 +93,20 @@ def report(out: Path, rows: list[dict]) -> str:
         stats[v] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in vals.items()}
         lines.append(f"| {v} | {len(rs)} | " + " | ".join(f"{a:.3f} +- {s:.3f}" if a == a else "n/a"
                                                          for a, s in stats[v].values()) + " |")
+    curve = label_curve(rows)
+    if curve:
+        fracs = sorted({f for pts in curve.values() for f in pts})
+        lines += ["", "Limited labels (" + ", ".join(MEASURES[::2]) + "; mean +- std over seeds, seeds in brackets):", "",
+                  "| variant | " + " | ".join(f"{f:.0%} labels" for f in fracs) + " |", "|---|" + "---|" * len(fracs)]
+        for v, pts in curve.items():
+            cells = []
+            for f in fracs:
+                if f not in pts:
+                    cells.append("")
+                    continue
+                (a, sa), (b, sb), n = pts[f]["f1_vs_teacher_mean"], pts[f]["auc_mean"], pts[f]["seeds"]
+                cells.append(f"F1 {a:.3f} +- {sa:.3f}, AUC {b:.3f} +- {sb:.3f} ({n})")
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     (out / "table1.md").write_text(text + "\n")
     try:
@@ -92,6 +124,20 @@ def report(out: Path, rows: list[dict]) -> str:
         fig.tight_layout()
         fig.savefig(out / "table1.png", dpi=110)
         plt.close(fig)
+        if curve:
+            fig, axes = plt.subplots(1, len(MEASURES), figsize=(4 * len(MEASURES), 3.2))
+            for ax, m in zip(axes, MEASURES):
+                for v, pts in curve.items():
+                    fs = sorted(pts)
+                    ax.errorbar([100 * f for f in fs], [pts[f][m][0] for f in fs], yerr=[pts[f][m][1] for f in fs],
+                                marker="o", capsize=4, label=v)
+                ax.set_xscale("log")
+                ax.set_xlabel("training labels kept (%)")
+                ax.set_title(m.replace("_", " "))
+            axes[0].legend()
+            fig.tight_layout()
+            fig.savefig(out / "label_curve.png", dpi=110)
+            plt.close(fig)
     except ImportError:
         log.warning("matplotlib is not installed: no plot")
     return text
