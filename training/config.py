@@ -24,8 +24,8 @@ class DataConfig(_Strict):
     #: (null: all of them)
     train_subjects: int | None = Field(None, ge=1)
     subjects_seed: int = 0
-    #: limited-label runs: keep the labels of this share of the training images (drawn with
-    #: ``subjects_seed``); the others stay in training as unlabelled images (1: all labels)
+    #: limited-label runs: train on this share of the labelled frames (drawn with
+    #: ``subjects_seed``); the others leave training, the unlabelled data stay the same (1: all)
     label_fraction: float = Field(1.0, gt=0.0, le=1.0)
     aus: list[int] | None = None  #: default: the dataset's AU set
     colour_jitter: float = 0.0  #: training only: brightness/contrast/saturation factors in [1-j, 1+j] (paper: 0)

@@ -128,13 +128,16 @@ def draw_subjects(subjects, n: int, seed: int) -> list[str]:
     return chosen
 
 
-def hide_labels(index, fraction: float, seed: int) -> None:
-    """Keep the labels of ``fraction`` of the frames of ``index`` (seeded); the rest become unknown
-    (-1): L_Sup ignores them, RoII treats them as unlabelled (pseudo-labels)."""
-    hide = np.random.default_rng(seed).random(len(index.labels)) >= fraction
-    index.labels[hide] = -1
-    index.targets[hide] = -1.0
-    log.info("labels kept on %d of %d training frames (label_fraction %.2f)", int((~hide).sum()), len(hide), fraction)
+def keep_labelled_share(index, fraction: float, seed: int) -> None:
+    """Limited labels: keep ``fraction`` of the labelled frames of ``index`` (a seeded draw, at
+    least one) and drop the rest from the labelled stream, so every batch is still fully
+    labelled; the unlabelled data stay as they are (the paper's Figure 4 setting: fewer labelled
+    samples, the same unlabelled ones)."""
+    n = len(index)
+    keep = np.zeros(n, bool)
+    keep[np.random.default_rng(seed).permutation(n)[:max(1, round(fraction * n))]] = True
+    index.keep(keep)
+    log.info("labelled frames kept: %d of %d (data.label_fraction %.2f, seed %d)", int(keep.sum()), n, fraction, seed)
 
 
 class Trainer:
@@ -178,7 +181,7 @@ class Trainer:
         self.labelled = AUDataset(d.cache, self.train_subjects, train=True, labelled=True, seed=cfg.run.seed, aus=self.aus,
                                   augment=augment)
         if d.label_fraction < 1.0:
-            hide_labels(self.labelled.index, d.label_fraction, d.subjects_seed)
+            keep_labelled_share(self.labelled.index, d.label_fraction, d.subjects_seed)
         args = (self.rank, self.world, cfg.run.workers, self.device.type == "cuda")
         self.streams = [BatchStream(self.labelled, cfg.optim.batch_size, cfg.run.seed, *args)]
         if d.unlabelled_cache is not None and cfg.model.variant != "backbone":

@@ -67,6 +67,14 @@ class CacheIndex:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the frames where ``mask`` is true (every per-frame array follows)."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != (len(self),) or not mask.any():
+            raise InputError(str(self.root), f"a frame selection must keep at least one of its {len(self)} frames")
+        for k in ("keys", "subjects", "frames", "labels", "targets", "landmarks", "has_flow"):
+            setattr(self, k, getattr(self, k)[mask])
+
     def image_path(self, i: int) -> Path:
         return self.root / "images" / self.keys[i] / f"{self.frames[i]}.jpg"
 
