@@ -66,6 +66,12 @@ def _name(row: dict) -> str:
     return row["variant"] + (f", {frac:.0%} labels" if frac < 1 else "")
 
 
+def _summary(rows: list[dict]) -> dict:
+    """{measure: (mean, population std)} over ``rows`` (the seeds of one setting)."""
+    vals = {m: [r[m] for r in rows if r[m] is not None] for m in MEASURES}
+    return {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in vals.items()}
+
+
 def label_curve(rows: list[dict]) -> dict:
     """Variants run at two or more label fractions: {variant: {fraction: {measure: (mean, std), "seeds": n}}}."""
     curve = {}
@@ -77,9 +83,7 @@ def label_curve(rows: list[dict]) -> dict:
         curve[v] = {}
         for f in fracs:
             at = [r for r in rs if r.get("label_fraction", 1.0) == f]
-            pts = {m: [r[m] for r in at if r[m] is not None] for m in MEASURES}
-            curve[v][f] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in pts.items()}
-            curve[v][f]["seeds"] = len(at)
+            curve[v][f] = {**_summary(at), "seeds": len(at)}
     return curve
 
 
@@ -90,8 +94,7 @@ def report(out: Path, rows: list[dict]) -> str:
     stats = {}
     for v in dict.fromkeys(_name(r) for r in rows):
         rs = [r for r in rows if _name(r) == v]
-        vals = {m: [r[m] for r in rs if r[m] is not None] for m in MEASURES}
-        stats[v] = {m: (float(np.mean(x)), float(np.std(x))) if x else (float("nan"), 0.0) for m, x in vals.items()}
+        stats[v] = _summary(rs)
         lines.append(f"| {v} | {len(rs)} | " + " | ".join(f"{a:.3f} +- {s:.3f}" if a == a else "n/a"
                                                          for a, s in stats[v].values()) + " |")
     curve = label_curve(rows)
