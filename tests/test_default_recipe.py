@@ -232,3 +232,31 @@ def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, t
     assert "| backbone | F1 " in table and "(2) | F1 " in table  # the curve: backbone at 50 % (2 seeds) and 100 %
     assert "rotation | F1" not in table  # one label fraction: no curve
     assert (out / "label_curve.png").stat().st_size > 1000
+
+
+def test_roii_diagnosis_runs_factors_writes_one_file_each_and_resumes(tiny_corpus, media, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from training.recipes import roii_diagnosis
+
+    out, res = tmp_path / "diag", tmp_path / "results"
+    common = ["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out), "--results", str(res),
+              "--val-fraction", "0.5", "--batch", "4", "--unlabelled-batch", "2", "--ff", "64", "--workers", "1",
+              "--clip-frames", "12", "--steps", "2", "--no-progress"]
+    assert roii_diagnosis.main(common + ["--factors", "roii_detach", "roii", "roii_bn_intact"]) == 0
+    files = sorted(p.name for p in res.iterdir())
+    assert files == ["roii_bn_intact_s0_steps2.json", "roii_detach_s0_steps2.json", "roii_s0_steps2.json"]
+    det = json.loads((res / "roii_detach_s0_steps2.json").read_text())
+    assert det["model_settings"]["roii_detach"] is True and det["init"] == "random" and det["steps"] == 2
+    assert det["grad_norms_end"]["rec"]["trunk"] == 0 and det["grad_norms_end"]["sup"]["trunk"] > 0
+    full = json.loads((res / "roii_s0_steps2.json").read_text())
+    assert full["grad_norms_init"]["rec"]["trunk"] > 0
+    for row in (det, full):
+        assert 0 <= row["f1_card_mean"] <= 1 and 0 <= row["f1_fitted_mean"] <= 1 and 0 <= row["auc_mean"] <= 1
+    bn = json.loads((res / "roii_bn_intact_s0_steps2.json").read_text())
+    assert bn["bn_images"] == 80 and "grad_norms_end" not in bn
+    stamp = (res / "roii_s0_steps2.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert roii_diagnosis.main(common + ["--factors", "roii", "roii_detach"]) == 0  # done: nothing rerun
+    assert (res / "roii_s0_steps2.json").stat().st_mtime_ns == stamp
+    table = capsys.readouterr().out
+    assert "| roii_detach | 1 |" in table and "| roii_bn_intact | 1 |" in table

@@ -338,3 +338,49 @@ def test_table1_variants_train_and_their_loss_falls_on_a_fixed_batch(variant, re
     if variant != "backbone":
         assert "ssl" in out.terms and all(p.grad is not None for p in m.ssl_head.parameters())
     assert m.backbone.relation == relation
+
+
+def test_gradient_norms_show_which_parts_each_loss_reaches():
+    """RoII diagnosis: L_G's terms reach the trunk and RoI features unless G's input is detached;
+    L_Sup always does; the warm-up scales the auxiliary losses by step / aux_warmup."""
+    from training.diagnosis import gradient_norms
+
+    b = make_batch(4)
+    torch.manual_seed(0)
+    plain = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4)
+    torch.manual_seed(0)
+    detached = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4, roii_detach=True)
+    torch.manual_seed(5)  # dropout draws from the global generator
+    g1 = gradient_norms(plain, b, torch.Generator().manual_seed(1))
+    torch.manual_seed(5)
+    g2 = gradient_norms(detached, b, torch.Generator().manual_seed(1))
+    assert set(g1) == {"sup", "adv_g", "rec", "cls_g"}
+    for term in ("adv_g", "rec", "cls_g"):
+        assert g1[term]["trunk"] > 0 and g1[term]["roi"] > 0
+        assert g2[term]["trunk"] == 0 and g2[term]["roi"] == 0  # G alone learns from L_G
+    assert g1["sup"]["trunk"] == pytest.approx(g2["sup"]["trunk"], rel=1e-4)  # L_Sup is untouched by the detach
+    assert g1["sup"]["cos_sup_trunk"] == pytest.approx(1.0)
+    warm = RTATL(AUS, variant="rtatl", ff=64, widths=(64, 16, 16), roi_cells=4, aux_warmup=10)
+    warm.set_step(0)
+    out0 = warm.generator_step(b, torch.Generator().manual_seed(1))
+    assert float(out0.total) == pytest.approx(float(out0.terms["sup"]), rel=1e-6)  # auxiliary weight 0 at step 0
+    warm.set_step(5)
+    out5 = warm.generator_step(b, torch.Generator().manual_seed(1))
+    t = out5.terms
+    assert float(out5.total) == pytest.approx(float(t["sup"] + 0.5 * (t["G"] + warm.lambda_f * t["flow"])), rel=1e-5)
+
+
+def test_batchnorm_reestimation_changes_only_running_statistics():
+    from training.diagnosis import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    m = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4)
+    weights = {k: v.clone() for k, v in m.state_dict().items() if "running" not in k and "num_batches" not in k}
+    bn = m.backbone.stem[1]
+    before = bn.running_mean.clone()
+    b = make_batch(4)
+    assert reestimate_batchnorm(m, [b, make_batch(4, seed=1)]) == 8
+    assert not torch.allclose(bn.running_mean, before)
+    assert bn.momentum == 0.1  # restored
+    after = m.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights.items())

@@ -68,6 +68,11 @@ class ModelConfig(_Strict):
     #: L_Sup keeps an AU of a cropped image only if neither of its RoIs loses more than this
     #: share of its area to the whitened RoIs (sec. 3.5: "only on AUs in the intact regions")
     crop_max_lost: float = Field(0.1, ge=0.0, le=1.0)
+    #: RoII diagnosis: G reads the RoI features detached from the backbone (L_G then trains G alone)
+    roii_detach: bool = False
+    #: the auxiliary losses (L_G, lambda_f L_F, the SSL loss) are weighted by min(1, step / aux_warmup): a
+    #: linear warm-up over this many steps (0: full weight from the first step, as in the paper)
+    aux_warmup: int = Field(0, ge=0)
 
 
 class OptimConfig(_Strict):

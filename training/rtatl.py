@@ -55,7 +55,8 @@ class RTATL(nn.Module):
                  lambda1: float = 0.1, lambda2: float = 0.1, lambda_f: float = 0.2,
                  pretrained: str | None = None, crop_max_lost: float = 0.1, crop_prob: float = 0.5,
                  log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128),
-                 relation: str = "transformer", lambda_ssl: float = 0.2):
+                 relation: str = "transformer", lambda_ssl: float = 0.2, roii_detach: bool = False,
+                 aux_warmup: int = 0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -67,6 +68,8 @@ class RTATL(nn.Module):
         self.lambda_ssl = lambda_ssl
         self.lambda1, self.lambda2, self.lambda_f = lambda1, lambda2, lambda_f
         self.crop_max_lost, self.crop_prob = crop_max_lost, crop_prob
+        self.roii_detach, self.aux_warmup = roii_detach, aux_warmup
+        self.aux_scale = 1.0  #: weight of the auxiliary losses this step (the trainer sets it: ``set_step``)
         n = len(self.aus)
         self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init,
                                       relation=relation)
@@ -92,7 +95,11 @@ class RTATL(nn.Module):
         return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f, pretrained=pretrained,
                    crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
                    roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width), relation=m.relation,
-                   lambda_ssl=m.lambda_ssl)
+                   lambda_ssl=m.lambda_ssl, roii_detach=m.roii_detach, aux_warmup=m.aux_warmup)
+
+    def set_step(self, step: int) -> None:
+        """The auxiliary losses' warm-up weight for training step ``step``: min(1, step / aux_warmup)."""
+        self.aux_scale = 1.0 if self.aux_warmup <= 0 else min(1.0, step / self.aux_warmup)
 
     def forward(self, inputs, mode: str = "g", gen: torch.Generator | None = None) -> StepOutput:
         """One entry point (so DistributedDataParallel sees both steps): mode "g" or "d"."""
@@ -210,7 +217,7 @@ class RTATL(nn.Module):
             pseudo_k = self.pseudo_labels(images[idx], centres[idx], k, ~known[idx, k])
             out = self.backbone(cropped, centres)
             x = torch.stack([out.roi_tokens[idx, 2 * k], out.roi_tokens[idx, 2 * k + 1]], 1).reshape(2 * len(idx), -1)
-            fake = self.generator(x)
+            fake = self.generator(x.detach() if self.roii_detach else x)
             real = crop_patches(images[idx], kc)
             lab_k = labels[idx, k]
             target = torch.where(known[idx, k], lab_k.clamp(min=0).to(images.dtype), pseudo_k)
@@ -227,10 +234,11 @@ class RTATL(nn.Module):
             out = self.backbone(images, centres)
             sup_mask = known
         terms["sup"] = self.supervised_loss(out, labels, sup_mask, self.pos_weight)
-        total = terms["sup"] + (terms["G"] if self.use_roii else 0.0)
+        w = self.aux_scale  # 1 unless the auxiliary losses warm up (model.aux_warmup)
+        total = terms["sup"] + (w * terms["G"] if self.use_roii else 0.0)  # Eq. 9, generator side
         if self.ssl is not None:
             terms["ssl"] = self.ssl_loss(images, out.global_maps.mean(dim=(2, 3)), gen)
-            total = total + self.lambda_ssl * terms["ssl"]
+            total = total + w * self.lambda_ssl * terms["ssl"]
         if self.use_ofe:
             has = batch["has_flow"]
             pred = self.flow_head(out.global_maps)
@@ -239,7 +247,7 @@ class RTATL(nn.Module):
                 terms["flow"] = (pred[has] - target).abs().mean()  # Eq. 8
             else:
                 terms["flow"] = pred.sum() * 0.0
-            total = total + self.lambda_f * terms["flow"]
+            total = total + w * self.lambda_f * terms["flow"]
         res.total = total
         res.terms = terms
         return res

@@ -350,6 +350,7 @@ class Trainer:
         self._t0, self._start_step, history = time.time(), self.step, []
         while self.step < cfg.optim.steps:
             batch = self.batch()
+            self.model.set_step(self.step)  # the auxiliary losses' warm-up weight (model.aux_warmup)
             g, terms = self.generator_step(net, batch)
             if g is not None:
                 self.discriminator_step(net, g, terms)
