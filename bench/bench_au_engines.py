@@ -69,7 +69,7 @@ def ort_runner(path: Path, threads: int, level: str = "ORT_ENABLE_ALL"):
 
 
 def openvino_runner(path: Path, threads: int):
-    from rtatl_sdk.engine import OpenVinoEngine
+    from rtatl_sdk.engines import OpenVinoEngine
 
     eng = OpenVinoEngine(path, threads=threads)
     return eng.run
@@ -82,7 +82,7 @@ def faces(path: Path, aus, stride: int, n: int):
 
 
 def main(argv=None) -> int:
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
     from rtatl_sdk.errors import RTATLError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

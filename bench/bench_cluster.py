@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         archive.mkdir()
         for name in INPUTS:
             shutil.copy(MEDIA / name, archive / name)
-        cli = [sys.executable, "-m", "rtatl_sdk.cli", str(archive), "--quiet"]
+        cli = [sys.executable, "-m", "rtatl_sdk.apps.cli", str(archive), "--quiet"]
         dt = timed(cli + ["--out", str(Path(tmp) / "single.csv")])
         frames = len({tuple(line.split(",")[:2]) for line in (Path(tmp) / "single.csv").read_text().splitlines()[1:]})
         rows.append({"run": "rtatl-detect, one process", "seconds": dt, "frames_per_second": frames / dt})

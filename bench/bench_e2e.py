@@ -27,7 +27,7 @@ def peer_fps(video: Path, frames: int) -> float:
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
     from rtatl_sdk import store
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(store.resolve(store.FACE_LANDMARKER))),
                                         running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True)

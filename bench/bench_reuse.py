@@ -1,7 +1,7 @@
 """Keyframe reuse: how many AU inferences each ``ReuseConfig`` saves and how many AU decisions it
 keeps, replayed offline on tracked faces of real clips (every frame inferred once, then each
 rule applied to the recorded landmarks, thumbnails and probabilities exactly as
-``rtatl_sdk.temporal.KeyframeReuse`` applies it).
+``rtatl_sdk.stream.temporal.KeyframeReuse`` applies it).
 
     python bench/bench_reuse.py [--clips media/WolfgangLanger_Pexels.mp4 media/single_face.mp4]
 
@@ -25,8 +25,8 @@ from common import MEDIA, header, save, table  # noqa: E402
 def record(det, clip: Path) -> list:
     """Per frame: (crop landmarks, thumbnail, probabilities) of the largest tracked face, or None."""
     from rtatl_sdk.face.tracking import FaceTracker
-    from rtatl_sdk.temporal import _thumbnail
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.temporal import _thumbnail
+    from rtatl_sdk.stream.video import iter_frames
 
     tracker = FaceTracker(det.pipeline, det.detect_every)
     seq = []
@@ -42,7 +42,7 @@ def record(det, clip: Path) -> list:
 
 def replay(seqs, thr: np.ndarray, cfg) -> tuple[float, float]:
     """(reused share, AU decisions equal to every-frame inference) of one ``ReuseConfig``."""
-    from rtatl_sdk.temporal import KeyframeReuse
+    from rtatl_sdk.stream.temporal import KeyframeReuse
 
     reused = agree = total = n = 0
     for seq in seqs:
@@ -76,7 +76,7 @@ class _Recorded:
 
 def main(argv=None) -> int:
     from rtatl_sdk import AUDetector
-    from rtatl_sdk.temporal import ReuseConfig
+    from rtatl_sdk.stream.temporal import ReuseConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=Path, nargs="+", default=[MEDIA / "WolfgangLanger_Pexels.mp4", MEDIA / "single_face.mp4"])

@@ -20,9 +20,10 @@ def main(argv=None) -> int:
     import cv2
     import onnxruntime as ort
 
-    from rtatl_sdk import geometry, load_image
+    from rtatl_sdk import load_image
+    from rtatl_sdk.contract import geometry
+    from rtatl_sdk.contract.preprocess import model_inputs
     from rtatl_sdk.face import FacePipeline
-    from rtatl_sdk.preprocess import model_inputs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("rtatl_sdk/models/model.onnx"))
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
     rows.append({"stage": "landmarker per face (478 pts)", **timeit(lambda: pipe.landmarker.landmarks(frame, cx, cy, side), args.repeats)})
     face = pipe.process(frame, [box])[0]
     rows.append({"stage": "align 68 pts -> 200x200", **timeit(lambda: geometry.align_face(frame, face.landmarks), args.repeats)})
-    from rtatl_sdk.au import AU_SETS
+    from rtatl_sdk.contract.au import AU_SETS
 
     aus = AU_SETS["BP4D"]
     models = {"fp32": args.model, "int8": args.int8 or args.model.with_name("model.int8.onnx")}
@@ -64,8 +65,8 @@ def main(argv=None) -> int:
             t = timeit(lambda s=sess, x=image, c=centres: s.run(None, {"image": x, "centres": c}), max(5, args.repeats // (1 + b // 8)))
             rows.append({"stage": f"AU model {name} batch {b} (per face)", "median_ms": t["median_ms"] / b,
                          "p10_ms": t["p10_ms"] / b, "p90_ms": t["p90_ms"] / b, "repeats": t["repeats"]})
-    from rtatl_sdk.results import face_row
-    from rtatl_sdk.writers import RowWriter
+    from rtatl_sdk.io.rows import face_row
+    from rtatl_sdk.io.writers import RowWriter
 
     fake = _fake_result(face, aus)
     buf = Path("out/bench/_writer.csv")
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     if train:
         print(f"\ntraining (RTATL, CPU, batch {train['batch']}): {train['images_per_second']:.2f} images/s")
     save("stages", {"header": head, "rows": rows, "training": train})
-    pipe.landmarker.close()
+    pipe.close()
     return 0
 
 
@@ -110,7 +111,7 @@ def _train_speed(batch: int = 8, steps: int = 4) -> dict | None:
 
         import torch
 
-        from rtatl_sdk.au import AU_SETS
+        from rtatl_sdk.contract.au import AU_SETS
         from training.rtatl import RTATL
     except ImportError:
         return None

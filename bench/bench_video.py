@@ -45,7 +45,7 @@ def peer_run(video: Path, max_frames: int | None) -> tuple[int, float]:
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
     from rtatl_sdk import quiet, store
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(store.resolve(store.FACE_LANDMARKER))),
                                         running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True)
@@ -63,7 +63,7 @@ def peer_run(video: Path, max_frames: int | None) -> tuple[int, float]:
 
 
 def our_run(det, video: Path, max_frames: int | None, every: int, reuse: bool):
-    from rtatl_sdk.temporal import ReuseConfig
+    from rtatl_sdk.stream.temporal import ReuseConfig
 
     det.reuse = ReuseConfig() if reuse else None
     t = time.perf_counter()

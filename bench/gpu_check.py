@@ -33,7 +33,7 @@ from bench.common import MEDIA, header  # noqa: E402
 
 
 def _ckpt(out: Path) -> Path:
-    from rtatl_sdk.au import AU_SETS
+    from rtatl_sdk.contract.au import AU_SETS
     from training.checkpoint import write_initial_checkpoint
     from training.config import TrainConfig
 
@@ -72,7 +72,7 @@ def cuda_provider(out: Path) -> dict:
 
     from export import export_model
     from export.api import inference_model, random_inputs
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
 
     ckpt = _ckpt(out)
     export_model(ckpt, out / "onnx")
@@ -91,7 +91,7 @@ def cuda_provider(out: Path) -> dict:
 def tensorrt_engine(out: Path) -> dict:
     from export import export_model
     from export.api import random_inputs
-    from rtatl_sdk.engine import TensorRTEngine
+    from rtatl_sdk.engines import TensorRTEngine
 
     t = time.perf_counter()
     reps = export_model(_ckpt(out), out / "trt", fp16=True, trt=True, faces=MEDIA / "multi_face.jpg")
@@ -104,7 +104,7 @@ def tensorrt_engine(out: Path) -> dict:
 
 
 def tensorrt_provider(out: Path) -> dict:
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
 
     rows = {}
     for start in ("cold", "cached"):

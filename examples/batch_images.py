@@ -14,8 +14,7 @@ def main(argv=None) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    from rtatl_sdk import AUDetector
-    from rtatl_sdk.errors import InputError
+    from rtatl_sdk import AUDetector, InputError
 
     folder = Path(argv[0])
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})

@@ -19,8 +19,7 @@ import numpy as np
 def main(argv=None) -> int:
     import cv2
 
-    from rtatl_sdk import AUDetector, au_number, draw, load_image
-    from rtatl_sdk.errors import RTATLError
+    from rtatl_sdk import AUDetector, RTATLError, annotate, au_number, draw_au_centres, load_image
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("image", nargs="?", help="image path (default: scikit-image astronaut)")
@@ -47,9 +46,9 @@ def main(argv=None) -> int:
         print(f"face {f.index} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
     print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
     args.out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out / "annotated.jpg"), draw.annotate(img, faces))
+    cv2.imwrite(str(args.out / "annotated.jpg"), annotate(img, faces))
     aus = [au_number(a) for a in det.aus]
-    crops = [draw.draw_au_centres(f.crop.copy(), f.crop_centres, aus) for f in faces]  # what the model saw
+    crops = [draw_au_centres(f.crop.copy(), f.crop_centres, aus) for f in faces]  # what the model saw
     if crops:
         cv2.imwrite(str(args.out / "aligned.jpg"), np.hstack(crops))
     print(f"wrote {args.out / 'annotated.jpg'}" + (f" and {args.out / 'aligned.jpg'}" if crops else ""))

@@ -14,11 +14,7 @@ import sys
 def main(argv=None) -> int:
     import cv2
 
-    from rtatl_sdk import AUDetector
-    from rtatl_sdk.draw import annotate
-    from rtatl_sdk.errors import RTATLError
-    from rtatl_sdk.results import face_row
-    from rtatl_sdk.writers import RowWriter
+    from rtatl_sdk import AUDetector, RowWriter, RTATLError, annotate, face_row
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default="0", help="camera index or video file (default 0)")

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk import __version__ as sdk_version
-from rtatl_sdk import geometry
-from rtatl_sdk.au import au_label
-from rtatl_sdk.card import METADATA_KEY, ModelCard, Provenance
+from rtatl_sdk.contract import geometry
+from rtatl_sdk.contract.au import au_label
+from rtatl_sdk.contract.card import METADATA_KEY, ModelCard, Provenance
+from rtatl_sdk.contract.precision import FILE_NAMES, precision_of
+from rtatl_sdk.contract.preprocess import sigmoid
 from rtatl_sdk.errors import RTATLError
-from rtatl_sdk.preprocess import sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
 
 def read_card(path: Path) -> ModelCard:
     """The card embedded in an ONNX file, read by the SDK's own engine (one reader for both)."""
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
 
     try:
         return OnnxEngine(Path(path), ["CPUExecutionProvider"]).card
@@ -236,7 +237,7 @@ def verify_file(path: Path, precision: str, reference=None, faces=None, provider
     """
     import onnx
 
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
 
     rep = FileReport(str(path), precision, Path(path).stat().st_size)
     try:
@@ -320,21 +321,21 @@ def _export_engine(reports: list[FileReport], tmp: Path, out: Path, card: ModelC
     if base.precision == "fp32":
         source = tmp / "trt_source.fp16.onnx"
         to_fp16(Path(base.path), source)
-    build_trt_engine(source, tmp / "model.engine")
-    (tmp / "model.engine.card.json").write_text(card.to_json())
-    rep = verify_engine(tmp / "model.engine", card, model, real)
+    build_trt_engine(source, tmp / FILE_NAMES["tensorrt-fp16"])
+    (tmp / (FILE_NAMES["tensorrt-fp16"] + ".card.json")).write_text(card.to_json())
+    rep = verify_engine(tmp / FILE_NAMES["tensorrt-fp16"], card, model, real)
     dest = out if rep.passed else out / "rejected"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("model.engine", "model.engine.card.json"):
+    for name in (FILE_NAMES["tensorrt-fp16"], FILE_NAMES["tensorrt-fp16"] + ".card.json"):
         shutil.move(str(tmp / name), dest / name)
-    rep.path = str(dest / "model.engine")
+    rep.path = str(dest / FILE_NAMES["tensorrt-fp16"])
     return rep
 
 
 def verify_engine(path: Path, card: ModelCard, reference, faces, fp16_max_abs: float = 0.1) -> FileReport:
     """The engine through the SDK's runner, held to the fp16 file's tolerance against PyTorch on
     random batches 1/3/8 and on real faces, like every other export."""
-    from rtatl_sdk.engine import TensorRTEngine
+    from rtatl_sdk.engines import TensorRTEngine
 
     rep = FileReport(str(path), "tensorrt-fp16", Path(path).stat().st_size)
     engine = TensorRTEngine(Path(path))
@@ -371,18 +372,18 @@ def export_model(ckpt, out, *, fp16: bool = False, int8: bool = False, calib=Non
     reports: list[FileReport] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        fp32 = tmp / "model.onnx"
+        fp32 = tmp / FILE_NAMES["fp32"]
         export_onnx(model, fp32)
         write_card(fp32, card)
         jobs = [("fp32", fp32)]
         if fp16:
-            to_fp16(fp32, tmp / "model.fp16.onnx")
-            jobs.append(("fp16", tmp / "model.fp16.onnx"))
+            to_fp16(fp32, tmp / FILE_NAMES["fp16"])
+            jobs.append(("fp16", tmp / FILE_NAMES["fp16"]))
         if int8:
             calib_set = real if faces is None else collect_faces_for(calib, aus, calib_faces)
-            to_int8(fp32, tmp / "model.int8.onnx", *calib_set)
-            write_card(tmp / "model.int8.onnx", card)
-            jobs.append(("int8", tmp / "model.int8.onnx"))
+            to_int8(fp32, tmp / FILE_NAMES["int8"], *calib_set)
+            write_card(tmp / FILE_NAMES["int8"], card)
+            jobs.append(("int8", tmp / FILE_NAMES["int8"]))
         for precision, path in jobs:
             rep = verify_file(path, precision, model, real, max_flip=max_flip)
             dest = out / path.name if rep.passed else out / "rejected" / path.name
@@ -420,6 +421,4 @@ def verify_model(path, ckpt=None, faces=None, providers=None, max_flip: float = 
             raise ExportError(f"{path}: its AUs {card.aus} are not those of checkpoint {ckpt}")
     if faces is not None:
         real = collect_faces_for(faces, card.au_numbers, 64)
-    name = path.name
-    precision = "int8" if ".int8." in name else "fp16" if ".fp16." in name else "fp32"
-    return verify_file(path, precision, reference, real, providers=providers, max_flip=max_flip)
+    return verify_file(path, precision_of(path), reference, real, providers=providers, max_flip=max_flip)

@@ -7,27 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
+from rtatl_sdk.contract.preprocess import model_inputs
 from rtatl_sdk.errors import InputError, RTATLError
-from rtatl_sdk.images import IMAGE_EXTENSIONS as IMAGE_EXT
-from rtatl_sdk.images import VIDEO_EXTENSIONS as VIDEO_EXT
-from rtatl_sdk.images import load_image
-from rtatl_sdk.preprocess import model_inputs
+from rtatl_sdk.io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, load_image
 
 log = logging.getLogger(__name__)
 
 
 def _frames(path: Path, video_stride: int):
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         ext = f.suffix.lower()
-        if ext in IMAGE_EXT:
+        if ext in IMAGE_EXTENSIONS:
             try:
                 yield load_image(f)
             except InputError as exc:
                 log.warning("skipping %s", exc)
-        elif ext in VIDEO_EXT:
+        elif ext in VIDEO_EXTENSIONS:
             for fr in iter_frames(f):
                 if fr.index % video_stride == 0 and fr.image is not None:
                     yield fr.image
@@ -50,7 +48,7 @@ def collect_faces(path, aus, max_faces: int = 64, video_stride: int = 10) -> tup
             if len(crops) >= max_faces:
                 break
     finally:
-        pipe.landmarker.close()
+        pipe.close()
     if not crops:
         raise RTATLError(f"{path}: no face found in any image or video frame")
     return model_inputs(crops[:max_faces], lms[:max_faces], aus)

@@ -7,17 +7,20 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import store
-from .errors import InputError
-from .face.tracking import DETECT_EVERY
-from .geometry import centres_in_image
-from .images import load_image
-from .preprocess import model_inputs, sigmoid
-from .results import AUResult, FaceAUs, FrameResult
-from .temporal import KeyframeReuse, NeutralBaseline, ReuseConfig, Smoother
+from .contract.geometry import centres_in_image, inside_image
+from .contract.preprocess import model_inputs, sigmoid
+from .errors import ClosedError, InputError
+from .face.tracking import check_detect_every
+from .io.images import load_image
+from .options import DetectorOptions
+from .results import AUResult, FaceAUs, FrameResult, Gaze, HeadPose
+from .stream.state import StreamState, prefetch
+from .stream.temporal import ReuseConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,89 +31,11 @@ def default_model_path(providers: list[str] | None = None) -> Path:
     On CPU the INT8 model is preferred where it is there: export writes it only when its AU
     decisions agree with the fp32 model's on real faces (the shipped one: >= 98 %).
     """
-    from .engine import best_providers
+    from .engines import best_providers
 
     on_gpu = any(p in (providers or best_providers()) for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
     names = (store.AU_MODEL.filename,) if on_gpu else (store.AU_MODEL_INT8, store.AU_MODEL.filename)
     return store.resolve(store.AU_MODEL, None, names)
-
-
-def _prefetch(frames, depth: int = 4):
-    """Decode frames in a background thread while the caller processes earlier ones (same order)."""
-    import queue
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def reader():
-        try:
-            for fr in frames:
-                if not put(fr):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-            return
-        finally:
-            frames.close()  # release the capture in this thread
-        put(done)
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-class _StreamState:
-    """Per-track state of one video stream: keyframe reuse, calibration, smoothing (in that order)."""
-
-    def __init__(self, smoothing: float | None, calibration: bool, reuse: ReuseConfig | None, neutral_frames):
-        self.smoother = Smoother(smoothing) if smoothing else None
-        self.baseline = NeutralBaseline() if calibration else None
-        self.reuse = KeyframeReuse(reuse) if reuse is not None else None
-        self.neutral_frames = neutral_frames or set()
-
-    def probabilities(self, index: int, faces, tids: list[int], infer) -> list[np.ndarray]:
-        """Each face's probabilities: the AU model's (``infer``), or its track's last ones where
-        keyframe reuse finds the face unchanged; then the track's baseline and smoothing."""
-        if self.reuse is None:
-            probs = list(infer(faces))
-        else:
-            probs = self.reuse(faces, tids, infer)
-        out = []
-        for p, tid in zip(probs, tids):
-            if self.baseline is not None:
-                if index in self.neutral_frames:
-                    self.baseline.add_neutral(tid, p)
-                p = self.baseline(tid, p)
-            if self.smoother is not None:
-                p = self.smoother(tid, p)
-            out.append(p)
-        return out
-
-    def stats(self, tracker) -> dict:
-        """What the stream cost: frames, detector runs, lost tracks, AU inferences reused."""
-        out = {"frames": tracker.stats.frames, "detections": tracker.stats.detections, "lost": tracker.stats.lost}
-        if self.reuse is not None:
-            out.update(faces=self.reuse.seen, reused=self.reuse.reused)
-        return out
 
 
 class AUDetector:
@@ -120,67 +45,136 @@ class AUDetector:
     >>> faces = det.detect("photo.jpg")
     >>> faces[0].aus["AU12"].probability
 
+    Settings are a ``DetectorOptions`` (``options=``) or its fields as keywords (``smoothing=0.5``);
+    they are validated once, here, and a bad one raises ``InputError`` naming it.
+
     One instance may be shared by threads: the face pipeline (MediaPipe) is used under a
-    lock, the AU engine is thread-safe, and the results equal serial use.
+    lock, the AU engine is thread-safe, and the results equal serial use. It owns its engine
+    and face pipeline: ``close()`` (or leaving ``with AUDetector() as det:``) closes both, and a
+    closed detector raises ``ClosedError`` (also in threads that share it).
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, providers: list[str] | None = None,
-                 threads: int = 0, blendshapes: bool = False, detector_model=None, landmarker_model=None,
-                 smoothing: float | None = None, calibration: bool = False, max_batch: int = 32,
-                 keep_crops: bool = False, detect_every: int = DETECT_EVERY, reuse: ReuseConfig | bool = True,
-                 backend: str = "onnxruntime"):
-        from .engine import load_engine
+    def __init__(self, model: str | os.PathLike | None = None, options: DetectorOptions | dict | None = None,
+                 **kwargs: Any):
+        from .engines import load_engine
         from .face import FacePipeline
 
-        path = Path(model) if model is not None else default_model_path(providers)
-        self.engine = load_engine(path, providers, threads, backend)  # validates the card first
+        self.options = opts = DetectorOptions.make(options, **kwargs)
+        path = Path(model) if model is not None else default_model_path(opts.providers)
+        self.engine = load_engine(path, opts.providers, opts.threads, opts.backend)  # validates the card first
         self.card = self.engine.card
         self.model_path = path
         self.aus = list(self.card.aus)
         self.au_numbers = self.card.au_numbers
         self.thresholds = np.asarray(self.card.thresholds, np.float64)
-        self.pipeline = FacePipeline(blendshapes=blendshapes, detector_path=detector_model, landmarker_path=landmarker_model)
+        try:
+            self.pipeline = FacePipeline(blendshapes=opts.blendshapes, detector_path=opts.detector_model,
+                                         landmarker_path=opts.landmarker_model)
+        except BaseException:
+            self.engine.close()
+            raise
         self._face_lock = threading.Lock()
-        self.max_batch = max_batch
-        self.smoothing = smoothing
-        self.calibration = calibration
-        self.keep_crops = keep_crops
-        self.detect_every = detect_every
-        #: keyframe reuse in videos: True the default ``ReuseConfig()``, a config, or False/None (off)
-        self.reuse = ReuseConfig() if reuse is True else (reuse or None)
+        self._closed = False
         self.last_stream: dict = {}  #: what the last finished ``detect_video`` stream cost
+
+    # --- options ------------------------------------------------------------------------
+    @property
+    def reuse(self) -> ReuseConfig | None:
+        """Keyframe reuse in videos (None: off); assign a ``ReuseConfig``, True or None/False."""
+        return self.options.reuse_config
+
+    @reuse.setter
+    def reuse(self, value: ReuseConfig | bool | None) -> None:
+        self.options = DetectorOptions.make(self.options, reuse=value if value is not None else False)
+
+    @property
+    def detect_every(self) -> int:
+        return self.options.detect_every
+
+    # --- resources ----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("AUDetector: closed; make a new one")
+
+    def close(self) -> None:
+        """Close the AU engine (onnxruntime / OpenVINO sessions, TensorRT buffers) and the face
+        pipeline (MediaPipe graph, detector session). Calls after this raise ``ClosedError``."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._face_lock:  # a face stage running in another thread finishes first
+            self.pipeline.close()
+        self.engine.close()
+
+    def __enter__(self) -> AUDetector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # --- single images ---------------------------------------------------------------------
     def _faces(self, bgr: np.ndarray):
         with self._face_lock:  # MediaPipe graphs are not re-entrant
+            self._check_open()
             return self.pipeline.process(bgr)
 
     def _probabilities(self, faces) -> np.ndarray:
         if not faces:
             return np.zeros((0, len(self.aus)))
         out = []
-        for s in range(0, len(faces), self.max_batch):
-            chunk = faces[s:s + self.max_batch]
+        step = self.options.max_batch
+        for s in range(0, len(faces), step):
+            chunk = faces[s:s + step]
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
-                                          self.card.mean, self.card.std)
+                                          self.card.mean, self.card.std, self.card.colour_order)
             out.append(self.engine.run(image, centres))
         return sigmoid(np.concatenate(out))
 
-    def _result(self, i: int, face, probs: np.ndarray, image_shape, track_id: int | None = None) -> FaceAUs:
+    def _geometry(self, face, image_shape) -> tuple[HeadPose | None, Gaze | None]:
+        """Head pose and gaze of ``face`` in the frame's camera (``rtatl_sdk.face.pose``)."""
+        from .face import pose
+
+        path = getattr(self.pipeline.landmarker, "path", None)
+        mesh = getattr(face, "mesh", None)
+        if path is None or mesh is None:
+            return None, None
+        model = pose.face_model(str(path))
+        k = pose.camera_matrix(image_shape, self.options.focal_length, self.options.principal_point)
+        fit = pose.fit_pose(mesh, model, k)
+        if fit is None:
+            return None, None
+        rx, ry, rz = pose.euler_xyz(fit.rotation)
+        t = fit.translation
+        head = HeadPose(tx=float(t[0]), ty=float(t[1]), tz=float(t[2]), rx=rx, ry=ry, rz=rz)
+        eyes = pose.gaze_vectors(mesh, fit, model, k, image_shape)
+        if eyes is None:
+            return head, None
+        ax, ay = pose.gaze_angles(*eyes)
+        return head, Gaze(eye0=tuple(float(v) for v in eyes[0]), eye1=tuple(float(v) for v in eyes[1]),
+                          angle_x=ax, angle_y=ay)
+
+    def _result(self, i: int, face, probs: np.ndarray, image_shape, track_id: int | None = None,
+                geometry=None) -> FaceAUs:
         b = face.box
-        h, w = image_shape[:2]
         pts = face.landmarks
-        quality = float(((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)).mean())
+        quality = float(inside_image(pts, image_shape).mean())
         seen = centres_in_image(pts, self.au_numbers, image_shape)
         aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
                for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
-        crop = (face.crop(), face.au_centres(self.au_numbers)) if self.keep_crops else (None, None)
+        crop = (face.crop(), face.au_centres(self.au_numbers)) if self.options.keep_crops else (None, None)
+        head, gaze = geometry if geometry is not None else self._geometry(face, image_shape)
         return FaceAUs(index=i, box=b, landmarks=face.landmarks, aus=aus, track_id=track_id,
-                       blendshapes=face.blendshapes, quality=quality, crop=crop[0], crop_centres=crop[1])
+                       blendshapes=face.blendshapes, quality=quality, crop=crop[0], crop_centres=crop[1],
+                       pose=head, gaze=gaze)
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:
         """Faces and AUs of one image: a path, encoded bytes, a numpy array (BGR unless
         ``colour="rgb"``) or a PIL image. No face -> an empty list."""
+        self._check_open()
         bgr = load_image(image, colour=colour)
         faces = self._faces(bgr)
         probs = self._probabilities(faces)
@@ -189,6 +183,7 @@ class AUDetector:
     def detect_batch(self, images, colour: str = "bgr") -> list[list[FaceAUs]]:
         """Like ``detect`` for several images; the faces of all images go through the AU model
         together (batches of up to ``max_batch``)."""
+        self._check_open()
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise InputError("images", "detect_batch takes a list of images; use detect() for one image")
         per_image, shapes = [], []
@@ -226,22 +221,23 @@ class AUDetector:
         """
         from .face.pipeline import IoUTracker
         from .face.tracking import FaceTracker
-        from .video import iter_frames
+        from .stream.video import iter_frames
 
-        every = self.detect_every if detect_every is None else detect_every
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise InputError(f"detect_every={every!r}", "must be a whole number of frames, 1 or more")
+        self._check_open()
+        every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
         tracker = FaceTracker(self.pipeline, every)
         ids = IoUTracker()
-        stream = _StreamState(self.smoothing, self.calibration, self.reuse, neutral_frames)
-        frames = (fr for fr in _prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
+        stream = StreamState(self.options, neutral_frames)
+        frames = (fr for fr in prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
         for fr, faces in self._with_faces(frames, lookahead, tracker):
             if fr.image is None:
                 yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error=fr.error or "frame could not be decoded")
                 continue
             tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
             probs = stream.probabilities(fr.index, faces, tids, self._probabilities)
-            results = [self._result(i, f, p, fr.image.shape, tid) for i, (f, p, tid) in enumerate(zip(faces, probs, tids))]
+            geo = [stream.geometry(tid, *self._geometry(f, fr.image.shape)) for f, tid in zip(faces, tids)]
+            results = [self._result(i, f, p, fr.image.shape, tid, g)
+                       for i, (f, p, tid, g) in enumerate(zip(faces, probs, tids, geo))]
             yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
                               image=fr.image if keep_images else None)
         self.last_stream = stream.stats(tracker)
@@ -252,6 +248,7 @@ class AUDetector:
             if fr.image is None:
                 return fr, []
             with self._face_lock:  # MediaPipe graphs are not re-entrant
+                self._check_open()
                 return fr, tracker(fr.image)
 
         if lookahead <= 0:
@@ -268,8 +265,3 @@ class AUDetector:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-
-    def close(self) -> None:
-        self.pipeline.landmarker.close()
-        if hasattr(self.engine, "close"):  # a TensorRT engine holds GPU buffers and a stream
-            self.engine.close()

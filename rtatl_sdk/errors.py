@@ -49,3 +49,7 @@ class FetchError(RTATLError):
 
 class ModelFileError(RTATLError):
     """A model file is truncated, of the wrong format, or unreadable."""
+
+
+class ClosedError(RTATLError):
+    """The object (detector, face pipeline, engine) was closed; make a new one."""

@@ -1,4 +1,4 @@
-"""Typed results of the SDK (pydantic) and their tabular forms."""
+"""Typed results of the SDK (pydantic); their rows and columns are ``rtatl_sdk.io.rows``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,28 @@ class Box(BaseModel):
         return self.x + self.w / 2, self.y + self.h / 2, max(self.w, self.h) * factor
 
 
+class HeadPose(BaseModel):
+    """The head's pose in the frame's camera, OpenFace 2.2's ``pose_*`` (conventions:
+    ``rtatl_sdk.face.pose``): x right, y down, z away from the camera."""
+
+    tx: float  #: mm, camera coordinates (pose_Tx)
+    ty: float  #: mm (pose_Ty)
+    tz: float  #: mm, distance along the optical axis (pose_Tz)
+    rx: float  #: radians, pitch: > 0 face tilted down (pose_Rx)
+    ry: float  #: radians, yaw: > 0 nose turned to the image's left (pose_Ry)
+    rz: float  #: radians, roll: > 0 face turned clockwise in the image (pose_Rz)
+
+
+class Gaze(BaseModel):
+    """Eye gaze in the frame's camera, OpenFace 2.2's ``gaze_*``: unit vectors from each eyeball's
+    centre through its iris, and the angles of their mean."""
+
+    eye0: tuple[float, float, float]  #: the eye on the image's left (the person's right eye): gaze_0_x/y/z
+    eye1: tuple[float, float, float]  #: the eye on the image's right: gaze_1_x/y/z
+    angle_x: float  #: radians, atan2(g.x, -g.z): > 0 looking towards the image's right (gaze_angle_x)
+    angle_y: float  #: radians, atan2(g.y, -g.z): > 0 looking down (gaze_angle_y)
+
+
 class FaceAUs(BaseModel):
     """One face: where it is, its 68 landmarks (image pixels) and its AUs."""
 
@@ -42,6 +64,10 @@ class FaceAUs(BaseModel):
     blendshapes: dict[str, float] | None = None
     #: share of the 68 landmarks inside the frame (1.0: the whole face is in view)
     quality: float = 1.0
+    #: head pose in the frame's camera; None when the face is too small for it (``rtatl_sdk.face.pose``)
+    pose: HeadPose | None = None
+    #: eye gaze; None when an eye is closed, outside the frame, or the face too small
+    gaze: Gaze | None = None
     #: the aligned 192x192 BGR crop the model saw and its (2N, 2) AU centres, with
     #: ``AUDetector(keep_crops=True)``; never serialised
     crop: np.ndarray | None = Field(default=None, exclude=True, repr=False)
@@ -53,11 +79,6 @@ class FaceAUs(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
-
-    @property
-    def face(self) -> int:
-        """The face's position in its image; kept for code written before ``index``."""
-        return self.index
 
     def probabilities(self) -> dict[str, float]:
         return {k: v.probability for k, v in self.aus.items()}
@@ -77,57 +98,3 @@ class FrameResult(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
-
-
-#: Columns before the AU columns in CSV/DataFrame rows.
-#: ``success`` is 1 on a face's row, 0 on the one row of a frame or image without a face (or without a
-#: picture: then ``error`` says why); ``quality`` is the share of the face's landmarks inside the frame.
-BASE_COLUMNS = ["input", "frame", "timestamp", "success", "face", "track_id", "x", "y", "w", "h", "quality"]
-
-
-def au_columns(aus: list[str]) -> list[str]:
-    """OpenFace-style: ``AU01_p`` (probability) for every AU, then ``AU01_c`` (occurrence)."""
-    return [f"{a}_p" for a in aus] + [f"{a}_c" for a in aus]
-
-
-#: Last column: empty for face rows; for a frame that has no result, why (one row, no face).
-ERROR_COLUMN = "error"
-
-
-def error_row(input_name: str, frame: int, timestamp: float, reason: str) -> dict[str, Any]:
-    return {"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 0, ERROR_COLUMN: reason}
-
-
-def frame_rows(input_name: str, frame: int, timestamp: float, faces: list[FaceAUs]) -> list[dict[str, Any]]:
-    """A processed frame's rows: one per face, or one ``success=0`` row when it has no face, so
-    "processed, no face" never looks like "never processed"."""
-    if not faces:
-        return [{"input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 0}]
-    return [face_row(input_name, frame, timestamp, f) for f in faces]
-
-
-def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "input": input_name, "frame": frame, "timestamp": round(timestamp, 4), "success": 1, "face": face.index,
-        "track_id": face.track_id if face.track_id is not None else "",
-        "x": round(face.box.x, 1), "y": round(face.box.y, 1), "w": round(face.box.w, 1), "h": round(face.box.h, 1),
-        "quality": round(face.quality, 3),
-    }
-    for name, r in face.aus.items():
-        row[f"{name}_p"] = round(r.probability, 4)
-    for name, r in face.aus.items():
-        row[f"{name}_c"] = "" if r.present is None else int(r.present)  # empty: the AU's region is out of the frame
-    return row
-
-
-def to_dataframe(frames, input_name: str = ""):
-    """A video's (or image list's) results as a pandas DataFrame, one row per face per frame."""
-    import pandas as pd
-
-    rows = []
-    for fr in frames:
-        for face in fr.faces:
-            rows.append(face_row(input_name, fr.index, fr.timestamp, face))
-    if not rows:
-        return pd.DataFrame(columns=BASE_COLUMNS)
-    return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract.precision import FILE_NAMES
 from .errors import ModelNotFoundError
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
@@ -47,14 +48,14 @@ FACE_LANDMARKER = ModelFile(
 KNOWN_FILES = {f.key: f for f in (FACE_DETECTOR, FACE_LANDMARKER)}
 AU_MODEL = ModelFile(
     key="au_model",
-    filename="model.onnx",
+    filename=FILE_NAMES["fp32"],
     env_var="RTATL_MODEL",
     licence="see the model card (the bundled default model: research use only)",
     source="bundled with the SDK (rtatl_sdk/models), or written by `rtatl-export --ckpt CKPT --out DIR`",
     sha256="",
 )
 #: the INT8 file export writes beside model.onnx only when its decisions agree with fp32 (>= 98 %)
-AU_MODEL_INT8 = "model.int8.onnx"
+AU_MODEL_INT8 = FILE_NAMES["int8"]
 
 
 def store_dir() -> Path:

@@ -26,7 +26,7 @@ def pipeline():
 
     pipe = FacePipeline(blendshapes=True)
     yield pipe
-    pipe.landmarker.close()
+    pipe.close()
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def model_path(tmp_path_factory):
     """Until a trained default model ships, export a randomly initialised one (as users would)."""
     pytest.importorskip("torch")
     from export import export_model
-    from rtatl_sdk.au import AU_SETS
+    from rtatl_sdk.contract.au import AU_SETS
     from training.checkpoint import write_initial_checkpoint
     from training.config import TrainConfig
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry as g
+from rtatl_sdk.contract import geometry as g
 
 REPO = Path(__file__).resolve().parents[1]
 

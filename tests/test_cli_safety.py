@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rtatl_sdk.cli import annotation_names, main
+from rtatl_sdk.apps.cli import annotation_names, main
 
 
 @pytest.fixture
@@ -109,10 +109,10 @@ def test_resumed_state_annotated_video_and_plot_equal_an_uninterrupted_run(state
                                                                           monkeypatch):
     import cv2
 
-    import rtatl_sdk.runner as runner
+    import rtatl_sdk.apps.runner as runner
 
     plotted = []
-    monkeypatch.setattr(runner, "_plot", lambda series, aus, path, title: plotted.append(len(series)))
+    monkeypatch.setattr(runner, "au_heatmap", lambda series, aus, path, title: plotted.append(len(series)))
     video = media / "single_face.mp4"
     common = [str(video), "--model", str(model_path), "--quiet", *state]
     whole = tmp_path / "whole.csv"
@@ -192,7 +192,7 @@ def test_any_option_combination_ends_in_a_result_or_one_line_and_touches_nothing
 def test_any_file_name_bytes_round_trip_through_resume(raw, tmp_path_factory):
     import os
 
-    from rtatl_sdk.writers import RowWriter
+    from rtatl_sdk.io.writers import RowWriter
 
     tmp = tmp_path_factory.mktemp("names")
     name = str(tmp / os.fsdecode(raw))

@@ -41,8 +41,8 @@ def _archive(media, tmp_path) -> Path:
 
 
 def test_outputs_equal_a_single_process_run_and_a_rerun_skips_them(local_ray, media, tmp_path):
-    from rtatl_sdk.cli import main
-    from rtatl_sdk.cluster import process_archive
+    from rtatl_sdk.apps.cli import main
+    from rtatl_sdk.apps.cluster import process_archive
 
     archive = _archive(media, tmp_path)
     single = tmp_path / "single.csv"
@@ -65,7 +65,7 @@ def test_outputs_equal_a_single_process_run_and_a_rerun_skips_them(local_ray, me
 
 
 def test_corrupt_inputs_are_reported_while_the_others_finish(local_ray, media, tmp_path):
-    from rtatl_sdk.cluster import process_archive
+    from rtatl_sdk.apps.cluster import process_archive
 
     d = tmp_path / "mixed"
     d.mkdir()
@@ -101,7 +101,7 @@ def test_a_killed_worker_and_an_interrupted_run_lose_and_duplicate_nothing(media
     shutil.copy(media / "WolfgangLanger_Pexels.mp4", archive / "long.mp4")
     shutil.copy(media / "single_face.mp4", archive / "short.mp4")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rtatl_sdk.cli", "--cluster", "--out-dir", str(out), str(archive), "--workers", "1",
+    cmd = [sys.executable, "-m", "rtatl_sdk.apps.cli", "--cluster", "--out-dir", str(out), str(archive), "--workers", "1",
            "--max-frames", "150", "--quiet"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError
 from tests.helpers import REPO
 from training.recipes import corpus, measures, targets
@@ -133,7 +133,7 @@ def tiny_corpus(tmp_path_factory, media):
 
     import cv2
 
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     d = tmp_path_factory.mktemp("faces") / "set"
     d.mkdir()

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.card import ModelCard
+from rtatl_sdk.contract.au import AU_SETS
+from rtatl_sdk.contract.card import ModelCard
 from rtatl_sdk.errors import RTATLError
 from training.checkpoint import write_initial_checkpoint
 from training.config import TrainConfig

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from rtatl_sdk import geometry as g
 from rtatl_sdk import load_image
-from rtatl_sdk.au import AU_SETS
-from rtatl_sdk.video import iter_frames
+from rtatl_sdk.contract import geometry as g
+from rtatl_sdk.contract.au import AU_SETS
+from rtatl_sdk.stream.video import iter_frames
 
 pytestmark = pytest.mark.media
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rtatl_sdk import geometry as g
-from rtatl_sdk import landmarks as lm
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract import geometry as g
+from rtatl_sdk.contract import landmarks as lm
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError
 from tests.helpers import mean_face
 

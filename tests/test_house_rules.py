@@ -89,7 +89,7 @@ def test_dependencies_point_one_way():
 def test_the_graph_sees_real_edges():
     graph = import_graph()  # a checker that finds nothing checks nothing
     assert "training.checkpoint" in graph["training.train"]
-    assert "rtatl_sdk.geometry" in graph["training.data.dataset"]
+    assert "rtatl_sdk.contract.geometry" in graph["training.data.dataset"]
     assert "training.model" in graph["export.api"]
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
 

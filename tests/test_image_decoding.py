@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rtatl_sdk.errors import InputError
-from rtatl_sdk.images import apply_orientation, exif_orientation, header_size, load_image
+from rtatl_sdk.io.images import apply_orientation, exif_orientation, header_size, load_image
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtatl_sdk import load_image, store
-from rtatl_sdk.card import ModelCard, Provenance
+from rtatl_sdk.contract.card import ModelCard, Provenance
 from rtatl_sdk.errors import InputError, ModelCardError, ModelNotFoundError
 
 BAD_IMAGES = {  # case: (make the input from tmp_path, what the error says)
@@ -91,6 +91,6 @@ def test_model_resolution_lists_every_place(tmp_path, monkeypatch):
 
 
 def test_importing_the_sdk_does_not_import_torch():
-    code = ("import rtatl_sdk, rtatl_sdk.geometry, rtatl_sdk.card, rtatl_sdk.face, sys; "
+    code = ("import rtatl_sdk, rtatl_sdk.contract.geometry, rtatl_sdk.contract.card, rtatl_sdk.face, sys; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

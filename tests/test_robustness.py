@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtatl_sdk.errors import InputError, ModelFileError
-from rtatl_sdk.images import load_image
+from rtatl_sdk.io.images import load_image
 from tests.helpers import REPO, wait_for
 
 TRIED: dict[str, int] = {}  # generated inputs per property (printed at the end of the module)
@@ -97,7 +97,7 @@ def test_detect_batch_names_the_bad_item(det, media):
 @given(data=st.binary(min_size=0, max_size=2048))
 def test_model_loading_random_bytes(tmp_path_factory, data):
     _count("load_engine(bytes)")
-    from rtatl_sdk.engine import load_engine
+    from rtatl_sdk.engines import load_engine
 
     p = tmp_path_factory.mktemp("m") / "model.onnx"
     p.write_bytes(data)
@@ -155,7 +155,7 @@ def test_corrupt_frames_are_reported_and_the_rest_processed(det, media, model_pa
     assert [f.index for f in frames if f.error] == [8, 9]
     assert all(len(f.faces) == 1 for f in frames if not f.error)
     out = tmp_path / "r.csv"
-    res = subprocess.run([sys.executable, "-m", "rtatl_sdk.cli", str(video), "--model", str(model_path), "--out", str(out),
+    res = subprocess.run([sys.executable, "-m", "rtatl_sdk.apps.cli", str(video), "--model", str(model_path), "--out", str(out),
                           "--quiet"], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 1 and "frames [8-9] could not be decoded" in res.stderr
     import csv
@@ -191,7 +191,7 @@ class _FakeCamera:
 def test_camera_that_disconnects_or_never_delivers(monkeypatch, caplog):
     import cv2
 
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     monkeypatch.setattr(cv2, "VideoCapture", lambda *_: _FakeCamera(3))
     with caplog.at_level(logging.WARNING):
@@ -209,7 +209,7 @@ def _rows_when(path: Path, n: int, proc) -> bool:
 @pytest.mark.media
 def test_rtatl_detect_survives_sigkill_with_resume(media, model_path, tmp_path):
     out = tmp_path / "r.csv"
-    cmd = [sys.executable, "-m", "rtatl_sdk.cli", str(media / "single_face.mp4"), "--model", str(model_path),
+    cmd = [sys.executable, "-m", "rtatl_sdk.apps.cli", str(media / "single_face.mp4"), "--model", str(model_path),
            "--out", str(out), "--quiet", "--threads", "1"]
     cycles = 0
     for wait_rows in (10, 30, 50):  # kill three times at different points, resume each time
@@ -237,7 +237,7 @@ def test_report_counts():
 def test_a_cut_video_reports_every_frame_it_never_delivered(media, tmp_path):
     import cv2
 
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     cap = cv2.VideoCapture(str(media / "single_face.mp4"))
     frames = [cap.read()[1] for _ in range(30)]

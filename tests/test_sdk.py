@@ -146,7 +146,7 @@ def test_rtatl_detect_folder_with_bad_files(model_path, media, tmp_path):
     (folder / "broken.jpg").write_bytes((media / "single_face.jpg").read_bytes()[:200])
     (folder / "readme.txt").write_text("not an image")
     out = tmp_path / "r.csv"
-    res = _run(["-m", "rtatl_sdk.cli", str(folder), str(media / "single_face.mp4"), "--max-frames", "10",
+    res = _run(["-m", "rtatl_sdk.apps.cli", str(folder), str(media / "single_face.mp4"), "--max-frames", "10",
                 "--model", str(model_path), "--out", str(out), "--quiet", "--annotate", str(tmp_path / "ann")])
     assert res.returncode == 1
     assert "broken.jpg: is not a decodable image" in res.stderr
@@ -184,7 +184,7 @@ def test_other_examples_run(model_path, media, tmp_path):
 def test_a_face_cut_by_the_frame_marks_the_aus_it_cannot_see(det, media):
     import cv2
 
-    from rtatl_sdk.results import face_row
+    from rtatl_sdk.io.rows import face_row
 
     img = cv2.imread(str(media / "single_face.jpg"))
     (full,) = det.detect(img)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rtatl_sdk.errors import InputError
-from rtatl_sdk.temporal import NeutralBaseline, Smoother
-from rtatl_sdk.writers import RowWriter
+from rtatl_sdk.io.writers import RowWriter
+from rtatl_sdk.stream.temporal import NeutralBaseline, Smoother
 
 AUS = ["AU01", "AU12"]
 
@@ -119,20 +119,20 @@ def _fake_face(present=True):
 
 
 def test_annotate_draws_on_a_copy_and_marks_unseen_aus():
-    from rtatl_sdk import draw
+    from rtatl_sdk.io import draw
 
     img = np.zeros((80, 80, 3), np.uint8)
     out = draw.annotate(img, [_fake_face()])
     assert img.sum() == 0 and out.sum() > 0  # the caller's image is untouched
     assert out[10, 10:40].any() and not out[60:, :5].any()  # the box is drawn where the face is
     face = _fake_face()
-    assert face.index == face.face == 0
+    assert face.index == 0
 
 
 def test_au_heatmap_writes_a_png_with_gaps(tmp_path):
     import cv2
 
-    from rtatl_sdk.draw import au_heatmap
+    from rtatl_sdk.io.draw import au_heatmap
 
     series = [(t / 10, None if t == 3 else [t / 10, 1 - t / 10]) for t in range(10)]
     au_heatmap(series, ["AU01", "AU12"], tmp_path / "p.png", "clip")
@@ -143,7 +143,7 @@ def test_au_heatmap_writes_a_png_with_gaps(tmp_path):
 def test_fetch_models_offline_fails_in_one_line(tmp_path, monkeypatch, capsys):
     import subprocess
 
-    from rtatl_sdk import fetch
+    from rtatl_sdk.apps import fetch
 
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "ERROR: No matching distribution"))
     assert fetch.main(["--dest", str(tmp_path / "store")]) == 2

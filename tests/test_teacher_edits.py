@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rtatl_sdk import geometry as g
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract import geometry as g
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.teacher import BLENDSHAPE_AUS, teacher_scores
 from tests.helpers import mean_face
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError, RTATLError
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import load_config

@@ -5,9 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtatl_sdk import geometry as g
-from rtatl_sdk import landmarks as lm
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract import geometry as g
+from rtatl_sdk.contract import landmarks as lm
+from rtatl_sdk.contract.au import AU_SETS
 from tests.helpers import REPO
 from training.aux_heads import crop_patches
 from training.model import InferenceModel, count_parameters
@@ -95,7 +95,7 @@ def test_an_au_whose_roi_is_mostly_whitened_leaves_the_supervised_loss(media):
 
     pipe = FacePipeline()
     face = pipe.process(load_image(media / "single_face.jpg"))[0]
-    pipe.landmarker.close()
+    pipe.close()
     centres = torch.tensor(g.au_centres(face.crop_landmarks(), AUS), dtype=torch.float32)[None]
     k4 = AUS.index(4)
     lost = RTATL.lost_area(centres, centres[:, [2 * k4, 2 * k4 + 1]])[0].view(len(AUS), 2).amax(1)

@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtatl_sdk import geometry as g
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract import geometry as g
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import RTATLError
 from tests.helpers import REPO, wait_for
 from training import evaluate, prep, train

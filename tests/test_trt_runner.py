@@ -97,7 +97,7 @@ def engine(tmp_path, monkeypatch):
     path = tmp_path / "model.engine"
     path.write_bytes(b"serialized")
     shutil.copy(store.PACKAGE_MODELS / "model.card.json", tmp_path / "model.engine.card.json")
-    from rtatl_sdk.engine import load_engine
+    from rtatl_sdk.engines import load_engine
 
     eng = load_engine(path)
     yield eng, cudart
@@ -153,7 +153,7 @@ def test_a_shape_the_profile_refuses_is_an_error_not_stale_rows(engine):
 
 
 def test_tensorrt_provider_options_cache_and_profile_and_never_int8(tmp_path):
-    from rtatl_sdk.engine import provider_list
+    from rtatl_sdk.engines import provider_list
 
     (p, opts), cuda, cpu = provider_list(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
                                          tmp_path / "model.onnx", 12)
@@ -169,7 +169,7 @@ def test_the_provider_in_use_is_reported_not_the_one_asked_for(model_path, caplo
 
     import onnxruntime as ort
 
-    from rtatl_sdk.engine import OnnxEngine
+    from rtatl_sdk.engines import OnnxEngine
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA: nothing falls back")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rtatl_sdk import geometry
+from rtatl_sdk.contract import geometry
 
 
 class PatchGenerator(nn.Module):

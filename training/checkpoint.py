@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from rtatl_sdk.errors import CheckpointError
-from rtatl_sdk.files import atomic_write_bytes
+from rtatl_sdk.io.files import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "rtatl-checkpoint-v1"
 
@@ -19,15 +19,37 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _safe_globals() -> list:
+    """What a checkpoint may hold beside tensors and plain data: numpy scalars and arrays (metrics
+    and thresholds of older recipes were numpy values). Nothing here runs code on load."""
+    import numpy as np
+
+    multiarray = getattr(np, "_core", None) or np.core
+    return [multiarray.multiarray.scalar, multiarray.multiarray._reconstruct, np.ndarray, np.dtype,
+            *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGUS"}]
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by ``rtatl-train``; a clear RTATLError otherwise."""
+    """Load a checkpoint written by ``rtatl-train``; a clear RTATLError otherwise.
+
+    Only tensors and plain data are read (``torch.load(weights_only=True)`` with numpy values
+    allowed): a file that would run code or build other objects on load is refused, naming what
+    it asks for, before any of it runs."""
+    import pickle
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_safe_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: code or an unknown object
+        first = str(exc).split("\n")
+        what = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0])[:300]
+        raise CheckpointError(f"checkpoint {path}: refused: it holds more than tensors and plain data ({what}); "
+                              "only load checkpoints you trust from rtatl-train") from None
     except Exception as exc:  # truncated zip, pickle errors, wrong format
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rtatl_sdk.errors import InputError
 
@@ -44,14 +44,14 @@ class ModelConfig(_Strict):
     #: baselines rotation / jigsaw / exemplar, ofe, roii, rtatl (both of the paper's tasks)
     variant: Literal["backbone", "ofe", "roii", "rtatl", "rotation", "jigsaw", "exemplar"] = "rtatl"
     relation: Literal["transformer", "gcn"] = "transformer"  #: AU relation module (gcn: Backbone^G)
-    lambda_ssl: float = 0.2  #: weight of the rotation / jigsaw / exemplar loss (as lambda_f; not in the paper)
-    d: int = 128
-    heads: int = 8
-    ff: int = 2048  #: transformer feed-forward width (not given in the paper; PyTorch's default)
+    lambda_ssl: float = Field(0.2, ge=0.0)  #: weight of the rotation / jigsaw / exemplar loss (as lambda_f; not in the paper)
+    d: int = Field(128, ge=8)
+    heads: int = Field(8, ge=1)
+    ff: int = Field(2048, ge=1)  #: transformer feed-forward width (not given in the paper; PyTorch's default)
     pretrained: Path | None = None
-    lambda1: float = 0.1
-    lambda2: float = 0.1
-    lambda_f: float = 0.2
+    lambda1: float = Field(0.1, ge=0.0, le=1.0)  #: Eq. 7 mixes lambda1 L_adv and (1 - lambda1) L_rec
+    lambda2: float = Field(0.1, ge=0.0)
+    lambda_f: float = Field(0.2, ge=0.0)
     #: RoI-Align cells per side: a 48-px RoI at stride 4 spans 12x12 (sec. 3.2; 5.51 GFLOPs, the
     #: paper's 5.57); checkpoints from before this setting used 8
     roi_cells: int = Field(12, ge=1)
@@ -68,6 +68,10 @@ class ModelConfig(_Strict):
     #: L_Sup keeps an AU of a cropped image only if neither of its RoIs loses more than this
     #: share of its area to the whitened RoIs (sec. 3.5: "only on AUs in the intact regions")
     crop_max_lost: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelConfig:
+        return _heads_divide_d(self)
     #: RoII diagnosis: G reads the RoI features detached from the backbone (L_G then trains G alone)
     roii_detach: bool = False
     #: the auxiliary losses (L_G, lambda_f L_F, the SSL loss) are weighted by min(1, step / aux_warmup): a
@@ -75,12 +79,18 @@ class ModelConfig(_Strict):
     aux_warmup: int = Field(0, ge=0)
 
 
+def _heads_divide_d(model: ModelConfig) -> ModelConfig:
+    if model.d % model.heads:
+        raise ValueError(f"model.heads={model.heads} must divide model.d={model.d} (multi-head attention splits d)")
+    return model
+
+
 class OptimConfig(_Strict):
-    lr: float = 3e-4
-    batch_size: int = 32
-    unlabelled_batch_size: int = 32
-    steps: int = 20000
-    grad_clip: float | None = None
+    lr: float = Field(3e-4, gt=0.0)
+    batch_size: int = Field(32, ge=1)
+    unlabelled_batch_size: int = Field(32, ge=1)
+    steps: int = Field(20000, ge=1)
+    grad_clip: float | None = Field(None, gt=0.0)
     balance_labels: bool = False  #: weight positives by negatives/positives per AU in L_Sup (paper: off)
 
 
@@ -89,11 +99,11 @@ class RunConfig(_Strict):
     seed: int = 0
     device: str = "auto"  #: auto, cpu, cuda, cuda:N
     amp: bool = True  #: mixed precision (CUDA only)
-    workers: int = 2
-    log_every: int = 10
-    ckpt_every: int = 500
+    workers: int = Field(2, ge=0)
+    log_every: int = Field(10, ge=1)
+    ckpt_every: int = Field(500, ge=1)
     nonfinite: Literal["stop", "skip"] = "stop"
-    threads: int | None = None  #: torch CPU threads
+    threads: int | None = Field(None, ge=1)  #: torch CPU threads
 
 
 class TrainConfig(_Strict):
@@ -138,4 +148,15 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(str(path or "config"), f"invalid configuration:\n{exc}") from None
+        raise InputError(str(path or "config"), "invalid configuration: " + config_errors(exc)) from None
+
+
+def config_errors(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``optim.batch_size=0: Input should be greater than or equal to 1; ...``."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e.get("loc", ()))
+        msg = e["msg"].removeprefix("Value error, ")
+        shown = where and e["type"] != "missing" and not isinstance(e.get("input"), dict)
+        parts.append(f"{where}={e['input']!r}: {msg}" if shown else f"{where or 'config'}: {msg}")
+    return "; ".join(parts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 #: Loss terms of ``RTATL.generator_step`` whose gradient reaches the backbone, with their weight in
 #: Eq. 9 given the model's lambdas (L_G = lambda1 L_adv + (1 - lambda1) L_rec + lambda2 L_cls, Eq. 7).
 def _weights(model) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtatl_sdk import geometry
+from rtatl_sdk.contract import geometry
 
 # (landmark indices, dx outward, dy) in IOD units; "outward" = away from the face's midline.
 AU_EDITS: dict[int, list[tuple[tuple[int, ...], float, float]]] = {

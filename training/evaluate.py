@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk.au import au_label
+from rtatl_sdk.contract.au import au_label
 from rtatl_sdk.errors import RTATLError
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import preprocess
-from rtatl_sdk.au import au_label
+from rtatl_sdk.contract import preprocess
+from rtatl_sdk.contract.au import au_label
 from rtatl_sdk.errors import RTATLError
 
 TILE = 192

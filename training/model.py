@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.ops import roi_align
 
-from rtatl_sdk import geometry
+from rtatl_sdk.contract import geometry
 
 log = logging.getLogger(__name__)
 

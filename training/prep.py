@@ -7,12 +7,9 @@ work: its arrays are written to ``parts/<key>.npz`` atomically once all its fram
 an interrupted run resumes at the first unfinished sequence. Frames that fail (undecodable, no
 face) are skipped, counted in the part and logged.
 
-Cache layout::
-
-    manifest.json                 dataset, AU list, flow step and parameters
-    images/<key>/<frame>.jpg      aligned 200x200 faces
-    flow/<key>/<frame>.npy        float16 (2, 200, 200) flow, pixels of the aligned canvas
-    parts/<key>.npz               frames, labels, landmarks, matrices, has_flow, skipped counts
+The cache's layout, writer and reader: ``training.data.cache``. A sequence whose part exists
+is reused only when its inputs (frames, labels, subject, flow setting) are those the part was
+made from; a corrected label file redoes the sequences whose labels changed.
 """
 
 from __future__ import annotations
@@ -22,23 +19,19 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract import geometry
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import CacheError, InputError, RTATLError
-from rtatl_sdk.files import atomic_write_bytes
-from rtatl_sdk.landmarks import N_LANDMARKS
 
 from .data import raw
+from .data.cache import FLOW_STEP, Part, fingerprint, has_part, write_frame, write_manifest, write_part
 from .flow import FlowParams, tvl1_flow
 
 log = logging.getLogger(__name__)
-FLOW_STEP = 3
-CACHE_VERSION = 1
 
 
 class _FrameReader:
@@ -55,8 +48,8 @@ class _FrameReader:
 
         if source in self._recent:
             return self._recent[source]
-        from rtatl_sdk.images import load_image
-        from rtatl_sdk.video import opencv_path
+        from rtatl_sdk.io.images import load_image
+        from rtatl_sdk.stream.video import opencv_path
 
         if source[0] == "image":
             try:
@@ -91,7 +84,8 @@ def _largest_face(pipe, img):
 
 def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, with_flow: bool = True) -> dict:
     """Preprocess one sequence into the cache; returns its counts."""
-    if (cache / "parts" / f"{seq.key}.npz").is_file():
+    inputs = sequence_inputs(seq, with_flow)
+    if has_part(cache, seq.key, inputs):
         return {"frames": 0, "skipped": 0, "resumed": 1}
     reader = _FrameReader()
     keep, lms, mats, has_flow, noface = [], [], [], [], []
@@ -118,77 +112,20 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
         lms.append(face.aligned.landmarks)
         mats.append(face.aligned.matrix)
         has_flow.append(flow is not None)
-    write_part(cache, seq.key, seq.subject, seq.name, seq.frames[keep], seq.labels[keep], lms, mats, has_flow, skipped,
-               extra={"noface_frames": seq.frames[noface], "noface_labels": seq.labels[noface]})
+    write_part(cache, Part(key=seq.key, subject=seq.subject, sequence=seq.name, frames=seq.frames[keep],
+                           labels=seq.labels[keep], landmarks=lms, matrices=mats, has_flow=has_flow, skipped=skipped,
+                           inputs=inputs, extra={"noface_frames": seq.frames[noface], "noface_labels": seq.labels[noface]}))
     n_skip = sum(skipped.values())
     if n_skip:
         log.warning("%s: %d frames skipped (%s)", seq.key, n_skip, ", ".join(f"{k}: {v}" for k, v in skipped.items()))
     return {"frames": len(keep), "skipped": n_skip, "resumed": 0}
 
 
-def write_frame(cache: Path, key: str, frame: int, canvas: np.ndarray, flow: np.ndarray | None = None) -> None:
-    """One cached frame: the aligned face as JPEG and, when given, its flow as float16 .npy."""
-    import cv2
-
-    ok, jpg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise CacheError(f"{key} frame {frame}: the aligned face could not be encoded as JPEG")
-    atomic_write_bytes(Path(cache) / "images" / key / f"{frame}.jpg", jpg.tobytes())
-    if flow is not None:
-        atomic_write_bytes(Path(cache) / "flow" / key / f"{frame}.npy", _npy_bytes(np.asarray(flow, np.float16)))
-
-
-def write_part(cache: Path, key: str, subject: str, name: str, frames, labels, landmarks, matrices, has_flow,
-               skipped: dict | None = None, targets=None, extra: dict | None = None) -> None:
-    """The arrays of one finished sequence; written last and atomically: marks it done.
-
-    ``labels`` are hard (1, 0, -1 unknown); ``targets`` optional soft training targets in [0, 1]
-    (-1 unknown) that the training loss uses in place of the labels; ``extra`` further named
-    per-frame arrays kept with the part (readers ignore them)."""
-    import io
-
-    n = len(frames)
-    arrays = dict(
-        frames=np.asarray(frames, np.int64), labels=np.asarray(labels, np.int8).reshape(n, -1),
-        landmarks=np.asarray(landmarks, np.float32).reshape(n, N_LANDMARKS, 2), matrices=np.asarray(matrices, np.float32).reshape(n, 2, 3),
-        has_flow=np.asarray(has_flow, bool), subject=np.array(subject), sequence=np.array(name),
-        skipped=np.array(json.dumps(skipped or {})),
-    )
-    if targets is not None:
-        arrays["targets"] = np.asarray(targets, np.float32).reshape(n, -1)
-        if arrays["targets"].shape != arrays["labels"].shape:
-            raise CacheError(f"{key}: targets {arrays['targets'].shape} do not match labels {arrays['labels'].shape}")
-    for k, v in (extra or {}).items():
-        if k in arrays:
-            raise CacheError(f"{key}: extra array {k!r} would replace a cache array")
-        arrays[k] = np.asarray(v)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(Path(cache) / "parts" / f"{key}.npz", buf.getvalue())
-
-
-def write_manifest(cache: Path, dataset: str, aus, params: FlowParams | None = None) -> dict:
-    """Create (or check) the cache's manifest; a cache made with other settings is refused."""
-    cache = Path(cache)
-    (cache / "parts").mkdir(parents=True, exist_ok=True)
-    manifest = {"version": CACHE_VERSION, "dataset": dataset, "aus": list(aus), "flow_step": FLOW_STEP,
-                "flow_params": asdict(params) if params else None, "aligned_size": geometry.ALIGNED_SIZE}
-    mpath = cache / "manifest.json"
-    if mpath.is_file():
-        old = json.loads(mpath.read_text())
-        if {k: old.get(k) for k in manifest} != manifest:
-            raise CacheError(f"{cache}: holds a cache made with other settings ({old}); use a new folder")
-    else:
-        atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
-    return manifest
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
+def sequence_inputs(seq: raw.Sequence, with_flow: bool) -> str:
+    """The fingerprint of what a sequence's part is made from: its frames, labels, subject, name,
+    what it skipped on reading, and whether flow is computed."""
+    return fingerprint(np.asarray(seq.frames), np.asarray(seq.labels), seq.subject, seq.name,
+                       sorted(dict(seq.skipped).items()), bool(with_flow))
 
 
 _WORKER = {}
@@ -231,7 +168,7 @@ def prepare(dataset: str, root: Path, cache: Path, images: Path | None = None, w
     cache = Path(cache)
     write_manifest(cache, dataset.upper(), aus, params)
     totals = {"sequences": len(seqs), "frames": 0, "skipped": 0, "resumed": 0, "failed": 0}
-    todo = [s for s in seqs if not (cache / "parts" / f"{s.key}.npz").is_file()]
+    todo = [s for s in seqs if not has_part(cache, s.key, sequence_inputs(s, with_flow))]
     totals["resumed"] = len(seqs) - len(todo)
     bar = tqdm(total=len(todo), desc=f"rtatl-prep {dataset}", unit="seq", disable=not progress)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))

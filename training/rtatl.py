@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtatl_sdk import geometry, preprocess
+from rtatl_sdk.contract import geometry, preprocess
 
 from .aux_heads import (
     JIGSAW_PERMUTATIONS,

@@ -42,7 +42,7 @@ def part_stats(model) -> list[dict]:
     """One row per part: name, parameters, GFLOPs per image (eval mode, batch 1)."""
     import torch
 
-    from rtatl_sdk import geometry
+    from rtatl_sdk.contract import geometry
 
     bb = model.backbone.eval()
     n = len(model.aus)
@@ -96,7 +96,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    from rtatl_sdk.au import AU_SETS
+    from rtatl_sdk.contract.au import AU_SETS
     from rtatl_sdk.errors import RTATLError
 
     from .config import load_config

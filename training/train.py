@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import RTATLError, TrainingError
 
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import store
-from ..errors import ModelFileError
+from ..errors import ClosedError, ModelFileError
 from ..results import Box
 
 _STRIDES = (8, 16, 32)
@@ -21,10 +21,6 @@ _VAR_CENTRE, _VAR_SIZE = 0.1, 0.2
 MIN_SIDE = 16
 # Per-channel means subtracted from BGR pixels, as the carrier package measured its recall with.
 _MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
-
-
-#: The detector's boxes are the results' ``Box`` (one box type in the SDK).
-FaceBox = Box
 
 
 @lru_cache(maxsize=16)
@@ -63,13 +59,13 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
 
 
 class RetinaFaceDetector:
-    """``detect(bgr) -> list[FaceBox]`` sorted by score (highest first)."""
+    """``detect(bgr) -> list[Box]`` sorted by score (highest first)."""
 
     def __init__(self, model_path=None, score_threshold: float = 0.9, nms_threshold: float = 0.4,
                  max_side: int = 640, providers: list[str] | None = None, threads: int = 0):
         import onnxruntime as ort
 
-        from ..engine import cpu_session_options  # one home for the SDK's session settings
+        from ..engines import cpu_session_options  # one home for the SDK's session settings
 
         path = store.resolve(store.FACE_DETECTOR, model_path)
         opts = cpu_session_options(threads)
@@ -81,8 +77,14 @@ class RetinaFaceDetector:
         self.nms_threshold = nms_threshold
         self.max_side = max_side
 
-    def detect(self, bgr: np.ndarray) -> list[FaceBox]:
+    def close(self) -> None:
+        self._session = None  # onnxruntime frees the session with its last reference
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
         import cv2
+
+        if self._session is None:
+            raise ClosedError("face detector: closed; make a new one")
 
         h, w = bgr.shape[:2]
         if min(h, w) < MIN_SIDE:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import store
-from ..errors import ModelFileError
+from ..errors import ClosedError, ModelFileError
 from ..quiet import native_logs
 
 
@@ -38,6 +38,7 @@ class FaceLandmarker:
         from mediapipe.tasks.python.core.base_options import BaseOptions
 
         path = store.resolve(store.FACE_LANDMARKER, model_path)
+        self.path = path  #: the .task file (it also carries the face geometry of ``rtatl_sdk.face.pose``)
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.IMAGE,
@@ -76,6 +77,8 @@ class FaceLandmarker:
         return np.array([[k, 0.0, self.crop_size / 2 - k * cx], [0.0, k, self.crop_size / 2 - k * cy]])
 
     def landmarks(self, bgr: np.ndarray, cx: float, cy: float, side: float) -> LandmarkResult | None:
+        if self._closed:
+            raise ClosedError("face landmarker: closed; make a new one")
         """Landmarks of the face in the square (cx, cy, side), or None if none is found there."""
         import cv2
         import mediapipe as mp

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import geometry, landmarks
-from .detector import FaceBox, RetinaFaceDetector
+from ..contract import geometry, landmarks
+from ..errors import ClosedError
+from ..results import Box
+from .boxes import greedy_match
+from .detector import RetinaFaceDetector
 from .landmarker import FaceLandmarker
 
 log = logging.getLogger(__name__)
@@ -18,12 +21,11 @@ log = logging.getLogger(__name__)
 class Face:
     """One face of one image, in image pixels unless said otherwise."""
 
-    box: FaceBox
+    box: Box
     mesh: np.ndarray  #: (478, 3) MediaPipe points
     landmarks: np.ndarray  #: (68, 2)
     aligned: geometry.AlignedFace  #: 200x200 canvas, its landmarks and the transform
     blendshapes: dict[str, float] | None = None
-    track_id: int | None = None
 
     def crop(self) -> np.ndarray:
         """The 192x192 centre crop the AU model sees (BGR)."""
@@ -40,16 +42,38 @@ class Face:
 
 
 class FacePipeline:
-    """``process(bgr) -> list[Face]``; faces sorted left to right."""
+    """``process(bgr) -> list[Face]``; faces sorted left to right.
+
+    It owns its detector and landmarker: ``close()`` (or leaving ``with FacePipeline() as pipe:``)
+    closes both, and a closed pipeline raises ``ClosedError``."""
 
     def __init__(self, detector: RetinaFaceDetector | None = None, landmarker: FaceLandmarker | None = None,
                  blendshapes: bool = False, detector_path=None, landmarker_path=None):
         self.detector = detector or RetinaFaceDetector(detector_path)
         self.landmarker = landmarker or FaceLandmarker(landmarker_path, blendshapes=blendshapes)
+        self.closed = False
 
-    def face_in_box(self, bgr: np.ndarray, box: FaceBox) -> Face | None:
+    def close(self) -> None:
+        """Close the landmarker's MediaPipe graph and the detector's session; twice is fine."""
+        if not self.closed:
+            self.closed = True
+            self.landmarker.close()
+            self.detector.close()
+
+    def __enter__(self) -> FacePipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError("face pipeline: closed; make a new one")
+
+    def face_in_box(self, bgr: np.ndarray, box: Box) -> Face | None:
         """The face whose detector box is ``box``: its landmarks, 68 points and aligned crop;
         None when the Landmarker finds no face there."""
+        self._check_open()
         cx, cy, side = box.square(self.landmarker.crop_factor)
         res = self.landmarker.landmarks(bgr, cx, cy, side)
         if res is None:
@@ -58,7 +82,8 @@ class FacePipeline:
         pts68 = landmarks.mediapipe_to_68(res.mesh)
         return Face(box, res.mesh, pts68, geometry.align_face(bgr, pts68), res.blendshapes)
 
-    def process(self, bgr: np.ndarray, boxes: list[FaceBox] | None = None) -> list[Face]:
+    def process(self, bgr: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
+        self._check_open()
         boxes = self.detector.detect(bgr) if boxes is None else boxes
         faces = [f for f in (self.face_in_box(bgr, b) for b in boxes) if f is not None]
         faces.sort(key=lambda f: f.box.x + f.box.w / 2)
@@ -79,26 +104,11 @@ class IoUTracker:
         self._tracks: dict[int, tuple[np.ndarray, int]] = {}
         self._next = 0
 
-    @staticmethod
-    def _iou(a: np.ndarray, b: np.ndarray) -> float:
-        x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-        x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-        inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-        return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
-
     def update(self, boxes: list[np.ndarray]) -> list[int]:
-        pairs = sorted(
-            ((self._iou(b, t[0]), i, tid) for i, b in enumerate(boxes) for tid, t in self._tracks.items()),
-            reverse=True,
-        )
         ids: list[int | None] = [None] * len(boxes)
-        used: set[int] = set()
-        for iou, i, tid in pairs:
-            if iou < self.min_iou:
-                break
-            if ids[i] is None and tid not in used:
-                ids[i] = tid
-                used.add(tid)
+        tracks = list(self._tracks.items())  # ascending ids: new ids are always the largest
+        for i, j in greedy_match(boxes, [t[0] for _, t in tracks], self.min_iou):
+            ids[i] = tracks[j][0]
         for i, b in enumerate(boxes):
             if ids[i] is None:
                 ids[i] = self._next

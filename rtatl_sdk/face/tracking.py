@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contract import landmarks as lm
+from ..errors import InputError
 from ..results import Box
+from .boxes import greedy_match, iou
 from .pipeline import Face, FacePipeline
 
 #: A detector box relative to the bounding box of its face's 68 landmarks (side s = the larger
@@ -44,7 +47,8 @@ def looks_like_a_face(face: Face, previous: Face | None) -> bool:
     """Plausibility of a tracked face's 68 points: eyes apart and above the mouth in the face's
     own frame, and a size within ``MAX_SCALE_STEP`` of the previous frame's."""
     p = face.landmarks
-    eye_r, eye_l, mouth = p[36:42].mean(0), p[42:48].mean(0), p[48:60].mean(0)
+    eye_r, eye_l = p[list(lm.RIGHT_EYE)].mean(0), p[list(lm.LEFT_EYE)].mean(0)
+    mouth = p[list(lm.OUTER_MOUTH)].mean(0)
     axis = eye_l - eye_r
     iod = float(np.hypot(*axis))
     if not np.isfinite(p).all() or iod < 4.0:
@@ -59,11 +63,11 @@ def looks_like_a_face(face: Face, previous: Face | None) -> bool:
     return True
 
 
-def _iou(a: Box, b: Box) -> float:
-    x1, y1 = max(a.x, b.x), max(a.y, b.y)
-    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
+def check_detect_every(value, name: str = "detect_every") -> int:
+    """The detection period, checked: a whole number of frames, 1 or more (InputError otherwise)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name}={value!r}", "must be a whole number of frames, 1 or more")
+    return value
 
 
 @dataclass
@@ -81,8 +85,7 @@ class FaceTracker:
     """
 
     def __init__(self, pipeline: FacePipeline, detect_every: int = DETECT_EVERY, min_iou: float = 0.3):
-        if detect_every < 1:
-            raise ValueError(f"detect_every must be 1 or more, got {detect_every}")
+        check_detect_every(detect_every)
         self.pipeline = pipeline
         self.detect_every = detect_every
         self.min_iou = min_iou
@@ -100,7 +103,7 @@ class FaceTracker:
             if face is not None:
                 face.box = box_from_landmarks(face.landmarks, prev.box.score)
                 # a track that slid onto a face another track already holds ends too
-                if looks_like_a_face(face, prev) and all(_iou(face.box, k.box) < DUPLICATE_IOU for k in kept):
+                if looks_like_a_face(face, prev) and all(iou(face.box, k.box) < DUPLICATE_IOU for k in kept):
                     kept.append(face)
                     continue
             self._lost = True
@@ -113,15 +116,9 @@ class FaceTracker:
         self.stats.detections += 1
         boxes = self.pipeline.detector.detect(bgr)
         out = []
-        pairs = sorted(((_iou(b, f.box), i, j) for i, b in enumerate(boxes) for j, f in enumerate(tracked)), reverse=True)
-        used_box, used_face = set(), set()
-        for iou, i, j in pairs:
-            if iou < self.min_iou:
-                break
-            if i in used_box or j in used_face:
-                continue
+        used_box = set()
+        for i, j in greedy_match(boxes, [f.box for f in tracked], self.min_iou):
             used_box.add(i)
-            used_face.add(j)
             tracked[j].box = boxes[i]
             out.append(tracked[j])
         for i, b in enumerate(boxes):

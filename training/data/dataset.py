@@ -8,18 +8,19 @@ Randomness comes from (seed, epoch, index) only, so a resumed run sees identical
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry, preprocess
-from rtatl_sdk import landmarks as lm
+from rtatl_sdk.contract import geometry, preprocess
+from rtatl_sdk.contract import landmarks as lm
 from rtatl_sdk.errors import InputError
 
 from ..flow import flip_flow
+from . import cache as cache_format
+from .cache import iter_parts, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +30,23 @@ class CacheIndex:
 
     def __init__(self, cache: Path, subjects: list[str] | None = None):
         cache = Path(cache)
-        mpath = cache / "manifest.json"
-        if not mpath.is_file():
-            raise InputError(str(cache), "is not an rtatl-prep cache (no manifest.json)")
         self.root = cache
-        self.manifest = json.loads(mpath.read_text())
+        self.manifest = read_manifest(cache)
         self.aus = tuple(self.manifest["aus"])
         keys, frames, labels, targets, lms, flows, subs, noface = [], [], [], [], [], [], [], []
-        for part in sorted((cache / "parts").glob("*.npz")):
-            with np.load(part) as d:
-                subject = str(d["subject"])
-                if subjects is not None and subject not in subjects:
-                    continue
-                n = len(d["frames"])
-                keys += [part.stem] * n
-                subs += [subject] * n
-                frames.append(d["frames"])
-                labels.append(d["labels"])
-                targets.append(d["targets"] if "targets" in d.files else d["labels"].astype(np.float32))
-                lms.append(d["landmarks"])
-                flows.append(d["has_flow"])
-                if "noface_labels" in d.files:
-                    noface.append(d["noface_labels"].reshape(-1, d["labels"].shape[1]))
+        for part in iter_parts(cache):
+            if subjects is not None and part.subject not in subjects:
+                continue
+            n = len(part)
+            keys += [part.key] * n
+            subs += [part.subject] * n
+            frames.append(part.frames)
+            labels.append(part.labels)
+            targets.append(part.targets if part.targets is not None else part.labels.astype(np.float32))
+            lms.append(part.landmarks)
+            flows.append(part.has_flow)
+            if "noface_labels" in part.extra:
+                noface.append(part.extra["noface_labels"].reshape(-1, part.labels.shape[1]))
         if not keys:
             raise InputError(str(cache), f"has no finished sequences{' for subjects ' + ' '.join(subjects) if subjects else ''}")
         self.keys = np.array(keys)
@@ -76,18 +72,14 @@ class CacheIndex:
             setattr(self, k, getattr(self, k)[mask])
 
     def image_path(self, i: int) -> Path:
-        return self.root / "images" / self.keys[i] / f"{self.frames[i]}.jpg"
+        return cache_format.image_path(self.root, self.keys[i], self.frames[i])
 
     def flow_path(self, i: int) -> Path:
-        return self.root / "flow" / self.keys[i] / f"{self.frames[i]}.npy"
+        return cache_format.flow_path(self.root, self.keys[i], self.frames[i])
 
 
 def all_subjects(cache: Path) -> set[str]:
-    out = set()
-    for part in (Path(cache) / "parts").glob("*.npz"):
-        with np.load(part) as d:
-            out.add(str(d["subject"]))
-    return out
+    return {part.subject for part in iter_parts(cache, extra=False)}
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError
-from rtatl_sdk.images import IMAGE_EXTENSIONS
+from rtatl_sdk.io.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

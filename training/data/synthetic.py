@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk.contract.au import AU_SETS
 
 # every AU column of the real BP4D AU_OCC files, not only the 12 evaluated ones
 BP4D_CSV_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 27, 28)

@@ -2,7 +2,7 @@
 
 Layout read (``../shared/faces`` is one instance; a user's own folder works the same way):
 
-* any image file below ``DIR`` (``rtatl_sdk.images.IMAGE_EXTENSIONS``), found recursively;
+* any image file below ``DIR`` (``rtatl_sdk.io.images.IMAGE_EXTENSIONS``), found recursively;
 * optionally a ``labels.csv`` in any folder with the columns ``image, identity, emotion``
   (``image`` relative to that folder; ``emotion`` may be empty). Images without a row are
   their own identity (the file stem) with no emotion.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtatl_sdk.errors import InputError
-from rtatl_sdk.images import IMAGE_EXTENSIONS
+from rtatl_sdk.io.images import IMAGE_EXTENSIONS
 
 EMOTIONS = ("neutral", "happiness", "surprise", "anger", "sadness", "fear", "disgust", "contempt")
 LABELS_FILE = "labels.csv"

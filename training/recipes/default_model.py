@@ -40,12 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rtatl_sdk import geometry, load_image
-from rtatl_sdk.au import AU_SETS
+from rtatl_sdk import load_image
+from rtatl_sdk.contract import geometry
+from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError, RTATLError
 from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
 
-from .. import prep
+from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
 from . import corpus, measures, targets
 
@@ -95,7 +96,7 @@ def _face_chunk(job) -> tuple[str, int, int]:
         f = largest_face(faces)
         t = teacher_scores(f.blendshapes, AUS)
         n = len(rows)
-        prep.write_frame(cache, key, n, f.aligned.image)
+        cache_format.write_frame(cache, key, n, f.aligned.image)
         rows.append((n, t, targets.combine(t, rec.emotion, AUS), f.aligned.landmarks, f.aligned.matrix, rec))
     _write_rows(cache, key, rows, skipped)
     return key, len(rows), sum(skipped.values())
@@ -104,12 +105,14 @@ def _face_chunk(job) -> tuple[str, int, int]:
 def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None) -> None:
     n = len(rows)
     tgt = np.array([r[2] for r in rows], np.float32).reshape(n, len(AUS))
-    prep.write_part(cache, key, key, key, [r[0] for r in rows], targets.hard(tgt), [r[3] for r in rows],
-                    [r[4] for r in rows], has_flow if has_flow is not None else [False] * n, skipped, targets=tgt,
-                    extra={"teacher": np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS)),
-                           "emotion": np.array([r[5].emotion for r in rows], dtype=str),
-                           "identity": np.array([r[5].identity for r in rows], dtype=str),
-                           "source": np.array([str(r[5].path) for r in rows], dtype=str)})
+    cache_format.write_part(cache, cache_format.Part(
+        key=key, subject=key, sequence=key, frames=[r[0] for r in rows], labels=targets.hard(tgt),
+        landmarks=[r[3] for r in rows], matrices=[r[4] for r in rows],
+        has_flow=has_flow if has_flow is not None else [False] * n, skipped=skipped, targets=tgt,
+        extra={"teacher": np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS)),
+               "emotion": np.array([r[5].emotion for r in rows], dtype=str),
+               "identity": np.array([r[5].identity for r in rows], dtype=str),
+               "source": np.array([str(r[5].path) for r in rows], dtype=str)}))
 
 
 def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
@@ -130,7 +133,7 @@ def _pending(cache: Path, prefix: str, records: list, chunk: int) -> list:
     jobs = []
     for c in range(0, len(records), chunk):
         key = f"{prefix}_{c // chunk:04d}"
-        if not (cache / "parts" / f"{key}.npz").is_file():
+        if not cache_format.has_part(cache, key):
             jobs.append((cache, key, records[c:c + chunk]))
     return jobs
 
@@ -138,7 +141,7 @@ def _pending(cache: Path, prefix: str, records: list, chunk: int) -> list:
 # ---------------------------------------------------------------- media (video frames with flow)
 def _faces_of_video(pipe, path: Path, limit: int | None = None):
     from rtatl_sdk.face.pipeline import largest_face
-    from rtatl_sdk.video import iter_frames
+    from rtatl_sdk.stream.video import iter_frames
 
     out = []
     for fr in iter_frames(path):
@@ -157,7 +160,7 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
     from rtatl_sdk import load_image
     from rtatl_sdk.face import FacePipeline
 
-    if (data / "heldout" / "parts" / "video.npz").is_file():
+    if cache_format.has_part(data / "heldout", "video"):
         return json.loads((data / "media_counts.json").read_text())
     pipe = FacePipeline(blendshapes=True)
     clip = corpus.FaceRecord(media / TRAIN_VIDEO, f"media/{TRAIN_VIDEO}", "")
@@ -167,12 +170,12 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
     flows: dict[str, list] = {"even": [], "odd": []}
     for i, _img, f in video:
         flow = None
-        if i + prep.FLOW_STEP in by_index:
-            nxt = geometry.warp_to_canvas(by_index[i + prep.FLOW_STEP][0], f.aligned.matrix)
+        if i + cache_format.FLOW_STEP in by_index:
+            nxt = geometry.warp_to_canvas(by_index[i + cache_format.FLOW_STEP][0], f.aligned.matrix)
             flow = tvl1_flow(f.aligned.image, nxt, FLOW)
         half = "even" if i % 2 == 0 else "odd"
         cache = data / ("train" if half == "even" else "unlabelled")
-        prep.write_frame(cache, f"clip_{half}", i, f.aligned.image, flow)
+        cache_format.write_frame(cache, f"clip_{half}", i, f.aligned.image, flow)
         t = teacher_scores(f.blendshapes, AUS)
         tgt = targets.combine(t, "", AUS) if half == "even" else np.full(len(AUS), -1, np.float32)
         rows[half].append((i, t, tgt, f.aligned.landmarks, f.aligned.matrix, clip))
@@ -183,7 +186,7 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
     for name in TRAIN_IMAGES:
         for f in pipe.process(load_image(media / name)):
             n = len(still_rows)
-            prep.write_frame(data / "train", "stills", n, f.aligned.image)
+            cache_format.write_frame(data / "train", "stills", n, f.aligned.image)
             t = teacher_scores(f.blendshapes, AUS)
             still_rows.append((n, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
                                corpus.FaceRecord(media / name, f"media/{name}#{n}", "")))
@@ -191,12 +194,12 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
     held = _faces_of_video(pipe, media / HELD_VIDEO)
     held_rows = []
     for i, _img, f in held:
-        prep.write_frame(data / "heldout", "video", i, f.aligned.image)
+        cache_format.write_frame(data / "heldout", "video", i, f.aligned.image)
         t = teacher_scores(f.blendshapes, AUS)
         held_rows.append((i, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
                           corpus.FaceRecord(media / HELD_VIDEO, f"media/{HELD_VIDEO}", "")))
     _write_rows(data / "heldout", "video", held_rows, {})
-    pipe.landmarker.close()
+    pipe.close()
     counts = {"clip_labelled": len(rows["even"]), "clip_unlabelled": len(rows["odd"]), "stills": len(still_rows),
               "heldout_frames": len(held_rows)}
     (data / "media_counts.json").write_text(json.dumps(counts))
@@ -220,7 +223,7 @@ def _edit_chunk(job) -> tuple[str, int, int]:
             log.warning("edit %s of %s failed (%s); skipped", aus, path, str(exc).strip().splitlines()[-1][:80])
             continue
         n = len(rows)
-        prep.write_frame(cache, key, n, out, flow)
+        cache_format.write_frame(cache, key, n, out, flow)
         rows.append((n, np.full(len(AUS), -1, np.float32), targets.edited(tgt, aus, AUS), new_pts, np.eye(2, 3), rec))
         flows.append(True)
     _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, flows)
@@ -254,11 +257,11 @@ def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
 def read_extras(cache: Path) -> dict[str, np.ndarray]:
     """The recipe's per-face arrays (teacher, emotion, identity, source) in CacheIndex order."""
     out: dict[str, list] = {"teacher": [], "emotion": [], "identity": [], "source": []}
-    for part in sorted((Path(cache) / "parts").glob("*.npz")):
-        with np.load(part) as d:
-            n = len(d["frames"])
-            for k in out:
-                out[k].append(d[k] if k in d.files else np.full((n, len(AUS)) if k == "teacher" else n, -1 if k == "teacher" else ""))
+    for part in cache_format.iter_parts(cache):
+        n = len(part)
+        for k in out:
+            out[k].append(part.extra[k] if k in part.extra else
+                          np.full((n, len(AUS)) if k == "teacher" else n, -1 if k == "teacher" else ""))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -271,7 +274,7 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
     shared = {r.identity for r in train} & {r.identity for r in val}
     assert not shared, shared  # the split is by identity; a failure here is a bug, not bad data
     for name in ("train", "unlabelled", "val", "heldout"):
-        prep.write_manifest(data / name, "DEFAULT", AUS, FLOW)
+        cache_format.write_manifest(data / name, "DEFAULT", AUS, FLOW)
     jobs = _pending(data / "train", "corpus", train, CHUNK) + _pending(data / "val", "corpus", val, CHUNK)
     results = _run_jobs(_face_chunk, jobs, workers, "faces")
     media_counts = build_media(media, data, clip_frames)
@@ -284,9 +287,8 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
                **media_counts}
     for name in ("train", "val"):
         skipped = 0
-        for part in (data / name / "parts").glob("corpus_*.npz"):
-            with np.load(part) as d:
-                skipped += sum(json.loads(str(d["skipped"])).values())
+        for part in cache_format.iter_parts(data / name, "corpus_*", extra=False):
+            skipped += sum(part.skipped.values())
         summary[f"{name}_no_face"] = skipped
     from ..data.dataset import CacheIndex
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtatl_sdk.au import au_label
+from rtatl_sdk.contract.au import au_label
 
 #: (AU, emotion expected to show it, emotion expected not to)
 CONTRASTS: tuple[tuple[int, str, str], ...] = (

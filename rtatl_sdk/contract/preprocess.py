@@ -26,11 +26,16 @@ def normalise(images_rgb: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def model_inputs(crops_bgr, crop_landmarks, aus, mean=MEAN, std=STD) -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(crops_bgr, crop_landmarks, aus, mean=MEAN, std=STD, colour_order: str = COLOUR_ORDER
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch the 192x192 BGR face crops and their 68 landmarks into the model's two inputs:
-    ``image`` float32 (B, 3, 192, 192) and ``centres`` float32 (B, 2N, 2)."""
+    ``image`` float32 (B, 3, 192, 192) in ``colour_order`` (the model card's) and ``centres``
+    float32 (B, 2N, 2)."""
     from .geometry import au_centres
 
-    rgb = np.stack([np.asarray(c)[:, :, ::-1] for c in crops_bgr])
+    if colour_order not in ("RGB", "BGR"):
+        raise ValueError(f"colour_order must be 'RGB' or 'BGR', got {colour_order!r}")
+    step = -1 if colour_order == "RGB" else 1
+    rgb = np.stack([np.asarray(c)[:, :, ::step] for c in crops_bgr])
     centres = np.stack([au_centres(p, aus) for p in crop_landmarks]).astype(np.float32)
     return normalise(rgb, mean, std), centres

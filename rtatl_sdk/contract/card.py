@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import ModelCardError
+from ..version import __version__
 from . import geometry, preprocess
 from .au import AU_NAMES, au_label, au_number
-from .errors import ModelCardError
-from .version import __version__
 
 #: Key of the card in the ONNX model's metadata_props.
 METADATA_KEY = "rtatl_model_card"
@@ -68,6 +69,20 @@ class ModelCard(BaseModel):
     def _valid_thresholds(cls, v: list[float]) -> list[float]:
         if any(not (0.0 < t < 1.0) for t in v):
             raise ValueError(f"thresholds must lie strictly between 0 and 1, got {v}")
+        return v
+
+    @field_validator("mean")
+    @classmethod
+    def _valid_mean(cls, v):
+        if any(not (math.isfinite(m) and 0.0 <= m <= 1.0) for m in v):
+            raise ValueError(f"mean must be finite values in [0, 1] (pixels are scaled to [0, 1] first), got {list(v)}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _valid_std(cls, v):
+        if any(not (math.isfinite(s) and 0.01 <= s <= 10.0) for s in v):
+            raise ValueError(f"std must be finite values in [0.01, 10] (a division by it normalises), got {list(v)}")
         return v
 
     @model_validator(mode="after")

@@ -63,7 +63,7 @@ MEDIAPIPE_TO_68.setflags(write=False)
 
 def check_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
     """Return ``landmarks`` as a float64 ``(68, 2)`` array or raise InputError naming ``name``."""
-    from .errors import InputError
+    from ..errors import InputError
 
     arr = np.asarray(landmarks, dtype=np.float64)
     if arr.shape != (N_LANDMARKS, 2):
@@ -75,7 +75,7 @@ def check_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarra
 
 def mediapipe_to_68(mesh: np.ndarray) -> np.ndarray:
     """Map MediaPipe mesh points ``(468|478, 2|3)`` to the ``(68, 2)`` scheme (x, y only)."""
-    from .errors import InputError
+    from ..errors import InputError
 
     mesh = np.asarray(mesh, dtype=np.float64)
     if mesh.ndim != 2 or mesh.shape[0] < 468 or mesh.shape[1] < 2:

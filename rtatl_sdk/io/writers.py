@@ -7,8 +7,8 @@ import io
 import json
 from pathlib import Path
 
-from .errors import InputError
-from .results import BASE_COLUMNS, ERROR_COLUMN, au_columns
+from ..errors import InputError
+from .rows import columns
 
 #: File names may hold any bytes the filesystem allows: undecodable ones round-trip as surrogates.
 ENCODING, ERRORS = "utf-8", "surrogateescape"
@@ -28,10 +28,10 @@ class RowWriter:
 
     def __init__(self, path: Path, aus: list[str], resume: bool = False, inputs=None):
         self.path = Path(path)
-        self.kind = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(self.path.suffix.lower())
+        self.kind = {".csv": "csv", ".jsonl": "jsonl"}.get(self.path.suffix.lower())
         if self.kind is None:
             raise InputError(str(path), "output must end in .csv or .jsonl")
-        self.columns = [*BASE_COLUMNS, *au_columns(aus), ERROR_COLUMN]
+        self.columns = columns(aus)
         self.last_done: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+", newline="", encoding=ENCODING, errors=ERRORS)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 #: A file whose reads fail this many times in a row is taken to have ended.
@@ -78,8 +78,22 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not isinstance(source, int) else 0
     end = total if max_frames is None else min(total, max_frames)
 
+    last = [-1, 0.0]  # index and container timestamp of the last frame decoded
+
     def stamp(i: int) -> float:
-        return i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        """Frame i's time: a decoded frame's own presentation time from the container (variable
+        frame rates stay right), else the last decoded frame's time plus the frames since at the
+        average rate (frames without a picture, cameras without timestamps)."""
+        if i == last[0]:
+            return last[1]
+        if fps > 0:
+            return last[1] + (i - last[0]) / fps if last[0] >= 0 else i / fps
+        return cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
+    def decoded(i: int) -> None:
+        msec = cap.get(cv2.CAP_PROP_POS_MSEC) if not isinstance(source, int) else -1.0
+        t = msec / 1000.0 if msec >= 0 and (last[0] < 0 or msec / 1000.0 >= last[1]) else None
+        last[:] = [i, t if t is not None else (i / fps if fps > 0 else 0.0)]
 
     try:
         index, pending = 0, []  # pending: failed reads not yet known to be corrupt frames or the file's end
@@ -99,6 +113,7 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
             for i, ts in pending:  # a read failure followed by a good frame: a corrupt frame
                 yield Frame(i, float(ts), None, UNDECODABLE)
             pending = []
+            decoded(index)
             yield Frame(index, float(stamp(index)), img)
             index += 1
         if not isinstance(source, int) and (pending or index < end):

@@ -16,9 +16,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import store
-from .errors import FetchError
-from .files import atomic_write_bytes
+from .. import store
+from ..errors import FetchError
+from ..io.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from . import landmarks as lm
 from .au import AU_NAMES, au_label
-from .errors import InputError
 
 #: Side of the aligned face canvas (paper sec. 4.2).
 ALIGNED_SIZE = 200
@@ -236,6 +236,13 @@ def roi_boxes(centres: np.ndarray, size: int = ROI_SIZE) -> np.ndarray:
     return np.concatenate([c - h, c + h], axis=-1)
 
 
+def inside_image(points: np.ndarray, image_shape) -> np.ndarray:
+    """(...,) bool: whether each (x, y) point lies inside an image of ``image_shape`` (h, w, ...)."""
+    p = np.asarray(points)
+    h, w = image_shape[:2]
+    return (p[..., 0] >= 0) & (p[..., 0] < w) & (p[..., 1] >= 0) & (p[..., 1] < h)
+
+
 def centres_in_image(landmarks68: np.ndarray, aus, image_shape) -> np.ndarray:
     """(N,) bool: whether each AU has at least one of its two centres inside the image.
 
@@ -243,6 +250,4 @@ def centres_in_image(landmarks68: np.ndarray, aus, image_shape) -> np.ndarray:
     on the aligned crop (``au_centres``), so an AU whose region lies wholly outside the frame
     (brows cut by the top edge, say) is known to be unseen."""
     c = au_centres(np.asarray(landmarks68, np.float64), aus).reshape(-1, 2, 2)
-    h, w = image_shape[:2]
-    inside = (c[..., 0] >= 0) & (c[..., 0] < w) & (c[..., 1] >= 0) & (c[..., 1] < h)
-    return inside.any(axis=1)
+    return inside_image(c, image_shape).any(axis=1)

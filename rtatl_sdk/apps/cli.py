@@ -16,40 +16,71 @@ duplicates).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from .engine import BACKENDS
-from .errors import InputError, RTATLError
-from .face.tracking import DETECT_EVERY
-from .images import VIDEO_EXTENSIONS as VIDEO_EXT
-from .runner import SKIPPED_OUTPUT, InputRunner, annotation_names, expand_inputs
+from ..errors import InputError, RTATLError
+from ..io.images import VIDEO_EXTENSIONS
+from ..options import DetectorOptions
+from .runner import (
+    SKIPPED_OUTPUT,
+    InputRunner,
+    RunOptions,
+    annotation_names,
+    expand_inputs,
+    plot_names,
+    row_settings,
+    settings_difference,
+)
 
 __all__ = ["annotation_names", "expand_inputs", "main"]
 
 
-def check_options(args, files: list[Path]) -> None:
-    """Every option checked before any output is touched; a mistake raises InputError (exit 2)."""
-    if args.smooth is not None and not 0.0 < args.smooth <= 1.0:
-        raise InputError(f"--smooth {args.smooth}", "must lie in (0, 1]")
+def detector_options(args) -> DetectorOptions:
+    """The ``DetectorOptions`` of the flags (``add_detector_flags``); a bad value names its flag."""
+    return DetectorOptions.make(flags=True, **{name: getattr(args, name) for name in DetectorOptions.flag_fields()})
+
+
+def add_detector_flags(ap: argparse.ArgumentParser) -> None:
+    """One flag per ``DetectorOptions`` field that has one (its ``flag``, help and default)."""
+    for name, info in DetectorOptions.flag_fields().items():
+        extra = info.json_schema_extra
+        flag, kw = extra["flag"], {"dest": name, "help": info.description}
+        if isinstance(info.default, bool):
+            kw["action"] = "store_false" if info.default else "store_true"
+        else:
+            typ = next(t for t in (int, float, str) if t in _types(info.annotation))
+            kw.update(type=typ, default=info.default, metavar=extra.get("metavar"))
+        ap.add_argument(flag, **kw)
+
+
+def _types(annotation) -> tuple:
+    import typing
+
+    return typing.get_args(annotation) or (annotation,)
+
+
+def check_options(args, files: list[Path]) -> DetectorOptions:
+    """Every option checked before any output is touched; a mistake raises InputError (exit 2).
+    Returns the detector's options."""
+    options = detector_options(args)
     if args.camera is not None and args.camera < 0:
         raise InputError(f"--camera {args.camera}", "a camera index is 0 or more")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames {args.max_frames}", "must be at least 1")
-    if args.threads < 0:
-        raise InputError(f"--threads {args.threads}", "must be 0 (all cores) or more")
-    if args.detect_every < 1:
-        raise InputError(f"--detect-every {args.detect_every}", "must be 1 (every frame) or more")
     check_cluster_options(args)
     if args.resume and not args.out:
         raise InputError("--resume", "needs --out: the file to continue")
     inputs = {f.resolve() for f in files}
-    for opt, value, suffixes in (("--out", args.out, (".csv", ".jsonl", ".json")), ("--plot", args.plot, (".png",))):
+    for opt, value, suffixes in (("--out", args.out, (".csv", ".jsonl")), ("--plot", args.plot, (".png",))):
         if not value:
             continue
         p = Path(value)
+        if opt == "--out" and p.suffix.lower() == ".json":
+            raise InputError(f"--out {p}", "results are JSON Lines (one object per row): name the file .jsonl")
         if p.suffix.lower() not in suffixes:
             raise InputError(f"{opt} {p}", f"must end in {' or '.join(suffixes)}")
         if p.resolve() in inputs:
@@ -57,8 +88,8 @@ def check_options(args, files: list[Path]) -> None:
         _check_writable_parent(opt, p)
     if args.annotate:
         ann = Path(args.annotate)
-        if ann.suffix.lower() in VIDEO_EXT:
-            if len(files) + (args.camera is not None) != 1 or (files and files[0].suffix.lower() not in VIDEO_EXT):
+        if ann.suffix.lower() in VIDEO_EXTENSIONS:
+            if len(files) + (args.camera is not None) != 1 or (files and files[0].suffix.lower() not in VIDEO_EXTENSIONS):
                 raise InputError(f"--annotate {ann}", "a video file name takes exactly one video or camera input; "
                                  "give a folder for several inputs or for images")
             if ann.resolve() in inputs:
@@ -68,6 +99,7 @@ def check_options(args, files: list[Path]) -> None:
             raise InputError(f"--annotate {ann}", "exists and is not a folder")
         else:
             _check_writable_parent("--annotate", ann / "x")
+    return options
 
 
 def check_cluster_options(args) -> None:
@@ -88,15 +120,13 @@ def check_cluster_options(args) -> None:
         raise InputError(f"--out-dir {args.out_dir}", "exists and is not a folder")
 
 
-def run_cluster(args) -> int:
+def run_cluster(args, options: DetectorOptions) -> int:
     """``--cluster``: every input on a Ray cluster, one output per input and a manifest."""
     from .cluster import process_archive
 
-    detector = {"smoothing": args.smooth, "calibration": args.calibrate, "detect_every": args.detect_every,
-                "reuse": args.reuse, "backend": args.backend, "max_frames": args.max_frames}
     address = None if args.cluster == "local" else args.cluster
-    entries = process_archive(args.inputs, args.out_dir, address, model=args.model, detector=detector,
-                              workers=args.workers, progress=not args.quiet)
+    entries = process_archive(args.inputs, args.out_dir, address, model=args.model, detector=options,
+                              max_frames=args.max_frames, workers=args.workers, progress=not args.quiet)
     failed = {k: e for k, e in entries.items() if e["status"] != "done"}
     for name, e in failed.items():
         print(f"rtatl-detect: {name}: {e.get('error')}", file=sys.stderr)
@@ -119,31 +149,38 @@ def _check_writable_parent(opt: str, path: Path) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from .detector import AUDetector
-    from .writers import RowWriter
+    from ..detector import AUDetector
+    from ..io.writers import RowWriter
 
-    files, bad = expand_inputs(args.inputs, (args.out, args.plot), args.annotate)
-    check_options(args, files)
+    own = (args.out, args.plot, settings_file(Path(args.out)) if args.out else None)
+    files, bad = expand_inputs(args.inputs, own, args.annotate)
+    options = check_options(args, files)
     if args.cluster is not None:
-        return run_cluster(args)
+        return run_cluster(args, options)
     if not files and args.camera is None:
         for name, reason in bad:
             print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
         print("rtatl-detect: no usable input", file=sys.stderr)
         return 1
-    det = AUDetector(args.model, smoothing=args.smooth, calibration=args.calibrate, threads=args.threads,
-                     detect_every=args.detect_every, reuse=args.reuse, backend=args.backend)
+    det = AUDetector(args.model, options=options)
+    run_options = RunOptions(max_frames=args.max_frames, quiet=args.quiet, camera=args.camera is not None)
     names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
     writer = None
     sources: list = list(files) + ([args.camera] if args.camera is not None else [])
     try:
+        settings = row_settings(options, args.model, det.model_path)
+        if args.out:
+            check_resume_settings(Path(args.out), settings, args.resume)
         writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names) if args.out else None
-        job = InputRunner(args, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files), len(sources))
+        if writer:
+            write_settings(Path(args.out), settings)
+        job = InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),
+                          plot_names(sources, Path(args.plot) if args.plot else None))
         job.failures += [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
         for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
             name = f"camera:{src}" if isinstance(src, int) else str(src)
             try:
-                if isinstance(src, int) or src.suffix.lower() in VIDEO_EXT:
+                if isinstance(src, int) or src.suffix.lower() in VIDEO_EXTENSIONS:
                     job.video(src, name)
                 else:
                     job.image(src, name)
@@ -159,6 +196,33 @@ def run(args) -> int:
     return 1 if job.failures else 0
 
 
+def settings_file(out: Path) -> Path:
+    """The record of the settings an output was written with: ``.<name>.settings.json`` beside it."""
+    return out.with_name(f".{out.name}.settings.json")
+
+
+def check_resume_settings(out: Path, settings: dict, resume: bool) -> None:
+    """A resume continues a file only with the settings it was written with (model, detector
+    options that change rows); otherwise one line says what differs and nothing is touched."""
+    side = settings_file(out)
+    if not (resume and out.exists() and side.is_file()):
+        return
+    try:
+        old = json.loads(side.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"--resume {out}", f"its settings record {side.name} cannot be read; write to a new file") from None
+    diff = settings_difference(old, settings)
+    if diff:
+        raise InputError(f"--resume {out}", f"it was written with other settings ({diff}); resume with those or "
+                         "write to a new file")
+
+
+def write_settings(out: Path, settings: dict) -> None:
+    from ..io.files import atomic_write_bytes
+
+    atomic_write_bytes(settings_file(out), json.dumps(settings, indent=1).encode())
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rtatl-detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="*", help="images, videos or folders")
@@ -169,18 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--camera", type=int, help="read this camera index")
     ap.add_argument("--max-frames", type=int, help="stop each video/camera after this many frames")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --out")
-    ap.add_argument("--smooth", type=float, help="temporal smoothing factor in (0, 1] (per track)")
-    ap.add_argument("--calibrate", action="store_true", help="per-person neutral baseline learned per track")
-    ap.add_argument("--threads", type=int, default=0, help="AU engine threads (0: one per core)")
-    ap.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
-                    help="AU engine for .onnx models (openvino: pip install 'rtatl[openvino]')")
-    ap.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
-                    help=f"videos: run the face detector every K frames and track faces by their landmarks in "
-                         f"between (default {DETECT_EVERY}); 1 detects on every frame")
-    ap.add_argument("--no-reuse", dest="reuse", action="store_false",
-                    help="videos: run the AU model on every frame (by default a track's AU result is reused for up "
-                         "to 3 frames while its aligned face has barely changed)")
-    ap.add_argument("--cluster", nargs="?", const="local", metavar="ADDRESS",
+    add_detector_flags(ap)  # --smooth, --calibrate, --threads, --backend, --detect-every, --no-reuse
+    ap.add_argument("--cluster", nargs="?", const="local", metavar="ADDRESS", action=_ClusterAction,
                     help="run on a Ray cluster (a local one without ADDRESS; pip install 'rtatl[cluster]'): one "
                          "output per input in --out-dir and manifest.json; run again to redo what failed")
     ap.add_argument("--out-dir", help="with --cluster: the folder for the outputs and the manifest")
@@ -190,8 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _ClusterAction(argparse.Action):
+    """``--cluster [ADDRESS]``: the value is the address only when it looks like one (``local``,
+    ``auto``, ``ray://host:port``, ``host:port``); otherwise it is the first input
+    (``rtatl-detect --cluster archive/ --out-dir results/``)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        import re
+
+        if value is None or value in ("local", "auto") or "://" in value or re.fullmatch(r"[\w.-]+:\d+", value):
+            setattr(namespace, self.dest, value or "local")
+        else:
+            setattr(namespace, self.dest, "local")
+            namespace.cluster_inputs = [*getattr(namespace, "cluster_inputs", []), value]
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.inputs = [*getattr(args, "cluster_inputs", []), *args.inputs]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.inputs and args.camera is None:
         build_parser().error("give at least one input or --camera N")

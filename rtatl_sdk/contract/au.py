@@ -35,7 +35,7 @@ def au_label(number: int) -> str:
 
 def au_number(label: str | int) -> int:
     """Parse ``"AU12"``, ``"AU1"``, ``"12"`` or ``12`` into a known FACS number."""
-    from .errors import InputError
+    from ..errors import InputError
 
     text = str(label).strip().upper()
     text = text.removeprefix("AU")

@@ -1,0 +1,1 @@
+"""The console scripts (``rtatl-detect``, ``rtatl-fetch-models``), their per-input runner and the cluster runner."""

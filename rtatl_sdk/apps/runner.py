@@ -1,0 +1,296 @@
+"""Processing of one rtatl-detect input (image, video or camera) into rows, annotations and plots,
+shared by the single-process command and the cluster runner (``rtatl_sdk.apps.cluster``)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import InputError
+from ..io.draw import annotate, au_heatmap
+from ..io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+
+class RunOptions(BaseModel):
+    """What one rtatl-detect run does with each input beyond the detector's own options
+    (``AUDetector.options``): frame limit, progress bars, and whether a camera runs."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    max_frames: int | None = Field(None, ge=1)  #: stop each video / camera after this many frames
+    quiet: bool = True  #: no progress bars
+    camera: bool = False  #: the run reads a camera (results are printed live without --out)
+
+log = logging.getLogger(__name__)
+ANNOTATED_SUFFIX = "_annotated"
+SKIPPED_OUTPUT = "an annotation in the --annotate folder, not an input; skipped"
+
+
+def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir=None
+                  ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to process (folders searched recursively, symbolic links followed) and (input, reason)
+    for unusable ones. This run's outputs found in an input folder are not inputs: the ``outputs``
+    files (result file, plot) and everything in ``out_dir`` (a cluster run's outputs, lock and
+    manifest) are left out; annotations (``*_annotated.*``) in the ``annotate`` folder are named
+    with the reason ``SKIPPED_OUTPUT``. A broken link or a link loop is named with its reason."""
+    files, bad = [], []
+    skip = {Path(o).resolve() for o in outputs if o}
+    ann = Path(annotate).resolve() if annotate else None
+    own = Path(out_dir).resolve() if out_dir else None
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found, problems = _walk(p, own)
+            bad += problems
+            for f in found:
+                r = f.resolve()
+                if r in skip:
+                    continue
+                if ann is not None and r.parent == ann and f.stem.endswith(ANNOTATED_SUFFIX):
+                    bad.append((str(f), SKIPPED_OUTPUT))
+                    continue
+                if f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+                    files.append(f)
+                else:
+                    bad.append((str(f), "not an image or video file (by its extension)"))
+        elif p.is_file():
+            files.append(p)
+        elif p.is_symlink():
+            bad.append((item, f"broken symbolic link (its target {os.readlink(p)} does not exist)"))
+        else:
+            bad.append((item, "no such file or folder"))
+    return files, bad
+
+
+def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every file under ``root`` in sorted order, through symbolic links to folders (each real
+    folder once: a link back up the tree is named, not followed); ``skip_dir`` is left out."""
+    files, bad, seen = [], [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if skip_dir is not None and (Path(real) == skip_dir or skip_dir in Path(real).parents):
+            dirs[:] = []
+            continue
+        if real in seen:
+            bad.append((folder, "a symbolic link to a folder already searched (a link loop); not followed again"))
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            f = Path(folder) / name
+            if f.is_file():
+                files.append(f)
+            elif f.is_symlink():
+                bad.append((str(f), f"broken symbolic link (its target {os.readlink(f)} does not exist)"))
+    return sorted(files), bad
+
+
+def output_names(files: list[Path], tail) -> dict[Path, str]:
+    """A file name per input: ``<stem><tail(input)>``, with a short hash of the input's full path
+    where two inputs would share a name or the name is itself an input's; never an input's name."""
+    import hashlib
+
+    taken = {f.name for f in files}
+    # names OpenCV can write: bytes that are not UTF-8 become U+FFFD (the path hash keeps them apart)
+    stem = {f: os.fsencode(f.stem).decode("utf-8", "replace") for f in files}
+    base = {f: f"{stem[f]}{tail(f)}" for f in files}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for f, name in base.items():
+        if counts[name] > 1 or name in taken or stem[f] != f.stem:
+            h = hashlib.sha1(os.fsencode(str(f.resolve()))).hexdigest()[:8]
+            name = f"{stem[f]}_{h}{tail(f)}"
+        out[f] = name
+    return out
+
+
+def plot_names(sources: list, plot: Path | None) -> dict:
+    """Where each video's ``--plot`` goes: the given file for one input; for several,
+    ``<stem>_<plot name>`` beside it (``output_names``: never an input's name, never shared)."""
+    if plot is None:
+        return {}
+    if len(sources) == 1:
+        return {sources[0]: plot}
+    files = [s for s in sources if not isinstance(s, int)]
+    names = output_names(files, lambda f: f"_{plot.name}")
+    out: dict = {f: plot.with_name(n) for f, n in names.items()}
+    out.update({s: plot.with_name(f"camera{s}_{plot.name}") for s in sources if isinstance(s, int)})
+    return out
+
+
+def annotation_names(files: list[Path]) -> dict[Path, str]:
+    """File names for annotated outputs: ``<stem>_annotated.<jpg|mp4>`` (``output_names``)."""
+    return output_names(files, lambda f: ANNOTATED_SUFFIX + (".jpg" if f.suffix.lower() in IMAGE_EXTENSIONS else ".mp4"))
+
+
+class InputRunner:
+    """What one rtatl-detect run shares between its inputs."""
+
+    def __init__(self, options: RunOptions, det, writer, ann: Path | None, ann_names: dict, plots: dict | None = None):
+        self.options, self.det, self.writer, self.ann, self.ann_names = options, det, writer, ann, ann_names
+        self.plots = plots or {}  #: input -> its plot file (``plot_names``)
+        self.failures: list[tuple[str, str]] = []
+
+    def image(self, src: Path, name: str) -> None:
+        import cv2
+
+        from ..io.images import load_image
+        from ..io.rows import frame_rows
+
+        if self.writer and self.writer.last_done.get(name, -1) >= 0:
+            return
+        img = load_image(src)
+        faces = self.det.detect(img)
+        if self.writer:
+            self.writer.write_rows(frame_rows(name, 0, 0.0, faces))
+        else:
+            _print_faces(name, 0, faces)
+        if self.ann:
+            self.ann.mkdir(parents=True, exist_ok=True)
+            target = self.ann / self.ann_names[src]
+            try:
+                ok = cv2.imwrite(str(target), annotate(img, faces))
+            except cv2.error as exc:  # a name OpenCV refuses
+                ok = False
+                log.debug("imwrite %s: %s", target, exc)
+            if not ok:  # a full disk, a name too long for the filesystem, no permission
+                raise InputError(str(target), "the annotated image could not be written (disk full, name too long "
+                                 "or no permission?); its rows are written")
+
+    def video(self, src, name: str) -> None:
+        """A video or camera. On resume, frames already in the file are not written again; when
+        smoothing, calibration, an annotated video or a plot depend on earlier frames, the video
+        is replayed from its start so that they come out as in an uninterrupted run. The detector's
+        options say which of theirs carry such state (``DetectorOptions.carries_state``: smoothing,
+        calibration, face tracking, keyframe reuse)."""
+        from tqdm import tqdm
+
+        from ..io.rows import error_row, frame_rows
+
+        args, writer = self.options, self.writer
+        done = writer.last_done.get(name, -1) if writer else -1
+        plot = self.plots.get(src)
+        stateful = self.det.options.carries_state or self.ann is not None or plot is not None
+        start = 0 if (stateful and not isinstance(src, int)) else done + 1
+        vw, series, missing = None, [], []
+        bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
+        for fr in self.det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=self.ann is not None):
+            bar.update(1)
+            new = fr.index > done or isinstance(src, int)
+            if fr.error:
+                missing.append(fr.index)
+                if writer and new:
+                    writer.write_rows([error_row(name, fr.index, fr.timestamp, fr.error)])
+                continue
+            if writer and new:
+                writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
+            elif not writer and (args.camera or plot is None):
+                _print_faces(name, fr.index, fr.faces)
+            series.append(_plot_point(fr))
+            if self.ann is not None:
+                vw = vw or _video_writer(self.ann, self.ann_names.get(src, f"camera{src}_annotated.mp4"), src)
+                if vw is not None:
+                    vw.write(annotate(fr.image, fr.faces, copy=False))
+        bar.close()
+        if vw is not None:
+            vw.release()
+        if missing:
+            self.failures.append((name, f"{len(missing)} frames without a picture"))
+            print(f"rtatl-detect: {name}: frames {_ranges(missing)} could not be decoded or were never "
+                  "delivered; each has one row with only the 'error' column set", file=sys.stderr)
+        if plot is not None and series:
+            au_heatmap(series, self.det.aus, plot, name)
+
+
+def _ranges(idx: list[int]) -> str:
+    """[1, 2, 3, 7] -> '[1-3, 7]'."""
+    parts, start = [], None
+    for k, i in enumerate(idx):
+        if start is None:
+            start = i
+        if k + 1 == len(idx) or idx[k + 1] != i + 1:
+            parts.append(str(start) if start == i else f"{start}-{i}")
+            start = None
+    return "[" + ", ".join(parts) + "]"
+
+
+def _video_writer(ann: Path, file_name: str, src):
+    import cv2
+
+    from ..stream.video import opencv_path
+
+    if isinstance(src, int):
+        cap = cv2.VideoCapture(src)
+    else:
+        with opencv_path(src) as name:
+            cap = cv2.VideoCapture(name)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    out = ann if ann.suffix.lower() in VIDEO_EXTENSIONS else ann / file_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+
+
+def _print_faces(name: str, frame: int, faces) -> None:
+    for f in faces:
+        active = " ".join(f"{n}({r.probability:.2f})" for n, r in f.aus.items() if r.present) or "none"
+        print(f"{name} frame {frame} face {f.index}: box {f.box.x:.0f},{f.box.y:.0f},{f.box.w:.0f}x{f.box.h:.0f} active: {active}")
+
+
+def _plot_point(fr) -> tuple:
+    """One frame of the --plot series: time, the first face's AU probabilities, pose and gaze angles."""
+    if not fr.faces:
+        return fr.timestamp, None, None, None
+    f = fr.faces[0]
+    pose = (f.pose.rx, f.pose.ry, f.pose.rz) if f.pose is not None else None
+    gaze = (f.gaze.angle_x, f.gaze.angle_y) if f.gaze is not None else None
+    return fr.timestamp, [r.probability for r in f.aus.values()], pose, gaze
+
+
+#: DetectorOptions fields that do not change an output's rows (speed, memory, extras not written)
+_NOT_IN_ROWS = {"threads", "providers", "max_batch", "keep_crops", "blendshapes"}
+
+
+def row_settings(options, model: str | None, model_file: Path | None = None, **extra) -> dict:
+    """What shapes an output's rows, recorded with it: the model (its path as given and, when the
+    file is at hand, its SHA-256), the detector options that change results, and ``extra``
+    (the cluster's ``max_frames``). A resume or re-run compares them with its own."""
+    out = {"model": str(model) if model is not None else "default"}
+    if model_file is not None and Path(model_file).is_file():
+        out["model_sha256"] = _sha256(str(Path(model_file).resolve()), Path(model_file).stat().st_mtime_ns)
+    out["options"] = {k: v for k, v in options.settings().items() if k not in _NOT_IN_ROWS}
+    out.update(extra)
+    return out
+
+
+def settings_difference(old: dict, new: dict) -> str:
+    """'key: old -> new, ...' for the settings that differ (empty when none do)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    a, b = dict(flat(old)), dict(flat(new))
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, mtime_ns: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""Video streams: frame decoding (``video``), per-track temporal state (``temporal``, ``state``)."""
