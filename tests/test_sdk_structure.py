@@ -6,11 +6,11 @@ import csv
 import io
 import sys
 import threading
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from rtatl_sdk import AUDetector, ClosedError, DetectorOptions, InputError, register_backend
 from rtatl_sdk.engines import EngineBase, backend_for, load_engine
