@@ -70,7 +70,8 @@ def test_plots_of_several_videos_never_overwrite_an_input_or_each_other(det, med
     photo.with_suffix(".jpg").rename(photo)
     before = photo.read_bytes()
     names = plot_names([a, b, photo], tmp_path / "a" / "au.png")
-    assert len(set(names.values())) == 3 and photo not in set(names.values())
+    assert set(names) == {a, b} and len(set(names.values())) == 2 and photo not in set(names.values())
+    assert plot_names([a, photo], tmp_path / "au.png") == {a: tmp_path / "au.png"}  # one video: the name given
     from rtatl_sdk.apps.cli import main
 
     assert main([str(tmp_path / "a"), str(b), "--plot", str(tmp_path / "a" / "au.png"), "--max-frames", "5",

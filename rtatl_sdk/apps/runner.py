@@ -113,10 +113,12 @@ def output_names(files: list[Path], tail) -> dict[Path, str]:
 
 
 def plot_names(sources: list, plot: Path | None) -> dict:
-    """Where each video's ``--plot`` goes: the given file for one input; for several,
-    ``<stem>_<plot name>`` beside it (``output_names``: never an input's name, never shared)."""
+    """Where each video's ``--plot`` goes (plots are of videos and cameras): the given file when
+    there is one such input; for several, ``<stem>_<plot name>`` beside it (``output_names``: never
+    an input's name, never shared)."""
     if plot is None:
         return {}
+    sources = [s for s in sources if isinstance(s, int) or s.suffix.lower() in VIDEO_EXTENSIONS]
     if len(sources) == 1:
         return {sources[0]: plot}
     files = [s for s in sources if not isinstance(s, int)]
