@@ -32,6 +32,7 @@ from .runner import (
     annotation_names,
     expand_inputs,
     plot_names,
+    report_names,
     row_settings,
     settings_difference,
 )
@@ -99,6 +100,11 @@ def check_options(args, files: list[Path]) -> DetectorOptions:
             raise InputError(f"--annotate {ann}", "exists and is not a folder")
         else:
             _check_writable_parent("--annotate", ann / "x")
+    if args.report:
+        rep = Path(args.report)
+        if rep.exists() and not rep.is_dir():
+            raise InputError(f"--report {rep}", "exists and is not a folder")
+        _check_writable_parent("--report", rep / "x")
     return options
 
 
@@ -109,7 +115,7 @@ def check_cluster_options(args) -> None:
         return
     if not args.out_dir:
         raise InputError("--cluster", "needs --out-dir: the folder for one output per input and the manifest")
-    for opt, value in (("--out", args.out), ("--annotate", args.annotate), ("--plot", args.plot),
+    for opt, value in (("--out", args.out), ("--annotate", args.annotate), ("--plot", args.plot), ("--report", args.report),
                        ("--camera", args.camera), ("--resume", args.resume or None)):
         if value is not None:
             raise InputError(f"--cluster with {opt}", "not supported: a cluster run writes one file per input to "
@@ -153,7 +159,7 @@ def run(args) -> int:
     from ..io.writers import RowWriter
 
     own = (args.out, args.plot, settings_file(Path(args.out)) if args.out else None)
-    files, bad = expand_inputs(args.inputs, own, args.annotate)
+    files, bad = expand_inputs(args.inputs, own, args.annotate, report=args.report)
     options = check_options(args, files)
     if args.cluster is not None:
         return run_cluster(args, options)
@@ -163,19 +169,27 @@ def run(args) -> int:
         print("rtatl-detect: no usable input", file=sys.stderr)
         return 1
     det = AUDetector(args.model, options=options)
-    run_options = RunOptions(max_frames=args.max_frames, quiet=args.quiet, camera=args.camera is not None)
+    run_options = RunOptions(max_frames=args.max_frames, quiet=args.quiet, camera=args.camera is not None,
+                             landmarks=args.landmarks, pose_axes=args.pose_axes)
     names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
     writer = None
     sources: list = list(files) + ([args.camera] if args.camera is not None else [])
     try:
         settings = row_settings(options, args.model, det.model_path)
+        report = Path(args.report) if args.report else None
         if args.out:
             check_resume_settings(Path(args.out), settings, args.resume)
         writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names) if args.out else None
         if writer:
             write_settings(Path(args.out), settings)
         job = InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),
-                          plot_names(sources, Path(args.plot) if args.plot else None))
+                          plot_names(sources, Path(args.plot) if args.plot else None), report, report_names(files),
+                          {**settings, "max_frames": args.max_frames})
+        if report is not None:
+            from ..io.report import plotly
+
+            plotly()  # a missing Plotly is one line now, not after the first video
+            report.mkdir(parents=True, exist_ok=True)
         job.failures += [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
         for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
             name = f"camera:{src}" if isinstance(src, int) else str(src)
@@ -187,6 +201,10 @@ def run(args) -> int:
             except InputError as exc:
                 job.failures.append((name, exc.reason))
                 print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
+        if report is not None and job.pages:
+            from ..io.report import write_index
+
+            write_index(report, job.pages)
     finally:
         if writer:
             writer.close()
@@ -229,7 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, help="results file (.csv or .jsonl); without it, results are printed")
     ap.add_argument("--model", type=Path, help="AU model (.onnx or .engine); default: the bundled model")
     ap.add_argument("--annotate", help="folder (images, videos) or .mp4 file for annotated output")
+    ap.add_argument("--no-landmarks", dest="landmarks", action="store_false", help="annotations without the landmarks")
+    ap.add_argument("--no-pose-axes", dest="pose_axes", action="store_false",
+                    help="annotations without the head's axes and gaze rays")
     ap.add_argument("--plot", help="PNG of AU probabilities over time (videos)")
+    ap.add_argument("--report", help="folder for one self-contained HTML page per input and index.html "
+                                     "(pip install 'rtatl[report]')")
     ap.add_argument("--camera", type=int, help="read this camera index")
     ap.add_argument("--max-frames", type=int, help="stop each video/camera after this many frames")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --out")

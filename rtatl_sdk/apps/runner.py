@@ -25,23 +25,35 @@ class RunOptions(BaseModel):
     max_frames: int | None = Field(None, ge=1)  #: stop each video / camera after this many frames
     quiet: bool = True  #: no progress bars
     camera: bool = False  #: the run reads a camera (results are printed live without --out)
+    landmarks: bool = True  #: annotations draw the 68 landmarks
+    pose_axes: bool = True  #: annotations draw the head's axes and the gaze rays
 
 log = logging.getLogger(__name__)
 ANNOTATED_SUFFIX = "_annotated"
 SKIPPED_OUTPUT = "an annotation in the --annotate folder, not an input; skipped"
 
 
-def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir=None
+REPORT_SUFFIX = "_report.html"
+
+
+def report_names(files: list[Path]) -> dict[Path, str]:
+    """Report page names: ``<stem>_report.html`` (``output_names``), never ``index.html``."""
+    return output_names(files, lambda f: REPORT_SUFFIX)
+
+
+def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir=None, report=None
                   ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to process (folders searched recursively, symbolic links followed) and (input, reason)
     for unusable ones. This run's outputs found in an input folder are not inputs: the ``outputs``
     files (result file, plot) and everything in ``out_dir`` (a cluster run's outputs, lock and
-    manifest) are left out; annotations (``*_annotated.*``) in the ``annotate`` folder are named
-    with the reason ``SKIPPED_OUTPUT``. A broken link or a link loop is named with its reason."""
+    manifest) are left out; annotations (``*_annotated.*``) in the ``annotate`` folder and report
+    pages in the ``report`` folder are named with the reason ``SKIPPED_OUTPUT``. A broken link or a
+    link loop is named with its reason."""
     files, bad = [], []
     skip = {Path(o).resolve() for o in outputs if o}
     ann = Path(annotate).resolve() if annotate else None
     own = Path(out_dir).resolve() if out_dir else None
+    pages = Path(report).resolve() if report else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -52,6 +64,9 @@ def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir
                 if r in skip:
                     continue
                 if ann is not None and r.parent == ann and f.stem.endswith(ANNOTATED_SUFFIX):
+                    bad.append((str(f), SKIPPED_OUTPUT))
+                    continue
+                if pages is not None and r.parent == pages and (f.name.endswith(REPORT_SUFFIX) or f.name == "index.html"):
                     bad.append((str(f), SKIPPED_OUTPUT))
                     continue
                 if f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
@@ -136,9 +151,13 @@ def annotation_names(files: list[Path]) -> dict[Path, str]:
 class InputRunner:
     """What one rtatl-detect run shares between its inputs."""
 
-    def __init__(self, options: RunOptions, det, writer, ann: Path | None, ann_names: dict, plots: dict | None = None):
+    def __init__(self, options: RunOptions, det, writer, ann: Path | None, ann_names: dict, plots: dict | None = None,
+                 report: Path | None = None, report_names: dict | None = None, settings: dict | None = None):
         self.options, self.det, self.writer, self.ann, self.ann_names = options, det, writer, ann, ann_names
         self.plots = plots or {}  #: input -> its plot file (``plot_names``)
+        self.report, self.report_names = report, report_names or {}  #: --report folder, input -> page name
+        self.settings = settings or {}
+        self.pages: list[tuple[str, str, str]] = []  #: (input, page file name, summary) for the index
         self.failures: list[tuple[str, str]] = []
 
     def image(self, src: Path, name: str) -> None:
@@ -151,6 +170,13 @@ class InputRunner:
             return
         img = load_image(src)
         faces = self.det.detect(img)
+        if self.report is not None:
+            from ..io.report import still_page
+
+            page = self.report_names.get(src, f"{Path(name).stem}_report.html")
+            still_page(self.report / page, name, img, faces, self.det.aus, self.det.thresholds, self.det.card,
+                       self.settings)
+            self.pages.append((name, page, f"image, {len(faces)} face(s)"))
         if self.writer:
             self.writer.write_rows(frame_rows(name, 0, 0.0, faces))
         else:
@@ -159,7 +185,7 @@ class InputRunner:
             self.ann.mkdir(parents=True, exist_ok=True)
             target = self.ann / self.ann_names[src]
             try:
-                ok = cv2.imwrite(str(target), annotate(img, faces))
+                ok = cv2.imwrite(str(target), annotate(img, faces, landmarks=self.options.landmarks, pose=self.options.pose_axes))
             except cv2.error as exc:  # a name OpenCV refuses
                 ok = False
                 log.debug("imwrite %s: %s", target, exc)
@@ -180,12 +206,20 @@ class InputRunner:
         args, writer = self.options, self.writer
         done = writer.last_done.get(name, -1) if writer else -1
         plot = self.plots.get(src)
-        stateful = self.det.options.carries_state or self.ann is not None or plot is not None
+        report = None
+        if self.report is not None:
+            from ..io.report import VideoReport
+
+            report = VideoReport(name, self.det.aus, self.det.thresholds, self.det.card, self.settings)
+        stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None
         start = 0 if (stateful and not isinstance(src, int)) else done + 1
         vw, series, missing = None, [], []
         bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
-        for fr in self.det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=self.ann is not None):
+        keep = self.ann is not None or report is not None
+        for fr in self.det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=keep):
             bar.update(1)
+            if report is not None:
+                report.add(fr)
             new = fr.index > done or isinstance(src, int)
             if fr.error:
                 missing.append(fr.index)
@@ -200,7 +234,7 @@ class InputRunner:
             if self.ann is not None:
                 vw = vw or _video_writer(self.ann, self.ann_names.get(src, f"camera{src}_annotated.mp4"), src)
                 if vw is not None:
-                    vw.write(annotate(fr.image, fr.faces, copy=False))
+                    vw.write(annotate(fr.image, fr.faces, copy=False, landmarks=args.landmarks, pose=args.pose_axes))
         bar.close()
         if vw is not None:
             vw.release()
@@ -210,6 +244,10 @@ class InputRunner:
                   "delivered; each has one row with only the 'error' column set", file=sys.stderr)
         if plot is not None and series:
             au_heatmap(series, self.det.aus, plot, name)
+        if report is not None:
+            page = self.report_names.get(src, f"{Path(name).stem}_report.html")
+            report.write(self.report / page)
+            self.pages.append((name, page, f"video, {report.n_frames} frames, {len(report.tracks)} track(s)"))
 
 
 def _ranges(idx: list[int]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..contract import geometry
-from ..contract.au import au_label
+from ..contract.au import AU_NAMES, au_label
 
 _PALETTE = [(255, 99, 71), (60, 179, 113), (30, 144, 255), (238, 130, 238), (255, 215, 0),
             (0, 206, 209), (255, 140, 0), (147, 112, 219), (50, 205, 50), (220, 20, 60),
@@ -86,23 +86,63 @@ def rotation_matrix(rx: float, ry: float, rz: float) -> np.ndarray:
             @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]))
 
 
+def draw_au_panel(img: np.ndarray, face, active_only: bool = True, max_lines: int = 8, names: bool = True) -> np.ndarray:
+    """A legible label beside the face's box: its number, then one line per AU (present ones by
+    default, strongest first) with the AU's name and a probability bar; AUs whose region is
+    outside the frame are listed with '?'; ``names=False`` leaves the AU names out (crowded frames).
+    Text scales with the image (readable at 640x360)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    scale = max(0.36, min(1.0, h / 900))
+    thick = 1 if scale < 0.7 else 2
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    items = sorted(((n, r) for n, r in face.aus.items() if r.present or (not active_only and r.present is not None)),
+                   key=lambda nr: -nr[1].probability)[:max_lines]
+    unseen = [n for n, r in face.aus.items() if r.present is None]
+    who = face.track_id if face.track_id is not None else face.index
+    lines = [(f"#{who}" + ("" if items else "  no AU present"), None)]
+    lines += [(f"{n} {AU_NAMES.get(int(n[2:]), '')}" if names else n, r.probability) for n, r in items]
+    if unseen:
+        lines.append((" ".join(n[2:] for n in unseen) + " ?", None))
+    line_h = int(round(26 * scale)) + 2
+    bar_w = int(round(70 * scale))
+    text_w = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t, _ in lines)
+    panel_w, panel_h = text_w + bar_w + 12, line_h * len(lines) + 6
+    x = int(face.box.x + face.box.w) + 4
+    if x + panel_w > w:  # no room on the right: on the left, else inside the frame's right edge
+        x = int(face.box.x) - panel_w - 4 if face.box.x - panel_w - 4 >= 0 else max(0, w - panel_w)
+    y = int(min(max(0, face.box.y), max(0, h - panel_h)))
+    roi = img[y:y + panel_h, x:x + panel_w]
+    roi[:] = (roi * 0.35).astype(img.dtype)  # a dark, see-through backing
+    for k, (text, prob) in enumerate(lines):
+        base = y + 4 + line_h * (k + 1) - int(line_h * 0.3)
+        cv2.putText(img, text, (x + 4, base), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        if prob is not None:
+            bx, by = x + 8 + text_w, base - int(line_h * 0.55)
+            cv2.rectangle(img, (bx, by), (bx + bar_w, by + int(line_h * 0.6)), (200, 200, 200), 1)
+            cv2.rectangle(img, (bx, by), (bx + int(bar_w * prob), by + int(line_h * 0.6)), (0, 140, 255), -1)
+    return img
+
+
 def annotate(image: np.ndarray, faces, active_only: bool = True, copy: bool = True, landmarks: bool = True,
              pose: bool = True) -> np.ndarray:
-    """An image (BGR) with each face's box, landmarks and AUs drawn: the present AUs by default,
-    every AU with ``active_only=False``; AUs whose region is outside the frame get a '?'; with
-    ``pose`` (default) the head's axes and the gaze rays where the face has them.
+    """An image (BGR) with each face's box, a panel naming its AUs with probability bars (the
+    present ones by default, every AU with ``active_only=False``; AUs whose region is outside the
+    frame get a '?'), its landmarks (``landmarks``) and its head axes and gaze rays (``pose``).
     ``faces`` are the results of ``AUDetector.detect`` (or of a video frame)."""
+    import cv2
+
     img = image.copy() if copy else image
+    thick = max(1, int(round(max(img.shape[:2]) / 500)))
     for f in faces:
-        shown = [(n, r) for n, r in f.aus.items() if r.present or not active_only]
-        unseen = [n[2:] + "?" for n, r in f.aus.items() if r.present is None]
-        who = f.track_id if f.track_id is not None else f.index
-        label = f"#{who} " + " ".join([n[2:] for n, _ in shown] + unseen)
-        draw_box(img, f.box.x, f.box.y, f.box.w, f.box.h, label)
+        cv2.rectangle(img, (int(f.box.x), int(f.box.y)), (int(f.box.x + f.box.w), int(f.box.y + f.box.h)),
+                      (0, 200, 255), thick)
         if landmarks:
             draw_points(img, f.landmarks, radius=1)
         if pose and (f.pose is not None or f.gaze is not None):
             draw_pose(img, f)
+        draw_au_panel(img, f, active_only, names=len(faces) <= 2)  # more faces: short labels, less overlap
     return img
 
 
