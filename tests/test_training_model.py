@@ -384,3 +384,29 @@ def test_batchnorm_reestimation_changes_only_running_statistics():
     assert bn.momentum == 0.1  # restored
     after = m.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in weights.items())
+
+
+def test_the_linear_roi_vector_reads_where_in_the_roi_and_counts_like_the_paper():
+    """roi_vector=linear (sec. 3.2 "vectorized RoI features" as one shared linear layer over the
+    flattened 12x12x128 map): the paper's sizes within 3 %, and a change confined to one cell of
+    one RoI moves that RoI's token (a mean over cells would not see a moved activation)."""
+    from training.config import load_config
+    from training.model import PerAUConvs
+    from training.stats import PAPER, part_stats, summary
+
+    cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml", ["model.roi_vector=linear"])
+    tot = summary(part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True)))
+    assert tot["inference_params"] == pytest.approx(PAPER["inference_params"], rel=0.03)  # 18.62 M vs 19.12 M
+    assert tot["inference_gflops"] == pytest.approx(PAPER["inference_gflops"], rel=0.03)  # 5.63 vs 5.57
+    torch.manual_seed(0)
+    mods = PerAUConvs(2, 8, roi_cells=4, roi_vector="linear").eval()
+    rois = torch.zeros(1, 4, 8, 4, 4)
+    a, b = rois.clone(), rois.clone()
+    a[0, 1, :, 0, 0], b[0, 1, :, 3, 3] = 1.0, 1.0  # the same activation in opposite corners of RoI 1
+    ta, tb = mods(a), mods(b)
+    assert ta.shape == (1, 4, 8)
+    assert not torch.allclose(ta[0, 1], tb[0, 1], atol=1e-4)  # where it happened is kept
+    assert torch.allclose(ta[0, 0], tb[0, 0]) and torch.allclose(ta[0, 2:], tb[0, 2:])  # other RoIs untouched
+    mods.zero_grad()
+    ta.sum().backward()
+    assert mods.flatten.weight.grad.abs().sum() > 0

@@ -55,6 +55,10 @@ class ModelConfig(_Strict):
     #: RoI-Align cells per side: a 48-px RoI at stride 4 spans 12x12 (sec. 3.2; 5.51 GFLOPs, the
     #: paper's 5.57); checkpoints from before this setting used 8
     roi_cells: int = Field(12, ge=1)
+    #: how each RoI map becomes the transformer's token (sec. 3.2 "vectorized RoI features"): mean
+    #: over its cells, or one shared linear layer over the flattened map (18.6 M parameters, 5.6
+    #: GFLOPs with 12x12 cells: the paper's 19.12 M / 5.57); not yet measured in the analogue
+    roi_vector: Literal["mean", "linear"] = "mean"
     #: auxiliary-head widths (the paper gives none): G's first transposed conv (halved per layer),
     #: D's and C's first conv (doubled per layer), the flow head's middle layer; these make the
     #: heads 35.4 M parameters, the paper's 54.62 M training graph minus its 19.12 M inference

@@ -82,12 +82,20 @@ class TopDownFusion(nn.Module):
 
 
 class PerAUConvs(nn.Module):
-    """One module of two 3x3 convs per AU, run as grouped convolutions (group i = AU i)."""
+    """One module of two 3x3 convs per AU, run as grouped convolutions (group i = AU i), then each
+    RoI map made into the transformer's "vectorized RoI feature" (sec. 3.2): ``roi_vector="mean"``
+    averages the C x r x r map over its cells (C numbers); ``"linear"`` keeps where in the RoI a
+    movement happens: one linear layer, shared by every AU and RoI, over the flattened map
+    (C*r*r -> C)."""
 
-    def __init__(self, n_aus: int, channels: int = 128):
+    def __init__(self, n_aus: int, channels: int = 128, roi_cells: int = 12, roi_vector: str = "mean"):
         super().__init__()
         c = n_aus * channels
         self.n_aus, self.channels = n_aus, channels
+        if roi_vector not in ("mean", "linear"):
+            raise ValueError(f"roi_vector must be 'mean' or 'linear', got {roi_vector!r}")
+        self.roi_vector = roi_vector
+        self.flatten = nn.Linear(channels * roi_cells * roi_cells, channels) if roi_vector == "linear" else None
         self.body = nn.Sequential(
             nn.Conv2d(c, c, 3, padding=1, groups=n_aus), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 3, padding=1, groups=n_aus), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
@@ -99,7 +107,11 @@ class PerAUConvs(nn.Module):
         n = n2 // 2
         # (B, N, 2, C, r, r) -> (B*2, N*C, r, r): each AU's two RoIs pass through that AU's convs
         x = rois.view(b, n, 2, c, r, r).transpose(1, 2).reshape(b * 2, n * c, r, r)
-        x = self.body(x).mean(dim=(2, 3))  # average pooling -> 128-d per RoI
+        x = self.body(x)
+        if self.flatten is None:
+            x = x.mean(dim=(2, 3))  # average pooling -> 128-d per RoI
+        else:
+            x = self.flatten(x.reshape(b * 2, n, c * r * r)).reshape(b * 2, n * c)
         return x.view(b, 2, n, c).transpose(1, 2).reshape(b, n2, c)
 
 
@@ -157,7 +169,7 @@ class RTATLBackbone(nn.Module):
 
     def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
                  roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
-                 log_init: bool = True, relation: str = "transformer"):
+                 log_init: bool = True, relation: str = "transformer", roi_vector: str = "mean"):
         super().__init__()
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
         net = resnet18(weights=None)
@@ -168,7 +180,7 @@ class RTATLBackbone(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.fusion = TopDownFusion(out_channels=d)
-        self.au_convs = PerAUConvs(n_aus, d)
+        self.au_convs = PerAUConvs(n_aus, d, roi_cells, roi_vector)
         if relation not in ("transformer", "gcn"):
             raise ValueError(f"relation must be 'transformer' or 'gcn', got {relation!r}")
         self.relation = relation

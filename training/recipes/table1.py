@@ -48,14 +48,16 @@ def run_one(args, data: Path, variant: str, seed: int) -> dict:
 
     cfg = recipe._train_config(args, data, args.steps)
     frac = args.label_fraction
-    cfg.model.variant, cfg.run.seed = variant, seed
-    cfg.run.out = args.out / (f"{variant}_s{seed}" + (f"_labels{frac:g}" if frac < 1 else ""))
+    cfg.model.variant, cfg.run.seed, cfg.model.roi_vector = variant, seed, args.roi_vector
+    cfg.run.out = args.out / (f"{variant}_s{seed}" + (f"_labels{frac:g}" if frac < 1 else "")
+                              + ("_roilinear" if args.roi_vector == "linear" else ""))
     cfg.data.label_fraction, cfg.data.subjects_seed = frac, seed
     t = time.time()
     res = train(cfg, progress=args.progress)
     model, _ = model_from_checkpoint(Path(res["checkpoint"]))
     student = recipe.validate(model, data)["student"]
-    row = {"variant": variant, "seed": seed, "steps": args.steps, "label_fraction": frac, "seconds": round(time.time() - t)}
+    row = {"variant": variant, "seed": seed, "steps": args.steps, "label_fraction": frac, "seconds": round(time.time() - t),
+           "roi_vector": args.roi_vector}
     row.update({m: student.get(m) for m in MEASURES})
     row["auc"] = {k: c["auc"] for k, c in student["contrasts"].items()}
     return row
@@ -63,7 +65,8 @@ def run_one(args, data: Path, variant: str, seed: int) -> dict:
 
 def _name(row: dict) -> str:
     frac = row.get("label_fraction", 1.0)
-    return row["variant"] + (f", {frac:.0%} labels" if frac < 1 else "")
+    return (row["variant"] + (f", {frac:.0%} labels" if frac < 1 else "")
+            + (", linear RoI vectors" if row.get("roi_vector", "mean") == "linear" else ""))
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -158,6 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--label-fraction", type=float, default=1.0,
                     help="limited-label runs: keep this share of the training labels (the curve: run once per value)")
+    ap.add_argument("--roi-vector", choices=("mean", "linear"), default="mean",
+                    help="how each RoI map becomes a transformer token (model.roi_vector)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--unlabelled-batch", type=int, default=4)
     ap.add_argument("--ff", type=int, default=512)
@@ -182,7 +187,8 @@ def main(argv=None) -> int:
             for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
                 for variant in args.variants:
                     if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps
-                           and r.get("label_fraction", 1.0) == args.label_fraction for r in rows):
+                           and r.get("label_fraction", 1.0) == args.label_fraction
+                           and r.get("roi_vector", "mean") == args.roi_vector for r in rows):
                         continue
                     rows.append(run_one(args, data, variant, seed))
                     results.write_text(json.dumps(rows, indent=1))
