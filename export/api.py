@@ -67,7 +67,11 @@ def card_from_checkpoint(state: dict, ckpt: Path) -> ModelCard:
                + f"; variant {cfg['model']['variant']}, {state.get('step')} steps")
     aus = [au_label(a) for a in state["aus"]]
     thresholds = state.get("thresholds") or [0.5] * len(aus)
-    return ModelCard(aus=aus, thresholds=thresholds, version=sdk_version,
+    extra = {}
+    if cfg["model"].get("intensity"):
+        extra = {"outputs": {"logits": "float32 [B,N]", "intensity": "float32 [B,N], 0-5"},
+                 "intensity_scale": state.get("intensity_scale", f"0-5: {data['dataset']}'s intensity coding (FACS A-E as 1-5)")}
+    return ModelCard(aus=aus, thresholds=thresholds, version=sdk_version, **extra,
                      provenance=Provenance(training_data=state.get("training_data", trained), checkpoint=Path(ckpt).name,
                                            licence=state.get("licence", "MIT"), notes=state.get("notes", "")),
                      metrics=metrics)
@@ -99,6 +103,7 @@ def export_onnx(model, path: Path) -> None:
     import torch
 
     n2 = 2 * model.backbone.n_aus
+    outputs = model.output_names if hasattr(model, "output_names") else ["logits"]
     x = torch.zeros(2, 3, geometry.CROP_SIZE, geometry.CROP_SIZE)  # batch 2: keeps the batch axis dynamic
     c = torch.full((2, n2, 2), geometry.CROP_SIZE / 2.0)
     fast = torch.backends.mha.get_fastpath_enabled()
@@ -106,8 +111,8 @@ def export_onnx(model, path: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape asserts inside MultiheadAttention
-            torch.onnx.export(model, (x, c), str(path), input_names=["image", "centres"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch"}, "centres": {0: "batch"}, "logits": {0: "batch"}},
+            torch.onnx.export(model, (x, c), str(path), input_names=["image", "centres"], output_names=outputs,
+                              dynamic_axes={"image": {0: "batch"}, "centres": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
                               opset_version=OPSET, dynamo=False)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
@@ -198,6 +203,11 @@ def _within(precision: str, c: dict, max_flip: float, fp16_max_abs: float) -> bo
     return c["flip_share"] <= max_flip
 
 
+def _logits(out):
+    """The logits of the reference's output (a model with the intensity head returns a pair)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def _parity(rep: FileReport, run, reference, faces, thr: np.ndarray, n_aus: int, within) -> bool:
     """Parity with the PyTorch reference on random batches and on real faces; True when it holds."""
     import torch
@@ -206,7 +216,7 @@ def _parity(rep: FileReport, run, reference, faces, thr: np.ndarray, n_aus: int,
     for b in VERIFY_BATCHES:
         image, centres = random_inputs(b, n_aus, seed=10 + b)
         with torch.no_grad():
-            ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
+            ref = _logits(reference(torch.from_numpy(image), torch.from_numpy(centres))).numpy()
         c = _compare(run(image, centres), ref, thr)
         rep.checks[f"random_batch{b}"] = c
         # random inputs are far from the calibration data: int8 is judged on real faces only
@@ -214,7 +224,7 @@ def _parity(rep: FileReport, run, reference, faces, thr: np.ndarray, n_aus: int,
     if faces is not None:
         image, centres = faces
         with torch.no_grad():
-            ref = reference(torch.from_numpy(image), torch.from_numpy(centres)).numpy()
+            ref = _logits(reference(torch.from_numpy(image), torch.from_numpy(centres))).numpy()
         outs = np.concatenate([run(image[i:i + 8], centres[i:i + 8]) for i in range(0, len(image), 8)])
         c = _compare(outs, ref, thr)
         rep.checks["real_faces"] = c

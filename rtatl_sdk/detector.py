@@ -122,17 +122,28 @@ class AUDetector:
             self._check_open()
             return self.pipeline.process(bgr)
 
+    @property
+    def has_intensity(self) -> bool:
+        """Whether the model has an intensity head (a second output, ``intensity``, 0-5)."""
+        return "intensity" in getattr(self.engine, "outputs", ()) and self.card.intensity_scale is not None
+
     def _probabilities(self, faces) -> np.ndarray:
+        """(n, N) probabilities, or (n, 2N) probabilities then intensities for a model with the
+        intensity head (the stream state smooths both and calibrates only the probabilities)."""
+        width = len(self.aus) * (2 if self.has_intensity else 1)
         if not faces:
-            return np.zeros((0, len(self.aus)))
+            return np.zeros((0, width))
         out = []
         step = self.options.max_batch
+        names = ("logits", "intensity") if self.has_intensity else ("logits",)
         for s in range(0, len(faces), step):
             chunk = faces[s:s + step]
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
                                           self.card.mean, self.card.std, self.card.colour_order)
-            out.append(self.engine.run(image, centres))
-        return sigmoid(np.concatenate(out))
+            res = self.engine.infer(image, centres, names)
+            probs = sigmoid(res["logits"])
+            out.append(np.concatenate([probs, np.clip(res["intensity"], 0.0, 5.0)], 1) if self.has_intensity else probs)
+        return np.concatenate(out)
 
     def _geometry(self, face, image_shape) -> tuple[HeadPose | None, Gaze | None]:
         """Head pose and gaze of ``face`` in the frame's camera (``rtatl_sdk.face.pose``)."""
@@ -163,8 +174,11 @@ class AUDetector:
         pts = face.landmarks
         quality = float(inside_image(pts, image_shape).mean())
         seen = centres_in_image(pts, self.au_numbers, image_shape)
-        aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t))
-               for name, p, t, ok in zip(self.aus, probs, self.thresholds, seen)}
+        n = len(self.aus)
+        inten = probs[n:] if len(probs) > n else [None] * n
+        aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t),
+                              intensity=None if v is None or not ok else float(v))
+               for name, p, t, ok, v in zip(self.aus, probs[:n], self.thresholds, seen, inten)}
         crop = (face.crop(), face.au_centres(self.au_numbers)) if self.options.keep_crops else (None, None)
         head, gaze = geometry if geometry is not None else self._geometry(face, image_shape)
         return FaceAUs(index=i, box=b, landmarks=face.landmarks, aus=aus, track_id=track_id,
@@ -227,7 +241,7 @@ class AUDetector:
         every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
         tracker = FaceTracker(self.pipeline, every)
         ids = IoUTracker()
-        stream = StreamState(self.options, neutral_frames)
+        stream = StreamState(self.options, neutral_frames, n_probabilities=len(self.aus))
         frames = (fr for fr in prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
         for fr, faces in self._with_faces(frames, lookahead, tracker):
             if fr.image is None:

@@ -13,6 +13,9 @@ class AUResult(BaseModel):
     #: the decision at ``threshold``; None when the AU's region lies outside the frame (not seen)
     present: bool | None
     threshold: float
+    #: 0-5 (OpenFace's AUxx_r) from a model with an intensity head (its card says what the scale
+    #: means); None without one, or where the AU's region lies outside the frame
+    intensity: float | None = None
 
 
 class Box(BaseModel):

@@ -27,6 +27,15 @@ BLENDSHAPE_AUS: dict[int, tuple[tuple[str, ...], str]] = {
     17: (("mouthShrugLower",), "low"),
     23: (("mouthPucker",), "low: pucker, not a tightener"),
     24: (("mouthPressLeft", "mouthPressRight"), "low"),
+    # OpenFace's further AUs (held-out faces: jawOpen surprise>neutral AUC 0.78, eyeWide 0.69,
+    # noseSneer disgust>neutral 0.80; eyeWide and noseSneer stay near 0 on most faces)
+    5: (("eyeWideLeft", "eyeWideRight"), "medium: near 0 on most faces"),
+    9: (("noseSneerLeft", "noseSneerRight"), "medium: near 0 on most faces"),
+    20: (("mouthStretchLeft", "mouthStretchRight"), "low"),
+    25: (("jawOpen",), "medium: lips part with the jaw"),
+    26: (("jawOpen",), "high"),
+    28: (("mouthRollLower", "mouthRollUpper"), "low"),
+    45: (("eyeBlinkLeft", "eyeBlinkRight"), "high on blinks"),
 }
 #: Teacher score at or above which an AU counts as present.
 TEACHER_THRESHOLD = 0.5

@@ -59,6 +59,10 @@ class ModelConfig(_Strict):
     #: over its cells, or one shared linear layer over the flattened map (18.6 M parameters, 5.6
     #: GFLOPs with 12x12 cells: the paper's 19.12 M / 5.57); not yet measured in the analogue
     roi_vector: Literal["mean", "linear"] = "mean"
+    #: an intensity head beside the occurrence head (0-5), trained where the data code intensities
+    #: (DISFA) with lambda_int * L_int, L_int = mean squared error over the known intensities
+    intensity: bool = False
+    lambda_int: float = Field(1.0, ge=0.0)
     #: auxiliary-head widths (the paper gives none): G's first transposed conv (halved per layer),
     #: D's and C's first conv (doubled per layer), the flow head's middle layer; these make the
     #: heads 35.4 M parameters, the paper's 54.62 M training graph minus its 19.12 M inference

@@ -36,6 +36,49 @@ def f1_scores(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> 
     return out
 
 
+def icc31(pred: np.ndarray, truth: np.ndarray) -> float:
+    """ICC(3,1) of two raters (Shrout & Fleiss 1979: two-way mixed, consistency, single measure),
+    as the AU-intensity literature reports it: (MS_R - MS_E) / (MS_R + MS_E) for k = 2."""
+    x = np.stack([np.asarray(pred, np.float64), np.asarray(truth, np.float64)], 1)
+    n, k = x.shape
+    if n < 2:
+        return float("nan")
+    grand = x.mean()
+    ms_r = k * ((x.mean(1) - grand) ** 2).sum() / (n - 1)
+    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + grand
+    ms_e = (resid**2).sum() / ((n - 1) * (k - 1))
+    denom = ms_r + (k - 1) * ms_e
+    return float((ms_r - ms_e) / denom) if denom > 0 else 0.0
+
+
+def intensity_scores(pred: np.ndarray, truth: np.ndarray) -> list[dict]:
+    """Per AU over frames with a known intensity (truth >= 0): ICC(3,1), Pearson r, MAE."""
+    out = []
+    for j in range(truth.shape[1]):
+        known = truth[:, j] >= 0
+        p, t = pred[known, j], truth[known, j]
+        r = float(np.corrcoef(p, t)[0, 1]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else 0.0
+        out.append({"icc": icc31(p, t), "pearson": r, "mae": float(np.abs(p - t).mean()) if len(p) else float("nan"),
+                    "n": int(known.sum())})
+    return out
+
+
+def predict_intensity(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
+    """(predicted 0-5 intensities, coded intensities, -1 unknown) of every cached frame of ``subjects``."""
+    import torch
+
+    from .data.dataset import AUDataset, collate
+
+    ds = AUDataset(cache, subjects, train=False, labelled=True, aus=aus)
+    model = model.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(ds), batch_size):
+            b = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
+            out.append(model.backbone(b["image"].to(device), b["centres"].to(device)).intensity.cpu().numpy())
+    return np.concatenate(out), ds.index.intensities[:, ds.cols]
+
+
 def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
     """(probabilities, labels) on the centre crop of every cached frame of ``subjects``."""
     import torch
@@ -76,6 +119,13 @@ def evaluate_checkpoint(ckpt: Path, cache: Path, subjects, store: bool = False, 
               "f1": {au_label(a): r["f1"] for a, r in zip(aus, per)},
               "counts": {au_label(a): {k: v for k, v in r.items() if k != "f1"} for a, r in zip(aus, per)}}
     report["f1_mean"] = float(np.mean(list(report["f1"].values())))
+    if getattr(model.backbone, "intensity", False):
+        pred, truth = predict_intensity(model, cache, subjects, aus, device=device)
+        if (truth >= 0).any():
+            per_i = intensity_scores(pred, truth)
+            for key in ("icc", "pearson", "mae"):
+                report[key] = {au_label(a): r[key] for a, r in zip(aus, per_i)}
+                report[f"{key}_mean"] = float(np.nanmean(list(report[key].values())))
     if store:
         state["metrics"] = {"f1_mean": report["f1_mean"], "f1": report["f1"], "frames": report["frames"]}
         save_checkpoint(Path(ckpt), state)
@@ -91,7 +141,13 @@ def format_table(report: dict) -> str:
     aus = report["aus"]
     head = "| " + " | ".join(["AU"] + [a[2:] for a in aus] + ["Avg."]) + " |"
     sep = "|" + "---|" * (len(aus) + 2)
-    return "\n".join([head, sep, _row("F1 (%)", report["f1"], aus),
+    rows = [_row("F1 (%)", report["f1"], aus)]
+    for key, label in (("icc", "ICC(3,1) (x100)"), ("pearson", "Pearson r (x100)")):
+        if key in report:
+            rows.append(_row(label, report[key], aus))
+    if "mae" in report:
+        rows.append("| MAE | " + " | ".join(f"{report['mae'][a]:.2f}" for a in aus) + f" | {report['mae_mean']:.2f} |")
+    return "\n".join([head, sep, *rows,
                       f"{report['frames']} frames ({report.get('frames_without_face', 0)} without a face, counted as "
                       f"predicting no AU), checkpoint step {report['step']}"])
 

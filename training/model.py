@@ -30,6 +30,7 @@ class BackboneOutput:
     global_logits: torch.Tensor  #: (B, N)
     roi_tokens: torch.Tensor  #: (B, 2N, d) transformer outputs, one per RoI (input of G)
     global_maps: torch.Tensor  #: (B, 512, H/32, W/32) ResNet-18 output (input of the flow head)
+    intensity: torch.Tensor | None = None  #: (B, N) AU intensities on the 0-5 scale (``intensity=True``)
 
 
 def load_pretrained(net: nn.Module, path) -> None:
@@ -63,6 +64,10 @@ def load_pretrained(net: nn.Module, path) -> None:
                               + "; ".join(p for p in parts if p))
     net.load_state_dict(given, strict=False)  # only fc.* may be absent
     log.info("ResNet-18 initialised from %s (%d tensors)", path, len(given))
+
+
+#: top of the AU intensity scale (FACS A-E as 1-5, 0 absent)
+INTENSITY_MAX = 5.0
 
 
 class TopDownFusion(nn.Module):
@@ -169,7 +174,8 @@ class RTATLBackbone(nn.Module):
 
     def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
                  roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
-                 log_init: bool = True, relation: str = "transformer", roi_vector: str = "mean"):
+                 log_init: bool = True, relation: str = "transformer", roi_vector: str = "mean",
+                 intensity: bool = False):
         super().__init__()
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
         net = resnet18(weights=None)
@@ -188,6 +194,14 @@ class RTATLBackbone(nn.Module):
         self.local_fc = nn.Parameter(torch.randn(n_aus, d) * d**-0.5)  # per-AU local FC
         self.local_bias = nn.Parameter(torch.zeros(n_aus))
         self.global_fc = nn.Linear(512, n_aus)
+        #: the intensity head beside the occurrence head: the same two branches (per-AU local FC on
+        #: the enhanced RoI tokens, a global FC on the ResNet output), max-fused as the logits are,
+        #: squashed onto 0-5 (the FACS A-E scale as DISFA codes it, and OpenFace's AUxx_r)
+        self.intensity = intensity
+        if intensity:
+            self.local_int = nn.Parameter(torch.randn(n_aus, d) * d**-0.5)
+            self.local_int_bias = nn.Parameter(torch.zeros(n_aus))
+            self.global_int = nn.Linear(512, n_aus)
 
     def roi_boxes(self, centres: torch.Tensor) -> torch.Tensor:
         """(B, 2N, 2) centres -> (B*2N, 5) boxes [batch index, x1, y1, x2, y2] for roi_align.
@@ -222,19 +236,30 @@ class RTATLBackbone(nn.Module):
         tokens = self.transformer(self.au_convs(rois))
         per_au = tokens.view(b, self.n_aus, 2, self.d).mean(2)  # average of the two enhanced RoIs
         local = (per_au * self.local_fc).sum(-1) + self.local_bias
-        glob = self.global_fc(feats[-1].mean(dim=(2, 3)))
-        return BackboneOutput(torch.maximum(local, glob), local, glob, tokens, feats[-1])
+        pooled = feats[-1].mean(dim=(2, 3))
+        glob = self.global_fc(pooled)
+        inten = None
+        if self.intensity:
+            li = (per_au * self.local_int).sum(-1) + self.local_int_bias
+            inten = INTENSITY_MAX * torch.sigmoid(torch.maximum(li, self.global_int(pooled)))
+        return BackboneOutput(torch.maximum(local, glob), local, glob, tokens, feats[-1], inten)
 
 
 class InferenceModel(nn.Module):
-    """Export wrapper: ``(image, centres) -> logits`` (the model contract of the design notes)."""
+    """Export wrapper: ``(image, centres) -> logits`` (the model contract of the design notes), and
+    ``(logits, intensity)`` for a backbone with the intensity head (a second named output)."""
 
     def __init__(self, backbone: RTATLBackbone):
         super().__init__()
         self.backbone = backbone
 
-    def forward(self, image: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        return self.backbone(image, centres).logits
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits", "intensity"] if self.backbone.intensity else ["logits"]
+
+    def forward(self, image: torch.Tensor, centres: torch.Tensor):
+        out = self.backbone(image, centres)
+        return (out.logits, out.intensity) if self.backbone.intensity else out.logits
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -114,7 +114,9 @@ def process_sequence(seq: raw.Sequence, cache: Path, pipe, params: FlowParams, w
         has_flow.append(flow is not None)
     write_part(cache, Part(key=seq.key, subject=seq.subject, sequence=seq.name, frames=seq.frames[keep],
                            labels=seq.labels[keep], landmarks=lms, matrices=mats, has_flow=has_flow, skipped=skipped,
-                           inputs=inputs, extra={"noface_frames": seq.frames[noface], "noface_labels": seq.labels[noface]}))
+                           inputs=inputs, extra={"noface_frames": seq.frames[noface], "noface_labels": seq.labels[noface],
+                                                 **({"intensities": seq.intensities[keep]}
+                                                    if seq.intensities is not None else {})}))
     n_skip = sum(skipped.values())
     if n_skip:
         log.warning("%s: %d frames skipped (%s)", seq.key, n_skip, ", ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -125,7 +127,8 @@ def sequence_inputs(seq: raw.Sequence, with_flow: bool) -> str:
     """The fingerprint of what a sequence's part is made from: its frames, labels, subject, name,
     what it skipped on reading, and whether flow is computed."""
     return fingerprint(np.asarray(seq.frames), np.asarray(seq.labels), seq.subject, seq.name,
-                       sorted(dict(seq.skipped).items()), bool(with_flow))
+                       sorted(dict(seq.skipped).items()), bool(with_flow),
+                       np.asarray(seq.intensities) if seq.intensities is not None else None)
 
 
 _WORKER = {}

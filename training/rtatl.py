@@ -56,7 +56,7 @@ class RTATL(nn.Module):
                  pretrained: str | None = None, crop_max_lost: float = 0.1, crop_prob: float = 0.5,
                  log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128),
                  relation: str = "transformer", lambda_ssl: float = 0.2, roii_detach: bool = False,
-                 aux_warmup: int = 0, roi_vector: str = "mean"):
+                 aux_warmup: int = 0, roi_vector: str = "mean", intensity: bool = False, lambda_int: float = 1.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -72,8 +72,8 @@ class RTATL(nn.Module):
         self.aux_scale = 1.0  #: weight of the auxiliary losses this step (the trainer sets it: ``set_step``)
         n = len(self.aus)
         self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init,
-                                      roi_vector=roi_vector,
-                                      relation=relation)
+                                      roi_vector=roi_vector, intensity=intensity, relation=relation)
+        self.lambda_int = lambda_int
         g_width, dc_width, flow_width = widths
         if self.use_roii:
             self.generator = PatchGenerator(d, g_width)
@@ -96,7 +96,8 @@ class RTATL(nn.Module):
         return cls(aus, m.variant, m.d, m.heads, m.lambda1, m.lambda2, m.lambda_f, pretrained=pretrained,
                    crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
                    roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width), relation=m.relation,
-                   lambda_ssl=m.lambda_ssl, roii_detach=m.roii_detach, aux_warmup=m.aux_warmup, roi_vector=m.roi_vector)
+                   lambda_ssl=m.lambda_ssl, roii_detach=m.roii_detach, aux_warmup=m.aux_warmup, roi_vector=m.roi_vector,
+                   intensity=m.intensity, lambda_int=m.lambda_int)
 
     def set_step(self, step: int) -> None:
         """The auxiliary losses' warm-up weight for training step ``step``: min(1, step / aux_warmup)."""
@@ -190,6 +191,13 @@ class RTATL(nn.Module):
             total = total + (bce * m).sum() / denom
         return total / 3
 
+    @staticmethod
+    def intensity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """L_int: mean squared error of the 0-5 intensities over the known ones (target >= 0) that
+        ``mask`` keeps (labelled images, AUs outside the whitened RoIs); 0 where none is known."""
+        m = (mask & (target >= 0)).to(pred.dtype)
+        return (((pred - target.clamp(min=0)) ** 2) * m).sum() / m.sum().clamp(min=1.0)
+
     def pseudo_labels(self, images: torch.Tensor, centres: torch.Tensor, k: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
         """Pseudo label of AU ``k[i]`` on the intact image i where ``need[i]`` (no known label), 0
         elsewhere (sec. 3.3). Computed in eval mode: no dropout, and the BatchNorm statistics are
@@ -235,6 +243,8 @@ class RTATL(nn.Module):
             out = self.backbone(images, centres)
             sup_mask = known
         terms["sup"] = self.supervised_loss(out, labels, sup_mask, self.pos_weight)
+        if out.intensity is not None and "intensity" in batch:
+            terms["int"] = self.intensity_loss(out.intensity, batch["intensity"], sup_mask)
         w = self.aux_scale  # 1 unless the auxiliary losses warm up (model.aux_warmup)
         total = terms["sup"] + (w * terms["G"] if self.use_roii else 0.0)  # Eq. 9, generator side
         if self.ssl is not None:
@@ -249,6 +259,8 @@ class RTATL(nn.Module):
             else:
                 terms["flow"] = pred.sum() * 0.0
             total = total + w * self.lambda_f * terms["flow"]
+        if "int" in terms:
+            total = total + self.lambda_int * terms["int"]  # supervised like L_Sup: no warm-up
         res.total = total
         res.terms = terms
         return res

@@ -51,6 +51,9 @@ class ModelCard(BaseModel):
         "centres": "float32 [B,2N,2], AU centres in crop pixels",
     }
     outputs: dict[str, str] = {"logits": "float32 [B,N]"}
+    #: what an ``intensity`` output's 0-5 means (FACS A-E coding of a dataset, or a teacher's
+    #: strength mapped onto that scale); None: the model gives no intensities
+    intensity_scale: str | None = None
     provenance: Provenance
     metrics: dict[str, float | dict[str, float]] = {}
 
@@ -70,6 +73,12 @@ class ModelCard(BaseModel):
         if any(not (0.0 < t < 1.0) for t in v):
             raise ValueError(f"thresholds must lie strictly between 0 and 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _intensity_described(self) -> ModelCard:
+        if "intensity" in self.outputs and not self.intensity_scale:
+            raise ValueError("an intensity output needs intensity_scale: what its 0-5 means")
+        return self
 
     @field_validator("mean")
     @classmethod

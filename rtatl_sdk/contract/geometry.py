@@ -155,10 +155,15 @@ def centre_crop(canvas: np.ndarray) -> np.ndarray:
 # Two centres per AU (ROI-Net/EAC-Net pairs, JAA-Net for DISFA AU9/25/26; facts/datasets.md
 # sec. 1b-1c). Each rule: (landmark a, landmark b, vertical offset in units of the scale s),
 # s = horizontal distance between the inner eye corners (points 39 and 42). Negative = up.
+# AU5, AU20, AU28 and AU45 (OpenFace's set) are not in those references; this project extends
+# them with the region each AU moves, in the same form: AU5 and AU45 on the eyelids (the
+# references' AU7 place, AU45 a sixth of s lower: the closed lid's line), AU20 on the lip
+# corners (as AU12/14/15), AU28 on the lip centres (as AU23/24/25).
 AU_CENTRE_RULES: dict[int, tuple[int, int, float]] = {
     1: (21, 22, -1 / 2),  # 1/2 s above the inner brow ends
     2: (18, 25, -1 / 3),  # 1/3 s above the outer brow points
     4: (19, 24, +1 / 3),  # 1/3 s below the brow middles
+    5: (38, 43, 0.0),  # upper eyelids (extension, as AU7)
     6: (41, 46, +1.0),  # 1 s below the lower eyelids
     7: (38, 43, 0.0),  # upper eyelids
     9: (32, 34, -1 / 2),  # 1/2 s above the nostrils (DISFA, JAA-Net)
@@ -167,10 +172,13 @@ AU_CENTRE_RULES: dict[int, tuple[int, int, float]] = {
     14: (48, 54, 0.0),
     15: (48, 54, 0.0),
     17: (56, 58, +1 / 2),  # 1/2 s below the lower lip
+    20: (48, 54, 0.0),  # lip corners (extension, as AU12)
     23: (51, 57, 0.0),  # lip centre, top and bottom
     24: (51, 57, 0.0),
     25: (51, 57, 0.0),
     26: (56, 58, +1 / 2),
+    28: (51, 57, 0.0),  # lip centres (extension, as AU23)
+    45: (38, 43, +1 / 6),  # the eyelids' meeting line (extension)
 }
 assert set(AU_CENTRE_RULES) == set(AU_NAMES)
 

@@ -33,14 +33,16 @@ def geometry_values(face: FaceAUs) -> dict[str, Any]:
     return row
 
 
-def au_columns(aus: list[str]) -> list[str]:
-    """OpenFace-style: ``AU01_p`` (probability) for every AU, then ``AU01_c`` (occurrence)."""
-    return [f"{a}_p" for a in aus] + [f"{a}_c" for a in aus]
+def au_columns(aus: list[str], intensity: bool = False) -> list[str]:
+    """OpenFace-style: ``AU01_p`` (probability) for every AU, then ``AU01_r`` (intensity 0-5, with
+    ``intensity``), then ``AU01_c`` (occurrence)."""
+    return [f"{a}_p" for a in aus] + ([f"{a}_r" for a in aus] if intensity else []) + [f"{a}_c" for a in aus]
 
 
-def columns(aus: list[str]) -> list[str]:
-    """Every column of a result file, in order: base, gaze, pose, AU columns, error."""
-    return [*BASE_COLUMNS, *GAZE_COLUMNS, *POSE_COLUMNS, *au_columns(aus), ERROR_COLUMN]
+def columns(aus: list[str], intensity: bool = False) -> list[str]:
+    """Every column of a result file, in order: base, gaze, pose, AU columns (with ``AUxx_r``
+    intensities for a model that has them), error."""
+    return [*BASE_COLUMNS, *GAZE_COLUMNS, *POSE_COLUMNS, *au_columns(aus, intensity), ERROR_COLUMN]
 
 
 #: Last column: empty for face rows; for a frame that has no result, why (one row, no face).
@@ -69,6 +71,9 @@ def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> di
     }
     for name, r in face.aus.items():
         row[f"{name}_p"] = round(r.probability, 4)
+    if any(r.intensity is not None for r in face.aus.values()):
+        for name, r in face.aus.items():
+            row[f"{name}_r"] = "" if r.intensity is None else round(r.intensity, 3)
     for name, r in face.aus.items():
         row[f"{name}_c"] = "" if r.present is None else int(r.present)  # empty: the AU's region is out of the frame
     return row

@@ -26,12 +26,12 @@ class RowWriter:
     ``inputs`` (the inputs of the resumed run; ``None``: all); ``last_done`` tells which frames
     of each input are complete."""
 
-    def __init__(self, path: Path, aus: list[str], resume: bool = False, inputs=None):
+    def __init__(self, path: Path, aus: list[str], resume: bool = False, inputs=None, intensity: bool = False):
         self.path = Path(path)
         self.kind = {".csv": "csv", ".jsonl": "jsonl"}.get(self.path.suffix.lower())
         if self.kind is None:
             raise InputError(str(path), "output must end in .csv or .jsonl")
-        self.columns = columns(aus)
+        self.columns = columns(aus, intensity)
         self.last_done: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+", newline="", encoding=ENCODING, errors=ERRORS)

@@ -57,12 +57,13 @@ def prefetch(frames, depth: int = 4):
 class StreamState:
     """Per-track state of one video stream: keyframe reuse, calibration, smoothing (in that order)."""
 
-    def __init__(self, options, neutral_frames=None):
+    def __init__(self, options, neutral_frames=None, n_probabilities: int | None = None):
         reuse = options.reuse_config
         self.smoother = Smoother(options.smoothing) if options.smoothing else None
         self.baseline = NeutralBaseline() if options.calibration else None
         self.reuse = KeyframeReuse(reuse) if reuse is not None else None
         self.neutral_frames = neutral_frames or set()
+        self.n = n_probabilities  #: the leading columns that are probabilities (the rest: intensities)
         # head pose and gaze are smoothed like the probabilities (never calibrated)
         self.pose_smoother = Smoother(options.smoothing) if options.smoothing else None
         self.gaze_smoother = Smoother(options.smoothing) if options.smoothing else None
@@ -76,10 +77,11 @@ class StreamState:
             probs = self.reuse(faces, tids, infer)
         out = []
         for p, tid in zip(probs, tids):
-            if self.baseline is not None:
+            if self.baseline is not None:  # on the probabilities only, never the intensities
+                n = self.n or len(p)
                 if index in self.neutral_frames:
-                    self.baseline.add_neutral(tid, p)
-                p = self.baseline(tid, p)
+                    self.baseline.add_neutral(tid, p[:n])
+                p = np.concatenate([self.baseline(tid, p[:n]), p[n:]])
             if self.smoother is not None:
                 p = self.smoother(tid, p)
             out.append(p)

@@ -33,7 +33,7 @@ class CacheIndex:
         self.root = cache
         self.manifest = read_manifest(cache)
         self.aus = tuple(self.manifest["aus"])
-        keys, frames, labels, targets, lms, flows, subs, noface = [], [], [], [], [], [], [], []
+        keys, frames, labels, targets, lms, flows, subs, noface, intens = [], [], [], [], [], [], [], [], []
         for part in iter_parts(cache):
             if subjects is not None and part.subject not in subjects:
                 continue
@@ -45,6 +45,8 @@ class CacheIndex:
             targets.append(part.targets if part.targets is not None else part.labels.astype(np.float32))
             lms.append(part.landmarks)
             flows.append(part.has_flow)
+            intens.append(part.extra["intensities"].reshape(n, -1) if "intensities" in part.extra
+                          else np.full(part.labels.shape, -1.0, np.float32))
             if "noface_labels" in part.extra:
                 noface.append(part.extra["noface_labels"].reshape(-1, part.labels.shape[1]))
         if not keys:
@@ -57,6 +59,8 @@ class CacheIndex:
         self.targets = np.concatenate(targets).astype(np.float32)
         self.landmarks = np.concatenate(lms).astype(np.float64)
         self.has_flow = np.concatenate(flows)
+        #: AU intensities 0-5 where the dataset codes them (DISFA), -1 unknown
+        self.intensities = np.concatenate(intens).astype(np.float32)
         #: labels of the frames rtatl-prep found no face in (evaluation: predicted all absent)
         self.noface_labels = (np.concatenate(noface) if noface else np.zeros((0, len(self.aus)))).astype(np.int64)
 
@@ -68,7 +72,7 @@ class CacheIndex:
         mask = np.asarray(mask, bool)
         if mask.shape != (len(self),) or not mask.any():
             raise InputError(str(self.root), f"a frame selection must keep at least one of its {len(self)} frames")
-        for k in ("keys", "subjects", "frames", "labels", "targets", "landmarks", "has_flow"):
+        for k in ("keys", "subjects", "frames", "labels", "targets", "landmarks", "has_flow", "intensities"):
             setattr(self, k, getattr(self, k)[mask])
 
     def image_path(self, i: int) -> Path:
@@ -206,10 +210,12 @@ class AUDataset:
             pts = lm.flip_landmarks(pts, s)
             flow = flip_flow(flow)
         labels = idx.targets[i, self.cols] if self.labelled else np.full(len(self.aus), -1)
+        intensity = idx.intensities[i, self.cols] if self.labelled else np.full(len(self.aus), -1.0)
         return {
             "image": preprocess.normalise(np.ascontiguousarray(crop))[0],
             "centres": geometry.au_centres(pts, self.aus).astype(np.float32),
             "labels": labels.astype(np.float32),
+            "intensity": np.asarray(intensity, np.float32),
             "labelled": self.labelled,
             "flow": np.ascontiguousarray(flow),
             "has_flow": has_flow,

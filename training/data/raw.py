@@ -37,6 +37,8 @@ class Sequence:
     video: Path | None = None  #: one video whose frame k holds frame number ``frames[k] - video_base``
     video_base: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  #: reason -> count
+    #: (n, N) float32 AU intensities 0-5 where the dataset codes them (DISFA), -1 unknown; None elsewhere
+    intensities: np.ndarray | None = None
     temporal: bool = True  #: consecutive frames of one video (False: unrelated still images)
 
     @property
@@ -203,10 +205,12 @@ def read_disfa(root: Path, aus=AU_SETS["DISFA"], subjects=None, threshold: int =
             if sorted(per_au[au]) != frames:
                 raise InputError(str(sdir / f"{subject}_au{au}.txt"), f"lists other frames than {subject}_au{aus[0]}.txt")
         labels = np.array([[1 if per_au[au][f] > threshold else 0 for au in aus] for f in frames], dtype=np.int8)
+        intensities = np.array([[per_au[au][f] for au in aus] for f in frames], dtype=np.float32)
         video = root / DISFA_VIDEO_DIR / f"LeftVideo{subject}_comp.avi"
         if not video.is_file():
             raise InputError(str(video), f"missing: the left-camera video of {subject}")
-        seqs.append(Sequence("DISFA", subject, "left", np.asarray(frames, np.int64), labels, video=video, video_base=1))
+        seqs.append(Sequence("DISFA", subject, "left", np.asarray(frames, np.int64), labels, video=video, video_base=1,
+                             intensities=intensities))
     if not seqs:
         raise InputError(str(label_dir), "contains no SN### subject folders")
     return seqs
