@@ -88,7 +88,7 @@ def test_an_exported_intensity_model_gives_auxx_r_through_the_sdk(disfa_run, med
     from rtatl_sdk import AUDetector
     from rtatl_sdk.apps.cli import main
 
-    d, res = disfa_run
+    _, res = disfa_run
     export_model(res["checkpoint"], tmp_path / "m")
     model = tmp_path / "m" / "model.onnx"
     assert [o.name for o in onnx.load(str(model)).graph.output] == ["logits", "intensity"]
