@@ -260,3 +260,38 @@ def test_roii_diagnosis_runs_factors_writes_one_file_each_and_resumes(tiny_corpu
     assert (res / "roii_s0_steps2.json").stat().st_mtime_ns == stamp
     table = capsys.readouterr().out
     assert "| roii_detach | 1 |" in table and "| roii_bn_intact | 1 |" in table
+
+
+@pytest.mark.media
+def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp_path):
+    """Default model v2's recipe on a tiny slice: 18 AUs, the intensity head regressed on the
+    teacher's strength and the edits' weights, and a card that lists the 18 AUs with thresholds
+    and says what the intensity scale is."""
+    pytest.importorskip("torch")
+    from export import export_model
+    from rtatl_sdk.contract.au import AU_SETS
+    from rtatl_sdk.engines import OnnxEngine
+    from training.checkpoint import load_checkpoint
+    from training.data.dataset import CacheIndex
+    from training.recipes import default_model
+
+    out = tmp_path / "v2"
+    try:
+        assert default_model.main(["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out),
+                                   "--val-fraction", "0.5", "--edits", "6", "--batch", "4", "--unlabelled-batch", "2",
+                                   "--ff", "64", "--workers", "1", "--clip-frames", "12", "--no-progress",
+                                   "--steps", "1", "--eval-every", "1", "--aus", "openface", "--intensity"]) == 0
+    finally:
+        default_model.set_aus("BP4D")  # the module's AU set is process-wide
+    idx = CacheIndex(out / "data" / "train")
+    assert idx.aus == AU_SETS["OPENFACE"] and ((idx.intensities >= 0) & (idx.intensities <= 5)).any()
+    edits = np.char.startswith(idx.keys.astype(str), "edits")
+    assert edits.any() and (idx.intensities[edits].max(1) >= 3.2).all()  # 4 x strength 0.8-1.6
+    state = load_checkpoint(out / "model.ckpt")
+    assert len(state["aus"]) == len(state["thresholds"]) == 18 and "not FACS" in state["intensity_scale"]
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["validation"]["student"]["intensity_pearson_vs_teacher"]) == {f"AU{a:02d}" for a in AU_SETS["OPENFACE"]}
+    export_model(out / "model.ckpt", tmp_path / "m")
+    card = OnnxEngine(tmp_path / "m" / "model.onnx", ["CPUExecutionProvider"]).card
+    assert card.aus == [f"AU{a:02d}" for a in AU_SETS["OPENFACE"]] and len(card.thresholds) == 18
+    assert "blendshape" in card.intensity_scale and "not FACS" in card.intensity_scale

@@ -51,7 +51,21 @@ from ..flow import FlowParams, tvl1_flow
 from . import corpus, measures, targets
 
 log = logging.getLogger("rtatl.recipe")
-AUS = AU_SETS["BP4D"]
+AUS = AU_SETS["BP4D"]  #: the recipe's AU set (``--aus``; ``set_aus`` before anything is built)
+#: what the default model's 0-5 intensities mean (``--intensity``): not FACS A-E coding
+INTENSITY_SCALE = ("0-5 derived from the MediaPipe blendshape teacher's strength (5 x its score) and the synthetic "
+                   "edits' exact weights (4 x the edit's strength, at most 5); not FACS A-E intensity coding")
+#: an edit of strength s gives its AUs the intensity min(5, EDIT_INTENSITY * s)
+EDIT_INTENSITY = 4.0
+
+
+def set_aus(name: str) -> tuple[int, ...]:
+    """Use AU set ``name`` (``rtatl_sdk.contract.au.AU_SETS``: BP4D or OPENFACE) for this process."""
+    global AUS
+    if name.upper() not in AU_SETS:
+        raise InputError(f"--aus {name}", f"is not one of {', '.join(AU_SETS)}")
+    AUS = AU_SETS[name.upper()]
+    return AUS
 TRAIN_VIDEO = "WolfgangLanger_Pexels.mp4"
 TRAIN_IMAGES = ("multi_face.jpg",)
 HELD_VIDEO = "single_face.mp4"
@@ -66,11 +80,15 @@ TERMS = ("Research use only: the weights are trained on face crops of Labeled Fa
 _W: dict = {}
 
 
-def _init_worker() -> None:
+def _init_worker(aus: tuple[int, ...] | None = None) -> None:
+    """A worker's face pipeline, and the parent's AU set (a spawned process starts with the default)."""
+    global AUS
     import cv2
 
     from rtatl_sdk.face import FacePipeline
 
+    if aus is not None:
+        AUS = tuple(aus)
     cv2.setNumThreads(1)
     _W["pipe"] = FacePipeline(blendshapes=True)
 
@@ -102,14 +120,19 @@ def _face_chunk(job) -> tuple[str, int, int]:
     return key, len(rows), sum(skipped.values())
 
 
-def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None) -> None:
+def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None, intensities=None) -> None:
+    """A part of the recipe's cache; ``intensities`` (n, N) 0-5 or -1 unknown, by default 5 x the
+    teacher's score where it has one."""
     n = len(rows)
     tgt = np.array([r[2] for r in rows], np.float32).reshape(n, len(AUS))
+    teacher = np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS))
+    if intensities is None:
+        intensities = np.where(teacher >= 0, 5.0 * np.clip(teacher, 0, 1), -1.0)
     cache_format.write_part(cache, cache_format.Part(
         key=key, subject=key, sequence=key, frames=[r[0] for r in rows], labels=targets.hard(tgt),
         landmarks=[r[3] for r in rows], matrices=[r[4] for r in rows],
         has_flow=has_flow if has_flow is not None else [False] * n, skipped=skipped, targets=tgt,
-        extra={"teacher": np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS)),
+        extra={"teacher": teacher, "intensities": np.asarray(intensities, np.float32).reshape(n, len(AUS)),
                "emotion": np.array([r[5].emotion for r in rows], dtype=str),
                "identity": np.array([r[5].identity for r in rows], dtype=str),
                "source": np.array([str(r[5].path) for r in rows], dtype=str)}))
@@ -125,7 +148,7 @@ def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
         return [fn(j) for j in tqdm(jobs, desc=desc)]
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers, _init_worker) as pool:
+    with mp.get_context("spawn").Pool(workers, _init_worker, (AUS,)) as pool:
         return list(tqdm(pool.imap_unordered(fn, jobs), total=len(jobs), desc=desc))
 
 
@@ -213,7 +236,7 @@ def _edit_chunk(job) -> tuple[str, int, int]:
     from ..edits import apply_edit
 
     cache, key, items = job
-    rows, flows, failed = [], [], 0
+    rows, flows, failed, inten = [], [], 0, []
     for path, pts, tgt, aus, strength, rec in items:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         try:
@@ -226,7 +249,10 @@ def _edit_chunk(job) -> tuple[str, int, int]:
         cache_format.write_frame(cache, key, n, out, flow)
         rows.append((n, np.full(len(AUS), -1, np.float32), targets.edited(tgt, aus, AUS), new_pts, np.eye(2, 3), rec))
         flows.append(True)
-    _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, flows)
+        row = np.full(len(AUS), -1.0, np.float32)  # the edited AUs' strength is exact; the others unknown
+        row[[AUS.index(a) for a in aus]] = min(5.0, EDIT_INTENSITY * strength)
+        inten.append(row)
+    _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, flows, np.array(inten).reshape(len(rows), len(AUS)))
     return key, len(rows), failed
 
 
@@ -314,6 +340,14 @@ def validate(model, data: Path, thresholds=None) -> dict:
     if thresholds is None:
         thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral")
     student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
+    if getattr(model.backbone, "intensity", False):  # intensity against the teacher's strength, per AU
+        from ..evaluate import intensity_scores, predict_intensity
+
+        pred, _ = predict_intensity(model, data / "val", None, AUS)
+        strength = np.where(teacher >= 0, 5.0 * np.clip(teacher, 0, 1), -1.0)
+        per = intensity_scores(pred, strength)
+        student["intensity_pearson_vs_teacher"] = {f"AU{a:02d}": round(r["pearson"], 3) for a, r in zip(AUS, per)}
+        student["intensity_mae_vs_teacher"] = {f"AU{a:02d}": round(r["mae"], 3) for a, r in zip(AUS, per)}
     teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
                            teacher_labels, target_labels)
     return {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why}
@@ -345,6 +379,7 @@ def _train_config(args, data: Path, steps: int):
         f"data.cache={data / 'train'}", f"data.unlabelled_cache={data / 'unlabelled'}", "data.fold=null",
         "data.dataset=BP4D", "data.colour_jitter=0.3", "data.greyscale=0.5", "data.blur=0.2", "data.jpeg=0.3",
         "data.scale=0.08", "model.variant=rtatl", f"model.ff={args.ff}", "optim.balance_labels=true",
+        f"model.intensity={'true' if getattr(args, 'intensity', False) else 'false'}", f"data.aus={list(AUS)}",
         # the shipped model's graph: 8x8 RoI cells and narrow auxiliary heads (CPU-sized), not the paper's
         *(f"model.{k}={v}" for k, v in SHIPPED_GRAPH.items()),
         f"optim.steps={steps}", f"optim.batch_size={args.batch}", f"optim.unlabelled_batch_size={args.unlabelled_batch}",
@@ -414,6 +449,8 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
         f"the project's media, {d['edits']} synthetic AU edits; {d['clip_unlabelled']} unlabelled clip frames. Targets: "
         "MediaPipe-blendshape teacher soft scores, weak emotion priors, exact labels of the edits. Not BP4D/DISFA.")
     state["licence"] = "research use only (see notes)"
+    if getattr(args, "intensity", False):
+        state["intensity_scale"] = INTENSITY_SCALE
     state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init; RoI features of "
                       f"{SHIPPED_GRAPH['roi_cells']}x{SHIPPED_GRAPH['roi_cells']} cells (the paper's are 12x12). Thresholds and "
                       f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
@@ -438,9 +475,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for the face pipeline and the edits")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces (smoke runs)")
     ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
+    ap.add_argument("--aus", default="BP4D", help="AU set: BP4D (12, the shipped model's) or OPENFACE (OpenFace 2.2's 18)")
+    ap.add_argument("--intensity", action="store_true", help="train the intensity head on the teacher's strength (0-5)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        set_aus(args.aus)
+    except RTATLError as exc:
+        print(f"default_model: error: {exc}", file=sys.stderr)
+        return 2
     for name in ("faces", "media"):
         if not getattr(args, name).is_dir():
             print(f"default_model: error: --{name} {getattr(args, name)}: not a folder", file=sys.stderr)
