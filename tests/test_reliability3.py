@@ -334,3 +334,18 @@ def test_rtatl_train_refuses_bad_settings_in_one_line(override, needle, tmp_path
     err = res.stderr.strip()
     assert needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.media
+def test_an_annotated_video_that_cannot_be_opened_is_named_and_the_rows_are_kept(det, media, tmp_path, capsys):
+    from rtatl_sdk.apps.cli import main
+
+    blocked = tmp_path / "ann.mp4"
+    blocked.mkdir()  # a folder where the video file should go
+    out = tmp_path / "r.csv"
+    code = main([str(media / "single_face.mp4"), "--annotate", str(blocked), "--out", str(out), "--max-frames", "5",
+                 "--quiet", "--model", str(det.model_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "could not be opened for writing" in err and err.count("could not be opened") == 1
+    assert len(list(csv.DictReader(out.open(newline="")))) == 5

@@ -231,12 +231,20 @@ class InputRunner:
             elif not writer and (args.camera or plot is None):
                 _print_faces(name, fr.index, fr.faces)
             series.append(_plot_point(fr))
-            if self.ann is not None:
-                vw = vw or _video_writer(self.ann, self.ann_names.get(src, f"camera{src}_annotated.mp4"), src)
-                if vw is not None:
-                    vw.write(annotate(fr.image, fr.faces, copy=False, landmarks=args.landmarks, pose=args.pose_axes))
+            if self.ann is not None and vw is not False:
+                if vw is None:
+                    target = self.ann_names.get(src, f"camera{src}_annotated.mp4")
+                    vw = _video_writer(self.ann, target, src)
+                    if not vw.isOpened():  # a name too long, no permission, no codec: said, rows go on
+                        vw.release()
+                        vw = False
+                        reason = f"the annotated video {target} could not be opened for writing; its rows are written"
+                        self.failures.append((name, reason))
+                        print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
+                        continue
+                vw.write(annotate(fr.image, fr.faces, copy=False, landmarks=args.landmarks, pose=args.pose_axes))
         bar.close()
-        if vw is not None:
+        if vw:
             vw.release()
         if missing:
             self.failures.append((name, f"{len(missing)} frames without a picture"))
