@@ -63,8 +63,8 @@ def intensity_scores(pred: np.ndarray, truth: np.ndarray) -> list[dict]:
     return out
 
 
-def predict_intensity(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
-    """(predicted 0-5 intensities, coded intensities, -1 unknown) of every cached frame of ``subjects``."""
+def _predict(model, cache: Path, subjects, aus, pick, batch_size: int = 32, device: str = "cpu"):
+    """``pick(backbone output)`` on the centre crop of every cached frame of ``subjects``, and the dataset."""
     import torch
 
     from .data.dataset import AUDataset, collate
@@ -75,26 +75,23 @@ def predict_intensity(model, cache: Path, subjects, aus, batch_size: int = 32, d
     with torch.no_grad():
         for s in range(0, len(ds), batch_size):
             b = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
-            out.append(model.backbone(b["image"].to(device), b["centres"].to(device)).intensity.cpu().numpy())
-    return np.concatenate(out), ds.index.intensities[:, ds.cols]
+            out.append(pick(model.backbone(b["image"].to(device), b["centres"].to(device))).cpu().numpy())
+    return np.concatenate(out), ds
+
+
+def predict_intensity(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
+    """(predicted 0-5 intensities, coded intensities, -1 unknown) of every cached frame of ``subjects``."""
+    pred, ds = _predict(model, cache, subjects, aus, lambda o: o.intensity, batch_size, device)
+    return pred, ds.index.intensities[:, ds.cols]
 
 
 def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
     """(probabilities, labels) on the centre crop of every cached frame of ``subjects``."""
     import torch
 
-    from .data.dataset import AUDataset, collate
-
-    ds = AUDataset(cache, subjects, train=False, labelled=True, aus=aus)
-    model = model.to(device).eval()
-    probs = []
-    with torch.no_grad():
-        for s in range(0, len(ds), batch_size):
-            b = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
-            out = model.backbone(b["image"].to(device), b["centres"].to(device))
-            probs.append(torch.sigmoid(out.logits).cpu().numpy())
+    probs, ds = _predict(model, cache, subjects, aus, lambda o: torch.sigmoid(o.logits), batch_size, device)
     # hard labels (1 / 0 / -1 unknown) even where the cache trains on soft targets
-    return np.concatenate(probs), ds.index.labels[:, ds.cols].astype(np.int64)
+    return probs, ds.index.labels[:, ds.cols].astype(np.int64)
 
 
 def noface_labels(cache: Path, subjects, aus) -> np.ndarray:

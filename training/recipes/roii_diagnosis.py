@@ -39,6 +39,7 @@ import numpy as np
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
+from . import table1
 
 log = logging.getLogger("rtatl.diagnosis")
 
@@ -182,23 +183,14 @@ def report(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--faces", type=Path, default=Path("../shared/faces"))
-    ap.add_argument("--media", type=Path, default=Path("media"))
+    table1.add_data_args(ap)
     ap.add_argument("--out", type=Path, default=Path("runs/diagnosis"))
     ap.add_argument("--data", type=Path, default=None, help="an existing recipe data folder (default: OUT/data, built once)")
     ap.add_argument("--results", type=Path, default=Path("docs/experiments/diagnosis"))
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--factors", nargs="+", default=[*FACTORS, *POST_HOC], choices=[*FACTORS, *POST_HOC])
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--unlabelled-batch", type=int, default=4)
-    ap.add_argument("--ff", type=int, default=512)
-    ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces")
-    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
     ap.add_argument("--report", action="store_true", help="only print the table of the finished factors")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error(f"--steps must be at least 1, got {args.steps}")

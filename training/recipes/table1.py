@@ -151,10 +151,23 @@ def report(out: Path, rows: list[dict]) -> str:
     return text
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    """The options the analogue's recipes share: where the data come from and the batch shapes."""
     ap.add_argument("--faces", type=Path, default=Path("../shared/faces"))
     ap.add_argument("--media", type=Path, default=Path("media"))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--unlabelled-batch", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=512)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces")
+    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(ap)
     ap.add_argument("--out", type=Path, default=Path("runs/table1"))
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -163,15 +176,7 @@ def main(argv=None) -> int:
                     help="limited-label runs: keep this share of the training labels (the curve: run once per value)")
     ap.add_argument("--roi-vector", choices=("mean", "linear"), default="mean",
                     help="how each RoI map becomes a transformer token (model.roi_vector)")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--unlabelled-batch", type=int, default=4)
-    ap.add_argument("--ff", type=int, default=512)
-    ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces")
-    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
     ap.add_argument("--report", action="store_true", help="only write the table and plot of the finished runs")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
     args.seed, args.eval_every = 0, args.steps  # the data split's seed; the recipe's config reads both
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
