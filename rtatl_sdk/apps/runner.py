@@ -213,7 +213,8 @@ class InputRunner:
             report = VideoReport(name, self.det.aus, self.det.thresholds, self.det.card, self.settings)
         stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None
         start = 0 if (stateful and not isinstance(src, int)) else done + 1
-        vw, series, missing = None, [], []
+        series, missing = [], []
+        vw = _AnnotatedVideo(self, src, name) if self.ann is not None else None
         bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
         keep = self.ann is not None or report is not None
         for fr in self.det.detect_video(src, max_frames=args.max_frames, start=start, keep_images=keep):
@@ -231,20 +232,10 @@ class InputRunner:
             elif not writer and (args.camera or plot is None):
                 _print_faces(name, fr.index, fr.faces)
             series.append(_plot_point(fr))
-            if self.ann is not None and vw is not False:
-                if vw is None:
-                    target = self.ann_names.get(src, f"camera{src}_annotated.mp4")
-                    vw = _video_writer(self.ann, target, src)
-                    if not vw.isOpened():  # a name too long, no permission, no codec: said, rows go on
-                        vw.release()
-                        vw = False
-                        reason = f"the annotated video {target} could not be opened for writing; its rows are written"
-                        self.failures.append((name, reason))
-                        print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
-                        continue
-                vw.write(annotate(fr.image, fr.faces, copy=False, landmarks=args.landmarks, pose=args.pose_axes))
+            if vw is not None:
+                vw.write(fr)
         bar.close()
-        if vw:
+        if vw is not None:
             vw.release()
         if missing:
             self.failures.append((name, f"{len(missing)} frames without a picture"))
@@ -256,6 +247,36 @@ class InputRunner:
             page = self.report_names.get(src, f"{Path(name).stem}_report.html")
             report.write(self.report / page)
             self.pages.append((name, page, f"video, {report.n_frames} frames, {len(report.tracks)} track(s)"))
+
+
+class _AnnotatedVideo:
+    """The annotated copy of one video, opened on its first frame; one that cannot be opened is
+    named once (a failure of the input) and the rows go on."""
+
+    def __init__(self, job: InputRunner, src, name: str):
+        self.job, self.src, self.name = job, src, name
+        self.target = job.ann_names.get(src, f"camera{src}_annotated.mp4")
+        self.vw = None
+        self.failed = False
+
+    def write(self, fr) -> None:
+        if self.failed:
+            return
+        if self.vw is None:
+            self.vw = _video_writer(self.job.ann, self.target, self.src)
+            if not self.vw.isOpened():  # a name too long, no permission, no codec
+                self.vw.release()
+                self.failed = True
+                reason = f"the annotated video {self.target} could not be opened for writing; its rows are written"
+                self.job.failures.append((self.name, reason))
+                print(f"rtatl-detect: {self.name}: {reason}", file=sys.stderr)
+                return
+        o = self.job.options
+        self.vw.write(annotate(fr.image, fr.faces, copy=False, landmarks=o.landmarks, pose=o.pose_axes))
+
+    def release(self) -> None:
+        if self.vw is not None and not self.failed:
+            self.vw.release()
 
 
 def _ranges(idx: list[int]) -> str:

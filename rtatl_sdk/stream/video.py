@@ -50,13 +50,8 @@ def opencv_path(path: str | os.PathLike):
     yield text
 
 
-def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
-    """Frames of a video file (path) or camera (int index), in order.
-
-    A frame of a file that cannot be decoded is yielded with ``image=None`` (its index kept);
-    a camera that stops delivering frames ends the stream with a logged warning. Raises
-    InputError when the source cannot be opened or a camera delivers no frame at all.
-    """
+def _open(source):
+    """(an opened cv2.VideoCapture, a label for messages) of a file path or a camera index."""
     import cv2
 
     if isinstance(source, (str, os.PathLike)):
@@ -74,26 +69,52 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
     if not cap.isOpened():
         cap.release()
         raise InputError(label, "cannot be opened as a video")
+    return cap, label
+
+
+class _Clock:
+    """Frame times: a decoded frame's own presentation time from the container (variable frame
+    rates stay right), else the last decoded frame's time plus the frames since at the average
+    rate (frames without a picture, cameras without timestamps)."""
+
+    def __init__(self, cap, fps: float, container: bool):
+        self.cap, self.fps, self.container = cap, fps, container
+        self.last = (-1, 0.0)  # index and time of the last frame decoded
+
+    def stamp(self, i: int) -> float:
+        import cv2
+
+        k, t = self.last
+        if i == k:
+            return t
+        if self.fps > 0:
+            return t + (i - k) / self.fps if k >= 0 else i / self.fps
+        return self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
+    def decoded(self, i: int) -> None:
+        import cv2
+
+        msec = self.cap.get(cv2.CAP_PROP_POS_MSEC) if self.container else -1.0
+        ok = msec >= 0 and (self.last[0] < 0 or msec / 1000.0 >= self.last[1])  # never backwards
+        self.last = (i, msec / 1000.0 if ok else (i / self.fps if self.fps > 0 else 0.0))
+
+
+def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) -> Iterator[Frame]:
+    """Frames of a video file (path) or camera (int index), in order.
+
+    A frame of a file that cannot be decoded is yielded with ``image=None`` (its index kept);
+    a camera that stops delivering frames ends the stream with a logged warning. Raises
+    InputError when the source cannot be opened or a camera delivers no frame at all.
+    """
+    import cv2
+
+    cap, label = _open(source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not isinstance(source, int) else 0
     end = total if max_frames is None else min(total, max_frames)
 
-    last = [-1, 0.0]  # index and container timestamp of the last frame decoded
-
-    def stamp(i: int) -> float:
-        """Frame i's time: a decoded frame's own presentation time from the container (variable
-        frame rates stay right), else the last decoded frame's time plus the frames since at the
-        average rate (frames without a picture, cameras without timestamps)."""
-        if i == last[0]:
-            return last[1]
-        if fps > 0:
-            return last[1] + (i - last[0]) / fps if last[0] >= 0 else i / fps
-        return cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-
-    def decoded(i: int) -> None:
-        msec = cap.get(cv2.CAP_PROP_POS_MSEC) if not isinstance(source, int) else -1.0
-        t = msec / 1000.0 if msec >= 0 and (last[0] < 0 or msec / 1000.0 >= last[1]) else None
-        last[:] = [i, t if t is not None else (i / fps if fps > 0 else 0.0)]
+    clock = _Clock(cap, fps, container=not isinstance(source, int))
+    stamp, decoded = clock.stamp, clock.decoded
 
     try:
         index, pending = 0, []  # pending: failed reads not yet known to be corrupt frames or the file's end
