@@ -289,6 +289,7 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     assert edits.any() and (idx.intensities[edits].max(1) >= 3.2).all()  # 4 x strength 0.8-1.6
     state = load_checkpoint(out / "model.ckpt")
     assert len(state["aus"]) == len(state["thresholds"]) == 18 and "not FACS" in state["intensity_scale"]
+    assert state["config"]["model"]["crop_prob"] == 0.0  # the RoII diagnosis's setting: unlabelled images only
     report = json.loads((out / "report.json").read_text())
     assert set(report["validation"]["student"]["intensity_pearson_vs_teacher"]) == {f"AU{a:02d}" for a in AU_SETS["OPENFACE"]}
     export_model(out / "model.ckpt", tmp_path / "m")
