@@ -349,3 +349,29 @@ def test_an_annotated_video_that_cannot_be_opened_is_named_and_the_rows_are_kept
     err = capsys.readouterr().err
     assert "could not be opened for writing" in err and err.count("could not be opened") == 1
     assert len(list(csv.DictReader(out.open(newline="")))) == 5
+
+
+def test_a_full_disk_while_writing_rows_is_one_line_not_a_traceback(tmp_path):
+    import errno
+
+    from rtatl_sdk.io.writers import RowWriter
+
+    w = RowWriter(tmp_path / "r.csv", ["AU01"])
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    real = w._fh
+    w._fh = Full(real)
+    with pytest.raises(InputError, match="No space left on device"):
+        w.write_rows([{"input": "a.jpg", "frame": 0, "timestamp": 0.0, "success": 0}])
+    w._fh = real
+    w.close()
+    assert (tmp_path / "r.csv").read_text().startswith("input,")  # the header written before is kept

@@ -238,7 +238,10 @@ def check_resume_settings(out: Path, settings: dict, resume: bool) -> None:
 def write_settings(out: Path, settings: dict) -> None:
     from ..io.files import atomic_write_bytes
 
-    atomic_write_bytes(settings_file(out), json.dumps(settings, indent=1).encode())
+    try:
+        atomic_write_bytes(settings_file(out), json.dumps(settings, indent=1).encode())
+    except OSError as exc:
+        raise InputError(f"--out {out}", f"its settings record cannot be written ({exc.strerror or exc})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,8 +105,11 @@ class RowWriter:
         self.write_rows(rows)
 
     def _write(self, text: str) -> None:
-        self._fh.write(text)
-        self._fh.flush()
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except OSError as exc:  # a full disk, a vanished mount
+            raise InputError(str(self.path), f"cannot be written ({exc.strerror or exc}); the rows before are kept") from None
 
     def write_rows(self, rows: list[dict]) -> None:
         if not rows:
