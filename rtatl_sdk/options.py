@@ -98,9 +98,10 @@ class DetectorOptions(BaseModel):
     def make(cls, options: DetectorOptions | dict | None = None, flags: bool = False, **kwargs: Any) -> DetectorOptions:
         """Options from an options object or a dict plus keywords (keywords win); a bad one raises
         ``InputError`` naming it (by its flag when ``flags``: the command line's names)."""
-        base = options.model_dump() if isinstance(options, DetectorOptions) else dict(options or {})
         if not isinstance(options, (DetectorOptions, dict, type(None))):
-            raise InputError("options", f"must be DetectorOptions or a dict, not {type(options).__name__}")
+            raise InputError("options", f"must be DetectorOptions or a dict of its fields, not {type(options).__name__} "
+                             "(providers are a keyword: AUDetector(model, providers=[...]))")
+        base = options.model_dump() if isinstance(options, DetectorOptions) else dict(options or {})
         try:
             return cls(**{**base, **kwargs})
         except ValidationError as exc:
