@@ -44,6 +44,12 @@ def main(argv=None) -> int:
         line = "  ".join(f"{a}{'?' if r.present is None else '*' if r.present else ' '}{r.probability:.2f}"
                          for a, r in f.aus.items())
         print(f"face {f.index} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
+        if f.pose is not None:
+            deg = 180 / 3.141592653589793
+            gaze = (f"; gaze x {f.gaze.angle_x * deg:+.0f}, y {f.gaze.angle_y * deg:+.0f} deg" if f.gaze is not None
+                    else "; gaze: none (eyes closed or not visible)")
+            print(f"    head: pitch {f.pose.rx * deg:+.0f}, yaw {f.pose.ry * deg:+.0f}, roll {f.pose.rz * deg:+.0f} deg, "
+                  f"{f.pose.tz / 10:.0f} cm from the camera{gaze}")
     print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
     args.out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out / "annotated.jpg"), annotate(img, faces))
