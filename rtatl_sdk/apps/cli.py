@@ -4,7 +4,9 @@
     rtatl-detect --camera 0 --out live.jsonl --max-frames 300
 
 One row per face per frame: input, frame, timestamp, success, face, track_id, x, y, w, h,
-quality, then the AU columns (AU01_p probability ... AU01_c occurrence, empty where the AU's
+quality, then OpenFace 2.2's gaze and head-pose columns (gaze_0_x ... gaze_angle_y, pose_Tx ...
+pose_Rz; empty where they cannot be computed), then the AU columns (AU01_p probability,
+AU01_r intensity for a model with an intensity head, AU01_c occurrence, empty where the AU's
 region lies outside the frame), then ``error``. A processed image or frame without a face has
 one row with success 0; a video frame without a picture (undecodable, or never delivered by a
 cut file) has one row with success 0 and ``error`` saying why. Files that cannot be read are named
