@@ -208,7 +208,10 @@ def process_archive(inputs: list, out_dir, address: str | None = None, *, model=
     if isinstance(detector, dict) and "max_frames" in detector:
         detector = dict(detector)
         max_frames = detector.pop("max_frames")
-    run = RunOptions(max_frames=max_frames)  # checked before anything is written
+    try:
+        run = RunOptions(max_frames=max_frames)  # checked before anything is written
+    except ValueError:  # pydantic's ValidationError
+        raise InputError(f"max_frames={max_frames!r}", "must be a whole number of frames, 1 or more, or None") from None
     options = DetectorOptions.make(detector)
     opts = options.model_dump(exclude={"threads"})  # a worker uses one thread
     settings = row_settings(options, model, Path(model) if model is not None else None, max_frames=run.max_frames)
