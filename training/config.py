@@ -79,18 +79,14 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:
-        return _heads_divide_d(self)
+        if self.d % self.heads:
+            raise ValueError(f"model.heads={self.heads} must divide model.d={self.d} (multi-head attention splits d)")
+        return self
     #: RoII diagnosis: G reads the RoI features detached from the backbone (L_G then trains G alone)
     roii_detach: bool = False
     #: the auxiliary losses (L_G, lambda_f L_F, the SSL loss) are weighted by min(1, step / aux_warmup): a
     #: linear warm-up over this many steps (0: full weight from the first step, as in the paper)
     aux_warmup: int = Field(0, ge=0)
-
-
-def _heads_divide_d(model: ModelConfig) -> ModelConfig:
-    if model.d % model.heads:
-        raise ValueError(f"model.heads={model.heads} must divide model.d={model.d} (multi-head attention splits d)")
-    return model
 
 
 class OptimConfig(_Strict):

@@ -27,7 +27,7 @@ from ..errors import InputError, RTATLError
 from ..io.files import atomic_write_bytes
 from ..io.images import VIDEO_EXTENSIONS
 from ..options import DetectorOptions
-from .runner import InputRunner, RunOptions, expand_inputs, output_names, row_settings, settings_difference
+from .runner import InputRunner, RunOptions, expand_inputs, output_names, path_hash, row_settings, settings_difference
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -245,14 +245,11 @@ def process_archive(inputs: list, out_dir, address: str | None = None, *, model=
 def _names(files: list[Path], manifest: Manifest) -> dict[Path, str]:
     """Output names (``output_names``), with a hash of the path also where an earlier run into the
     folder gave that name to another input (a second archive whose files share names)."""
-    import hashlib
-
     names = output_names(files, lambda f: ".csv")
     owner = manifest.outputs()
     for f, n in names.items():
         if owner.get(n, str(f)) != str(f):
-            h = hashlib.sha1(os.fsencode(str(f.resolve()))).hexdigest()[:8]
-            names[f] = f"{Path(n).stem}_{h}.csv"
+            names[f] = f"{Path(n).stem}_{path_hash(f)}.csv"
     return names
 
 

@@ -106,11 +106,16 @@ def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[tuple[str
     return sorted(files), bad
 
 
+def path_hash(f: Path) -> str:
+    """A short hash of a file's full path: what tells apart outputs of inputs that share a name."""
+    import hashlib
+
+    return hashlib.sha1(os.fsencode(str(Path(f).resolve()))).hexdigest()[:8]
+
+
 def output_names(files: list[Path], tail) -> dict[Path, str]:
     """A file name per input: ``<stem><tail(input)>``, with a short hash of the input's full path
     where two inputs would share a name or the name is itself an input's; never an input's name."""
-    import hashlib
-
     taken = {f.name for f in files}
     # names OpenCV can write: bytes that are not UTF-8 become U+FFFD (the path hash keeps them apart)
     stem = {f: os.fsencode(f.stem).decode("utf-8", "replace") for f in files}
@@ -121,8 +126,7 @@ def output_names(files: list[Path], tail) -> dict[Path, str]:
     out = {}
     for f, name in base.items():
         if counts[name] > 1 or name in taken or stem[f] != f.stem:
-            h = hashlib.sha1(os.fsencode(str(f.resolve()))).hexdigest()[:8]
-            name = f"{stem[f]}_{h}{tail(f)}"
+            name = f"{stem[f]}_{path_hash(f)}{tail(f)}"
         out[f] = name
     return out
 

@@ -43,11 +43,15 @@ def plotly():
     return go, plotly.offline
 
 
-def _jpeg_data_url(bgr: np.ndarray, quality: int = 80) -> str:
+def _jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
+    return buf.tobytes() if ok else b""
+
+
+def _data_url(jpg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpg).decode() if jpg else ""
 
 
 def _face_thumb(image: np.ndarray, box) -> np.ndarray:
@@ -99,13 +103,11 @@ class VideoReport:
             tr.probs.append(p)
             tr.pose.append(tuple(np.degrees([face.pose.rx, face.pose.ry, face.pose.rz])) if face.pose else (np.nan,) * 3)
             tr.gaze.append(tuple(np.degrees([face.gaze.angle_x, face.gaze.angle_y])) if face.gaze else (np.nan,) * 2)
-            if frame.image is not None:
-                for j, prob in enumerate(p):
-                    if prob > tr.best.get(j, (-1.0,))[0]:
-                        import cv2
-
-                        ok, buf = cv2.imencode(".jpg", _face_thumb(frame.image, face.box), [cv2.IMWRITE_JPEG_QUALITY, 80])
-                        tr.best[j] = (float(prob), frame.index, frame.timestamp, buf.tobytes() if ok else b"")
+            better = [j for j, prob in enumerate(p) if prob > tr.best.get(j, (-1.0,))[0]]
+            if frame.image is not None and better:  # one thumbnail for every AU this frame beats
+                jpg = _jpeg(_face_thumb(frame.image, face.box))
+                for j in better:
+                    tr.best[j] = (float(p[j]), frame.index, frame.timestamp, jpg)
 
     def write(self, path: Path) -> Path:
         go, offline = plotly()
@@ -177,7 +179,7 @@ class VideoReport:
         for j, au in enumerate(self.aus):
             if j in tr.best and tr.best[j][3]:
                 p, frame, t, jpg = tr.best[j]
-                src = "data:image/jpeg;base64," + base64.b64encode(jpg).decode()
+                src = _data_url(jpg)
                 cells.append(f"<figure><img src='{src}' alt='{au} at frame {frame}' width='{THUMB_SIZE}' "
                              f"height='{THUMB_SIZE}'><figcaption>{au} {p:.2f}<br>frame {frame}, {t:.2f} s</figcaption></figure>")
         return "<h3>Strongest moment of each AU</h3><div class='thumbs'>" + "".join(cells) + "</div>" if cells else ""
@@ -216,7 +218,7 @@ def still_page(path: Path, name: str, image: np.ndarray, faces, aus: list[str], 
     scale = min(1.0, 960 / max(shown.shape[1], 1))
     if scale < 1:
         shown = cv2.resize(shown, (int(shown.shape[1] * scale), int(shown.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    parts = [f"<img class='still' src='{_jpeg_data_url(shown, 85)}' alt='annotated {html.escape(name)}'>",
+    parts = [f"<img class='still' src='{_data_url(_jpeg(shown, 85))}' alt='annotated {html.escape(name)}'>",
              f"<p>{len(faces)} face(s).</p>"]
     th = np.asarray(thresholds, np.float64)
     for f in faces:

@@ -78,23 +78,22 @@ class _Clock:
     rate (frames without a picture, cameras without timestamps)."""
 
     def __init__(self, cap, fps: float, container: bool):
+        import cv2
+
         self.cap, self.fps, self.container = cap, fps, container
+        self.msec = cv2.CAP_PROP_POS_MSEC
         self.last = (-1, 0.0)  # index and time of the last frame decoded
 
     def stamp(self, i: int) -> float:
-        import cv2
-
         k, t = self.last
         if i == k:
             return t
         if self.fps > 0:
             return t + (i - k) / self.fps if k >= 0 else i / self.fps
-        return self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        return self.cap.get(self.msec) / 1000.0
 
     def decoded(self, i: int) -> None:
-        import cv2
-
-        msec = self.cap.get(cv2.CAP_PROP_POS_MSEC) if self.container else -1.0
+        msec = self.cap.get(self.msec) if self.container else -1.0
         ok = msec >= 0 and (self.last[0] < 0 or msec / 1000.0 >= self.last[1])  # never backwards
         self.last = (i, msec / 1000.0 if ok else (i / self.fps if self.fps > 0 else 0.0))
 

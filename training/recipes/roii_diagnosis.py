@@ -175,9 +175,7 @@ def report(rows: list[dict]) -> str:
 
         cos = [r["grad_norms_end"]["rec"]["cos_sup_trunk"] for r in rs if r.get("grad_norms_end", {}).get("rec")]
         lines.append(f"| {f} | {len(rs)} | {m('f1_card_mean')} | {m('f1_fitted_mean')} | {m('auc_mean')} | {g('trunk')} "
-                     f"| {g('roi')} | {np.mean(cos):.3f} |" if cos else
-                     f"| {f} | {len(rs)} | {m('f1_card_mean')} | {m('f1_fitted_mean')} | {m('auc_mean')} | {g('trunk')} "
-                     f"| {g('roi')} | n/a |")
+                     f"| {g('roi')} | {f'{np.mean(cos):.3f}' if cos else 'n/a'} |")
     return "\n".join(lines)
 
 
