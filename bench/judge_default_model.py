@@ -70,36 +70,14 @@ def main(argv=None) -> int:
           f"people, {missed} images without a face; {time.time() - t0:.0f} s")
     print(measures.table(student, teacher))
     if args.neutral_rates:
-        print(tradeoff(probs, emo, who, aus, teacher_labels, target_labels, args.neutral_rates, args.seed))
+        print(measures.tradeoff_table(measures.tradeoff(probs, emo, who, aus, teacher_labels, target_labels,
+                                                        args.neutral_rates, args.seed)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(det.model_path), "student": student, "teacher": teacher,
                                          "missed": missed}, indent=1))
     det.close()
     return 0
-
-
-def tradeoff(probs, emo, who, aus, teacher_labels, target_labels, rates, seed: int = 0) -> str:
-    """Markdown: for each stated neutral rate, thresholds fitted (``measures.fit_thresholds``) on
-    one half of the people and judged on the other half (identity-disjoint halves)."""
-    people = np.array(sorted(set(who)))
-    rng = np.random.default_rng([seed, 5])
-    fit_people = set(rng.choice(people, size=len(people) // 2, replace=False))
-    a = np.array([w in fit_people for w in who])
-    b = ~a
-    rows = ["| neutral rate per AU (fit half) | AUs present per neutral face | F1 vs teacher | AU12 present on happy faces |"
-            " AU06 present on happy faces |", "|---|---|---|---|---|"]
-    happy = emo[b] == "happiness"
-    for rate in rates:
-        th, _ = measures.fit_thresholds(probs[a], target_labels[a], neutral=emo[a] == "neutral", max_neutral_rate=rate)
-        j = measures.judge(probs[b], th, emo[b], who[b], aus, teacher_labels[b], target_labels[b])
-        present = probs[b] >= np.asarray(th)
-        smile = {au: float(present[happy, list(aus).index(au)].mean()) if au in aus and happy.any() else float("nan")
-                 for au in (12, 6)}
-        rows.append(f"| {rate:.0%} | {j['neutral_present']} | {j['f1_vs_teacher_mean']:.3f} | {smile[12]:.2f} | "
-                    f"{smile[6]:.2f} |")
-    return (f"Trade-off on {int(b.sum())} faces of {len(set(who[b]))} people (thresholds fitted on the other "
-            f"{len(fit_people)} people):\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

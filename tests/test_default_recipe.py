@@ -124,6 +124,33 @@ def test_judge_counts_neutral_presence_contrasts_and_rises():
     assert rep["rise"]["AU06"]["share_rising"] == 0.0
 
 
+def test_tradeoff_fits_on_one_half_of_the_people_and_judges_the_other():
+    rng = np.random.default_rng(3)
+    aus = AU_SETS["OPENFACE"]
+    people = np.repeat([f"p{i}" for i in range(40)], 4)
+    emotions = np.tile(["neutral", "neutral", "happiness", "surprise"], 40)
+    probs = rng.uniform(0.0, 0.6, (len(people), len(aus)))  # rest faces drift up to 0.6 on every AU
+    j12 = aus.index(12)
+    probs[emotions == "happiness", j12] = rng.uniform(0.5, 1.0, (emotions == "happiness").sum())
+    labels = (probs > 0.55).astype(np.int8)
+    curve = measures.tradeoff(probs, emotions, people, aus, labels, labels, (0.02, 0.3))
+    assert curve["people"] + curve["fit_people"] == 40 and curve["faces"] == 4 * curve["people"]
+    strict, loose = curve["rows"]
+    assert strict["neutral_rate"] == 0.02 and loose["neutral_rate"] == 0.3
+    # a stricter rate calls fewer AUs on the other half's neutral faces, and keeps most smiles
+    assert strict["neutral_present"] < loose["neutral_present"]
+    assert strict["neutral_present"] < 0.1 * len(aus)
+    assert strict["present_on_happy"]["AU12"] >= 0.5
+    text = measures.tradeoff_table(curve)
+    assert "| 2% |" in text and f"thresholds fitted on the other {curve['fit_people']} people" in text
+    # AU25/26/05 surprise > neutral are judged for OpenFace's set, not for BP4D's
+    rep = measures.judge(probs, [0.5] * len(aus), emotions, people, aus)
+    assert {"AU25 surprise>neutral", "AU26 surprise>neutral", "AU05 surprise>neutral"} <= set(rep["contrasts"])
+    common = [a for a in AUS if a in aus]  # BP4D's set without AU24, which OpenFace 2.2 lacks
+    rep12 = measures.judge(probs[:, [aus.index(a) for a in common]], [0.5] * len(common), emotions, people, common)
+    assert not any(k.startswith(("AU25", "AU26", "AU05")) for k in rep12["contrasts"])
+
+
 # ---------------------------------------------------------------- end to end on a tiny slice
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory, media):

@@ -325,8 +325,16 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
 
 
 # ---------------------------------------------------------------- evaluation and selection
-def validate(model, data: Path, thresholds=None) -> dict:
-    """Student and teacher on the validation people, through the same measures."""
+#: the neutral rates per AU of the trade-off curve in the report (thresholds fitted on half of the
+#: validation people, judged on the other half)
+TRADEOFF_RATES = (0.02, 0.03, 0.05, 0.08, 0.12)
+
+
+def validate(model, data: Path, thresholds=None, neutral_rate: float = measures.MAX_NEUTRAL_RATE,
+             curve: bool = False) -> dict:
+    """Student and teacher on the validation people, through the same measures; thresholds fitted
+    under ``neutral_rate`` (at most that share of neutral faces called present per AU). ``curve``:
+    also the held-apart trade-off (``measures.tradeoff``) for ``TRADEOFF_RATES``."""
     from ..data.dataset import CacheIndex
     from ..evaluate import predict_cache
 
@@ -338,7 +346,8 @@ def validate(model, data: Path, thresholds=None) -> dict:
     target_labels = idx.labels
     why = None
     if thresholds is None:
-        thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral")
+        thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral",
+                                                  max_neutral_rate=neutral_rate)
     student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
     if getattr(model.backbone, "intensity", False):  # intensity against the teacher's strength, per AU
         from ..evaluate import intensity_scores, predict_intensity
@@ -350,7 +359,12 @@ def validate(model, data: Path, thresholds=None) -> dict:
         student["intensity_mae_vs_teacher"] = {f"AU{a:02d}": round(r["mae"], 3) for a, r in zip(AUS, per)}
     teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
                            teacher_labels, target_labels)
-    return {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why}
+    out = {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why,
+           "neutral_rate": neutral_rate}
+    if curve:
+        out["tradeoff"] = measures.tradeoff(probs, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels,
+                                            TRADEOFF_RATES)
+    return out
 
 
 def heldout_margin(model, data: Path, thresholds) -> dict:
@@ -426,13 +440,13 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     from ..checkpoint import model_from_checkpoint, save_checkpoint
 
     model, state = model_from_checkpoint(best)
-    val = validate(model, data)
+    val = validate(model, data, neutral_rate=args.neutral_rate, curve=True)
     held = heldout_margin(model, data, val["thresholds"])
     s, t = val["student"], val["teacher"]
     report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "heldout_man": held,
               "seconds_total": round(time.time() - args.t0)}
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    (args.out / "report.md").write_text(measures.table(s, t) + "\n")
+    (args.out / "report.md").write_text(measures.table(s, t) + "\n\n" + measures.tradeoff_table(val["tradeoff"]) + "\n")
     # the same checkpoint dict: thresholds, metrics and provenance are added to it
     state["thresholds"] = [float(x) for x in val["thresholds"]]
     metrics = {"val_auc_mean": s["auc_mean"], "teacher_val_auc_mean": t["auc_mean"],
@@ -457,7 +471,8 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init; RoI features of "
                       f"{SHIPPED_GRAPH['roi_cells']}x{SHIPPED_GRAPH['roi_cells']} cells (the paper's are 12x12). Thresholds and "
                       f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
-                      "(thresholds fitted on the same people). Not a FACS benchmark result.")
+                      f"(thresholds fitted on the same people, at most {args.neutral_rate:.0%} of their neutral faces "
+                      "called present per AU). Not a FACS benchmark result.")
     save_checkpoint(args.out / "model.ckpt", state)
     return report
 
@@ -483,6 +498,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crop-prob", type=float, default=0.0,
                     help="RoII: share of labelled images whitened (0: unlabelled only, the RoII diagnosis's finding; "
                          "the paper's setting is 0.5)")
+    ap.add_argument("--neutral-rate", type=float, default=measures.MAX_NEUTRAL_RATE,
+                    help="thresholds: at most this share of the validation people's neutral faces called present per AU")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -495,6 +512,9 @@ def main(argv=None) -> int:
         if not getattr(args, name).is_dir():
             print(f"default_model: error: --{name} {getattr(args, name)}: not a folder", file=sys.stderr)
             return 2
+    if not 0.0 < args.neutral_rate < 1.0:
+        print(f"default_model: error: --neutral-rate {args.neutral_rate}: must be between 0 and 1", file=sys.stderr)
+        return 2
     if args.steps < 1 or args.eval_every < 1:
         print("default_model: error: --steps and --eval-every must be positive", file=sys.stderr)
         return 2

@@ -24,6 +24,10 @@ from rtatl_sdk.contract.au import au_label
 CONTRASTS: tuple[tuple[int, str, str], ...] = (
     (12, "happiness", "neutral"), (6, "happiness", "neutral"), (1, "surprise", "neutral"), (2, "surprise", "neutral"),
     (4, "anger", "happiness"), (15, "sadness", "happiness"), (4, "sadness", "happiness"), (10, "disgust", "neutral"),
+    # OpenFace 2.2's extra AUs (skipped for AU sets without them): surprise opens the eyes and the
+    # mouth, disgust wrinkles the nose, fear stretches the lips
+    (5, "surprise", "neutral"), (25, "surprise", "neutral"), (26, "surprise", "neutral"), (9, "disgust", "neutral"),
+    (20, "fear", "neutral"),
 )
 RISE_AUS = (12, 6)
 MIN_SIDE = 3  #: a contrast needs at least this many faces on each side to be reported
@@ -152,6 +156,42 @@ def judge(scores: np.ndarray, thresholds, emotions: np.ndarray, identities: np.n
             rep[name + "_mean"] = round(float(np.mean(list(per.values()))), 4)
             rep[name.replace("f1_", "positives_")] = {au_label(a): int((labels[:, j] == 1).sum()) for j, a in enumerate(aus)}
     return rep
+
+
+def tradeoff(probs, emotions, identities, aus, teacher_labels, target_labels, rates, seed: int = 0) -> dict:
+    """Thresholds fitted (``fit_thresholds``) on one half of the people under each stated neutral
+    rate per AU, judged on the other half (identity-disjoint halves, seeded): what a threshold
+    chosen on held-apart people does to neutral faces and to smiles."""
+    emotions, identities = np.asarray(emotions), np.asarray(identities)
+    people = np.array(sorted(set(identities)))
+    rng = np.random.default_rng([seed, 5])
+    fit_people = set(rng.choice(people, size=len(people) // 2, replace=False))
+    a = np.array([w in fit_people for w in identities])
+    b = ~a
+    happy = emotions[b] == "happiness"
+    rows = []
+    for rate in rates:
+        th, _ = fit_thresholds(probs[a], target_labels[a], neutral=emotions[a] == "neutral", max_neutral_rate=rate)
+        j = judge(probs[b], th, emotions[b], identities[b], aus, teacher_labels[b], target_labels[b])
+        present = probs[b] >= np.asarray(th)
+        smile = {au: round(float(present[happy, list(aus).index(au)].mean()), 3) if au in aus and happy.any()
+                 else None for au in RISE_AUS}
+        rows.append({"neutral_rate": rate, "neutral_present": j["neutral_present"],
+                     "f1_vs_teacher_mean": j["f1_vs_teacher_mean"],
+                     "present_on_happy": {au_label(au): v for au, v in smile.items()}})
+    return {"faces": int(b.sum()), "people": len(set(identities[b])), "fit_people": len(fit_people), "rows": rows}
+
+
+def tradeoff_table(curve: dict) -> str:
+    """Markdown for ``tradeoff``."""
+    rows = ["| neutral rate per AU (fit half) | AUs present per neutral face | F1 vs teacher | AU12 present on happy faces |"
+            " AU06 present on happy faces |", "|---|---|---|---|---|"]
+    for r in curve["rows"]:
+        h = {k: float("nan") if v is None else v for k, v in r["present_on_happy"].items()}
+        rows.append(f"| {r['neutral_rate']:.0%} | {r['neutral_present']} | {r['f1_vs_teacher_mean']:.3f} | "
+                    f"{h.get('AU12', float('nan')):.2f} | {h.get('AU06', float('nan')):.2f} |")
+    return (f"Trade-off on {curve['faces']} faces of {curve['people']} people (thresholds fitted on the other "
+            f"{curve['fit_people']} people):\n" + "\n".join(rows))
 
 
 def table(student: dict, teacher: dict) -> str:
