@@ -261,6 +261,61 @@ def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, t
     assert (out / "label_curve.png").stat().st_size > 1000
 
 
+def test_analogue_pretrains_on_one_half_and_runs_variants_on_the_other(tiny_corpus, media, tmp_path, capsys):
+    """The pretrained regime: a trunk trained on the "pretrain" identity half, saved in
+    torchvision's layout, loaded strictly by every variant of the run on the "analogue" half;
+    one results file per run, skipped when present."""
+    torch = pytest.importorskip("torch")
+    from training.recipes import analogue
+
+    people = [f"set/{p}" for p in ["the_man", "woman"] + [f"group{k}" for k in range(5)]]  # corpus identities
+
+    def ok(seed):  # the man judged in the analogue half; each half with people on both sides of its split
+        half = {p: corpus.identity_half(p, seed) for p in people}
+        val = {p: corpus.is_validation(p, 0.5, 0) for p in people}
+        return half["set/the_man"] == "analogue" and val["set/the_man"] and all(
+            any(half[p] == h and val[p] == v for p in people) for h in corpus.HALVES for v in (True, False))
+
+    half_seed = next(s for s in range(200) if ok(s))
+    out, res = tmp_path / "an", tmp_path / "results"
+    common = ["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out), "--results", str(res),
+              "--val-fraction", "0.5", "--batch", "4", "--unlabelled-batch", "2", "--ff", "64", "--workers", "1",
+              "--clip-frames", "12", "--half-seed", str(half_seed), "--no-progress"]
+    assert analogue.main(["run", *common, "--steps", "2"]) == 2  # no trunk yet: refused by name
+    assert "pretrained trunk" in capsys.readouterr().err
+    assert analogue.main(["pretrain", *common, "--steps", "2", "--eval-every", "1"]) == 0
+    trunk = out / "pretrain" / analogue.TRUNK
+    prov = json.loads((res / "pretrain.json").read_text())
+    assert prov["half"] == "pretrain" and [c["step"] for c in prov["curve"]] == [1, 2]
+    pre_people = {p for p in people if corpus.identity_half(p, half_seed) == "pretrain"}
+    assert prov["identities"] == len(pre_people)
+    state = torch.load(trunk, weights_only=True)
+    assert "layer4.1.bn2.running_var" in state and not any(k.startswith("fc.") for k in state)
+    an_summary = json.loads((out / "data_summary.json").read_text()) if (out / "data_summary.json").exists() else None
+    assert an_summary is None  # the analogue's data are built by `run`, from the other half
+    assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone", "rtatl"]) == 0
+    an_summary = json.loads((out / "data_summary.json").read_text())
+    assert an_summary["train_identities"] + an_summary["val_identities"] == len(people) - len(pre_people)
+    files = sorted(p.name for p in res.iterdir() if p.suffix == ".json")
+    assert files == ["backbone_s0_steps2_pretrained.json", "pretrain.json", "rtatl_s0_steps2_pretrained.json"]
+    row = json.loads((res / "rtatl_s0_steps2_pretrained.json").read_text())
+    assert row["init"] == analogue.TRUNK and row["variant"] == "rtatl" and row["label_fraction"] == 1.0
+    for k in ("auc_mean", "f1_mean", "f1_fitted_mean"):
+        assert 0 <= row[k] <= 1, (k, row[k])
+    # the variant started from the trunk: its first layer is the trunk's, not a random one
+    from training.checkpoint import model_from_checkpoint
+
+    trained, _ = model_from_checkpoint(out / "backbone_s0_steps2_pretrained" / "last.ckpt")
+    moved = (trained.backbone.stem[0].weight - state["conv1.weight"]).abs().max().item()
+    assert moved < 0.01, moved  # two Adam steps at 3e-4 from the trunk; a random start differs by ~0.1
+    stamp = (res / "backbone_s0_steps2_pretrained.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone"]) == 0
+    assert (res / "backbone_s0_steps2_pretrained.json").stat().st_mtime_ns == stamp  # done: not rerun
+    table = capsys.readouterr().out
+    assert "| backbone | 1 |" in table and "| rtatl | 1 |" in table and (res / "table1.png").stat().st_size > 1000
+
+
 def test_roii_diagnosis_runs_factors_writes_one_file_each_and_resumes(tiny_corpus, media, tmp_path, capsys):
     pytest.importorskip("torch")
     from training.recipes import roii_diagnosis

@@ -66,6 +66,15 @@ def load_pretrained(net: nn.Module, path) -> None:
     log.info("ResNet-18 initialised from %s (%d tensors)", path, len(given))
 
 
+def trunk_state_dict(backbone: "RTATLBackbone") -> dict[str, torch.Tensor]:
+    """The ResNet-18 trunk of a trained ``RTATLBackbone`` in torchvision's layout (no ``fc.*``),
+    the layout ``load_pretrained`` reads: a trained trunk becomes a ``--pretrained`` start."""
+    net = resnet18(weights=None)
+    net.conv1, net.bn1 = backbone.stem[0], backbone.stem[1]
+    net.layer1, net.layer2, net.layer3, net.layer4 = backbone.layers
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
+
+
 #: top of the AU intensity scale (FACS A-E as 1-5, 0 absent)
 INTENSITY_MAX = 5.0
 

@@ -101,6 +101,17 @@ def is_validation(identity: str, fraction: float, seed: int = 0) -> bool:
     return int.from_bytes(h[:8], "big") / 2**64 < fraction
 
 
+#: the two identity halves of a corpus (``identity_half``): a trunk is pretrained on one, the
+#: Table 1 analogue trains and validates on the other, so no evaluation person was ever seen
+HALVES = ("pretrain", "analogue")
+
+
+def identity_half(identity: str, seed: int = 0) -> str:
+    """Which of ``HALVES`` a person belongs to (a seeded hash independent of ``is_validation``'s)."""
+    h = hashlib.sha1(f"half:{seed}:{identity}".encode()).digest()
+    return HALVES[int.from_bytes(h[:8], "big") >= 2**63]
+
+
 def split_records(records: list[FaceRecord], fraction: float, seed: int = 0) -> tuple[list[FaceRecord], list[FaceRecord]]:
     """(train, validation) with no identity on both sides."""
     if not 0.0 < fraction < 1.0:

@@ -292,8 +292,17 @@ def read_extras(cache: Path) -> dict[str, np.ndarray]:
 
 
 def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edits: int, seed: int, workers: int,
-               limit: int | None = None, clip_frames: int | None = None) -> dict:
+               limit: int | None = None, clip_frames: int | None = None, half: str | None = None,
+               half_seed: int = 0) -> dict:
+    """Build the caches under ``data`` (the module says what each holds). ``half``: only the people
+    of that identity half of ``faces`` (``corpus.identity_half``), for a pretrained start that no
+    evaluation person has seen."""
     records, counts = corpus.read_corpus(faces)
+    if half is not None:
+        if half not in corpus.HALVES:
+            raise InputError(f"half {half!r}", f"is not one of {', '.join(corpus.HALVES)}")
+        records = [r for r in records if corpus.identity_half(r.identity, half_seed) == half]
+        counts = {**counts, "half": half, "half_seed": half_seed, "half_images": len(records)}
     if limit:
         records = records[:limit]
     train, val = corpus.split_records(records, val_fraction, seed)
