@@ -2,6 +2,7 @@
 
     python bench/judge_default_model.py                       # the installed default model
     python bench/judge_default_model.py --model model.onnx --faces ../shared/faces
+    python bench/judge_default_model.py --agree-with rtatl_sdk/models/model.onnx   # int8 vs fp32 on these people
 
 The validation people are the default recipe's (``training.recipes.corpus.split_records`` with
 the same fraction and seed), so the model never trained on them. Each image is padded as in
@@ -37,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--agree-with", type=Path, default=None,
+                    help="a second .onnx (for example fp32 beside the int8 default): its decisions on the same faces, "
+                         "at the card's thresholds, against the judged model's (share flipped per AU)")
     ap.add_argument("--neutral-rates", type=float, nargs="*", default=None,
                     help="also the trade-off curve: thresholds fitted on half of the validation people under each "
                          "stated neutral rate per AU, judged on the other half")
@@ -45,8 +49,11 @@ def main(argv=None) -> int:
     records, _ = corpus.read_corpus(args.faces)
     _, val = corpus.split_records(records, args.val_fraction, args.seed)
     det = AUDetector(args.model, blendshapes=True)
+    other = AUDetector(args.agree_with) if args.agree_with else None
+    if other is not None and other.au_numbers != det.au_numbers:
+        raise SystemExit(f"--agree-with {args.agree_with}: its AUs {other.au_numbers} are not {det.au_numbers}")
     aus = det.au_numbers
-    probs, teach, emo, who, missed = [], [], [], [], 0
+    probs, teach, emo, who, missed, probs2 = [], [], [], [], 0, []
     t0 = time.time()
     for rec in val:
         try:
@@ -57,6 +64,13 @@ def main(argv=None) -> int:
             missed += 1
             continue
         f = max(faces, key=lambda x: x.box.w * x.box.h)  # results carry Box, not the pipeline's Face
+        if other is not None:  # the same image, the same face pipeline, the other engine
+            found = other.detect(corpus.padded(load_image(rec.path)))
+            if not found:  # the pipelines are the same: not expected, but then the face counts as missed
+                missed += 1
+                continue
+            g = max(found, key=lambda x: x.box.w * x.box.h)
+            probs2.append([g.aus[a].probability for a in other.aus])
         probs.append([f.aus[a].probability for a in det.aus])
         teach.append(teacher_scores(f.blendshapes, aus))
         emo.append(rec.emotion)
@@ -69,15 +83,33 @@ def main(argv=None) -> int:
     print(f"model: {det.model_path} ({det.engine.providers[0]}); {len(probs)} faces of {len(set(who))} validation "
           f"people, {missed} images without a face; {time.time() - t0:.0f} s")
     print(measures.table(student, teacher))
+    agreement = None
+    if other is not None:
+        agreement = agree(probs, np.array(probs2), det.thresholds, det.aus)
+        print(f"\nDecisions of {det.model_path.name} against {other.model_path.name} on the same {len(probs)} faces "
+              f"(card thresholds): {100 * agreement['flip_share']:.2f} % flipped, mean |dp| {agreement['mean_abs_dp']:.4f}, "
+              f"max |dp| {agreement['max_abs_dp']:.3f}")
+        print("| AU | " + " | ".join(a[2:] for a in det.aus) + " |\n|---|" + "---|" * len(det.aus))
+        print("| flipped % | " + " | ".join(f"{100 * v:.1f}" for v in agreement["flip_share_per_au"].values()) + " |")
+        other.close()
     if args.neutral_rates:
         print(measures.tradeoff_table(measures.tradeoff(probs, emo, who, aus, teacher_labels, target_labels,
                                                         args.neutral_rates, args.seed)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(det.model_path), "student": student, "teacher": teacher,
-                                         "missed": missed}, indent=1))
+                                         "missed": missed, "agreement": agreement}, indent=1))
     det.close()
     return 0
+
+
+def agree(probs: np.ndarray, probs2: np.ndarray, thresholds, aus) -> dict:
+    """Decision agreement of two engines on the same faces at the same thresholds."""
+    thr = np.asarray(thresholds)
+    flips = (probs >= thr) != (probs2 >= thr)
+    dp = np.abs(probs - probs2)
+    return {"faces": int(len(probs)), "flip_share": float(flips.mean()), "mean_abs_dp": float(dp.mean()),
+            "max_abs_dp": float(dp.max()), "flip_share_per_au": {a: float(flips[:, j].mean()) for j, a in enumerate(aus)}}
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     print(f"{len(faces)} face(s)")
     for f in faces:
         line = "  ".join(f"{a}{'?' if r.present is None else '*' if r.present else ' '}{r.probability:.2f}"
-                         for a, r in f.aus.items())
+                         + ("" if r.intensity is None else f" ({r.intensity:.1f})") for a, r in f.aus.items())
         print(f"face {f.index} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
         if f.pose is not None:
             deg = 180 / 3.141592653589793
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
                     else "; gaze: none (eyes closed or not visible)")
             print(f"    head: pitch {f.pose.rx * deg:+.0f}, yaw {f.pose.ry * deg:+.0f}, roll {f.pose.rz * deg:+.0f} deg, "
                   f"{f.pose.tz / 10:.0f} cm from the camera{gaze}")
-    print("(* = present at the card's threshold; ? = the AU's region is outside the image)")
+    print("(* = present at the card's threshold; ? = the AU's region is outside the image"
+          + ("; (x) = intensity 0-5: " + det.card.intensity_scale if det.card.intensity_scale else "") + ")")
     args.out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out / "annotated.jpg"), annotate(img, faces))
     aus = [au_number(a) for a in det.aus]

@@ -374,6 +374,17 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     assert state["config"]["model"]["crop_prob"] == 0.0  # the RoII diagnosis's setting: unlabelled images only
     report = json.loads((out / "report.json").read_text())
     assert set(report["validation"]["student"]["intensity_pearson_vs_teacher"]) == {f"AU{a:02d}" for a in AU_SETS["OPENFACE"]}
+    # held-out edits: the validation man's neutral faces edited once per editable AU, scored edited vs unedited
+    from training.edits import AU_EDITS
+
+    ec = report["validation"]["student"]["edit_contrasts"]
+    editable = {f"AU{a:02d}" for a in AU_SETS["OPENFACE"] if a in AU_EDITS}
+    assert "AU09" in editable and set(ec) == editable, set(ec) ^ editable
+    assert all(c["faces"] >= 1 and 0 <= c["auc"] <= 1 and 0 <= c["share_rising"] <= 1 for c in ec.values())
+    val_edits = CacheIndex(out / "data" / "val_edits")
+    assert len(val_edits) == sum(c["faces"] for c in ec.values())
+    assert "edited one AU at a time" in (out / "report.md").read_text()
+    assert report["validation"]["neutral_rate"] == 0.08 and len(report["validation"]["tradeoff"]["rows"]) == 5
     export_model(out / "model.ckpt", tmp_path / "m")
     card = OnnxEngine(tmp_path / "m" / "model.onnx", ["CPUExecutionProvider"]).card
     assert card.aus == [f"AU{a:02d}" for a in AU_SETS["OPENFACE"]] and len(card.thresholds) == 18
