@@ -110,6 +110,26 @@ def test_thresholds_fit_each_au_and_keep_half_without_data():
     assert (probs[neutral, 0] >= thr[0]).mean() <= 0.1 and "neutral faces" in why[0]
 
 
+def test_neutral_rates_per_au_fit_each_column_under_its_own_rate_and_bad_overrides_are_named():
+    from training.recipes import default_model
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((300, 2)) < 0.3).astype(np.int64)
+    probs = 0.9 * rng.random((300, 2))  # the grid's top (0.95) lies above every score: any rate is reachable
+    neutral = y.sum(1) == 0
+    thr, _ = measures.fit_thresholds(probs, y, neutral=neutral, max_neutral_rate=[0.02, 0.3])
+    assert (probs[neutral, 0] >= thr[0]).mean() <= 0.02 < (probs[neutral, 1] >= thr[1]).mean() <= 0.3
+    assert default_model.parse_rate_overrides(["AU12=0.08", "6=0.1"]) == {12: 0.08, 6: 0.1}
+    for bad, why in (("AU12", "AU=RATE"), ("AU12=1.5", "between 0 and 1"), ("AU99=0.1", "not in the recipe's AU set"),
+                     ("x=0.1", "AU=RATE")):
+        with pytest.raises(InputError, match=why) as exc:
+            default_model.parse_rate_overrides([bad])
+        assert bad in str(exc.value)
+    assert default_model.describe_rates(0.02, {6: 0.08, 12: 0.08}) == "2% per AU (8% for AU06, AU12)"
+    assert default_model.describe_rates(0.05, {}) == "5% per AU"
+    assert default_model.neutral_rates(0.02, {12: 0.08})[list(AUS).index(12)] == 0.08
+
+
 def test_judge_counts_neutral_presence_contrasts_and_rises():
     emotions = np.array(["neutral"] * 4 + ["happiness"] * 4)
     people = np.array(["a", "b", "c", "d"] * 2)
@@ -136,11 +156,14 @@ def test_tradeoff_fits_on_one_half_of_the_people_and_judges_the_other():
     curve = measures.tradeoff(probs, emotions, people, aus, labels, labels, (0.02, 0.3))
     assert curve["people"] + curve["fit_people"] == 40 and curve["faces"] == 4 * curve["people"]
     strict, loose = curve["rows"]
-    assert strict["neutral_rate"] == 0.02 and loose["neutral_rate"] == 0.3
+    assert strict["neutral_rate"] == "2%" and loose["neutral_rate"] == "30%"
     # a stricter rate calls fewer AUs on the other half's neutral faces, and keeps most smiles
     assert strict["neutral_present"] < loose["neutral_present"]
     assert strict["neutral_present"] < 0.1 * len(aus)
     assert strict["present_on_happy"]["AU12"] >= 0.5
+    per_au = measures.tradeoff(probs, emotions, people, aus, labels, labels, [("mixed", [0.02] * 17 + [0.3])])
+    assert per_au["rows"][0]["neutral_rate"] == "mixed"
+    assert strict["neutral_present"] <= per_au["rows"][0]["neutral_present"] <= loose["neutral_present"]
     text = measures.tradeoff_table(curve)
     assert "| 2% |" in text and f"thresholds fitted on the other {curve['fit_people']} people" in text
     # AU25/26/05 surprise > neutral are judged for OpenFace's set, not for BP4D's
@@ -384,7 +407,11 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     val_edits = CacheIndex(out / "data" / "val_edits")
     assert len(val_edits) == sum(c["faces"] for c in ec.values())
     assert "edited one AU at a time" in (out / "report.md").read_text()
-    assert report["validation"]["neutral_rate"] == 0.08 and len(report["validation"]["tradeoff"]["rows"]) == 5
+    rates = report["validation"]["neutral_rate"]  # the recipe's default: 2 % per AU, 8 % for the smile's AUs
+    assert rates["AU12"] == rates["AU06"] == 0.08 and rates["AU01"] == rates["AU45"] == 0.02
+    curve = report["validation"]["tradeoff"]["rows"]
+    assert len(curve) == 6 and curve[-1]["neutral_rate"] == "the card's: 2% per AU (8% for AU06, AU12)"
+    assert "2% per AU (8% for AU06, AU12)" in state["notes"]
     export_model(out / "model.ckpt", tmp_path / "m")
     card = OnnxEngine(tmp_path / "m" / "model.onnx", ["CPUExecutionProvider"]).card
     assert card.aus == [f"AU{a:02d}" for a in AU_SETS["OPENFACE"]] and len(card.thresholds) == 18

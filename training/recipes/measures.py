@@ -66,17 +66,20 @@ MAX_NEUTRAL_RATE = 0.08
 
 
 def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5, neutral: np.ndarray | None = None,
-                   max_neutral_rate: float = MAX_NEUTRAL_RATE) -> tuple[list[float], list[str]]:
+                   max_neutral_rate=MAX_NEUTRAL_RATE) -> tuple[list[float], list[str]]:
     """Per-AU threshold maximising F1 against ``labels`` (grid 0.05..0.95; ties: nearest 0.5),
     among the thresholds that call the AU present on at most ``max_neutral_rate`` of the
-    ``neutral`` faces (a mask; F1 alone buys recall of rare AUs with false alarms on rest faces).
+    ``neutral`` faces (a mask; F1 alone buys recall of rare AUs with false alarms on rest faces);
+    ``max_neutral_rate``: one rate, or one per AU (column).
 
     An AU with fewer than ``min_positives`` known positives gets 0.5, or the lowest threshold
     above it that keeps the neutral faces' rate, and the reason is returned."""
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
     out, why = [], []
     has_neutral = neutral is not None and neutral.any()
+    rates = np.broadcast_to(np.asarray(max_neutral_rate, np.float64), (labels.shape[1],))
     for j in range(labels.shape[1]):
+        max_neutral_rate = float(rates[j])
         pos = int((labels[:, j] == 1).sum())
         if pos < min_positives:
             t, note = 0.5, ""
@@ -161,7 +164,8 @@ def judge(scores: np.ndarray, thresholds, emotions: np.ndarray, identities: np.n
 def tradeoff(probs, emotions, identities, aus, teacher_labels, target_labels, rates, seed: int = 0) -> dict:
     """Thresholds fitted (``fit_thresholds``) on one half of the people under each stated neutral
     rate per AU, judged on the other half (identity-disjoint halves, seeded): what a threshold
-    chosen on held-apart people does to neutral faces and to smiles."""
+    chosen on held-apart people does to neutral faces and to smiles. Each of ``rates`` is one rate
+    for every AU, or ``(label, per-AU rates)``."""
     emotions, identities = np.asarray(emotions), np.asarray(identities)
     people = np.array(sorted(set(identities)))
     rng = np.random.default_rng([seed, 5])
@@ -171,12 +175,13 @@ def tradeoff(probs, emotions, identities, aus, teacher_labels, target_labels, ra
     happy = emotions[b] == "happiness"
     rows = []
     for rate in rates:
+        label, rate = (rate if isinstance(rate, tuple) else (f"{rate:.0%}", rate))
         th, _ = fit_thresholds(probs[a], target_labels[a], neutral=emotions[a] == "neutral", max_neutral_rate=rate)
         j = judge(probs[b], th, emotions[b], identities[b], aus, teacher_labels[b], target_labels[b])
         present = probs[b] >= np.asarray(th)
         smile = {au: round(float(present[happy, list(aus).index(au)].mean()), 3) if au in aus and happy.any()
                  else None for au in RISE_AUS}
-        rows.append({"neutral_rate": rate, "neutral_present": j["neutral_present"],
+        rows.append({"neutral_rate": label, "neutral_present": j["neutral_present"],
                      "f1_vs_teacher_mean": j["f1_vs_teacher_mean"],
                      "present_on_happy": {au_label(au): v for au, v in smile.items()}})
     return {"faces": int(b.sum()), "people": len(set(identities[b])), "fit_people": len(fit_people), "rows": rows}
@@ -188,7 +193,7 @@ def tradeoff_table(curve: dict) -> str:
             " AU06 present on happy faces |", "|---|---|---|---|---|"]
     for r in curve["rows"]:
         h = {k: float("nan") if v is None else v for k, v in r["present_on_happy"].items()}
-        rows.append(f"| {r['neutral_rate']:.0%} | {r['neutral_present']} | {r['f1_vs_teacher_mean']:.3f} | "
+        rows.append(f"| {r['neutral_rate']} | {r['neutral_present']} | {r['f1_vs_teacher_mean']:.3f} | "
                     f"{h.get('AU12', float('nan')):.2f} | {h.get('AU06', float('nan')):.2f} |")
     return (f"Trade-off on {curve['faces']} faces of {curve['people']} people (thresholds fitted on the other "
             f"{curve['fit_people']} people):\n" + "\n".join(rows))
