@@ -1,6 +1,8 @@
 """The default model's recipe: RTATL distilled on CPU from thousands of people.
 
-    python -m training.recipes.default_model --faces ../shared/faces --out runs/default
+    python -m training.recipes.default_model --faces ../shared/faces --out runs/default              # 12 AUs
+    python -m training.recipes.default_model --faces ../shared/faces --out runs/v2 --aus OPENFACE \
+        --intensity --steps 1500                                                                    # the shipped v2
 
 One command, resumable after a kill (re-run it: finished data chunks, training steps and
 evaluations are kept). It ends at a checkpoint, ``OUT/model.ckpt``, which carries the
@@ -594,7 +596,7 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     return report
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=Path, default=Path("../shared/faces"), help="folder of face images (see corpus.py)")
     ap.add_argument("--media", type=Path, default=Path("media"), help="the project's real media folder (media/)")
@@ -610,7 +612,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for the face pipeline and the edits")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces (smoke runs)")
     ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
-    ap.add_argument("--aus", default="BP4D", help="AU set: BP4D (12, the shipped model's) or OPENFACE (OpenFace 2.2's 18)")
+    ap.add_argument("--aus", default="BP4D", help="AU set: BP4D (12, default model v1's) or OPENFACE (OpenFace 2.2's 18, the shipped v2's)")
     ap.add_argument("--intensity", action="store_true", help="train the intensity head on the teacher's strength (0-5)")
     ap.add_argument("--crop-prob", type=float, default=0.0,
                     help="RoII: share of labelled images whitened (0: unlabelled only, the RoII diagnosis's finding; "
@@ -620,7 +622,11 @@ def main(argv=None) -> int:
     ap.add_argument("--neutral-rate-au", nargs="*", default=[f"AU{a:02d}={r}" for a, r in NEUTRAL_RATE_AU.items()],
                     metavar="AU=RATE", help="other rates for some AUs (default: %(default)s; give none for one rate)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         set_aus(args.aus)
