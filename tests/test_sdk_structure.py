@@ -4,6 +4,7 @@ and rtatl-detect's output unchanged by the regrouping."""
 import ast
 import csv
 import io
+import json
 import sys
 import threading
 from pathlib import Path
@@ -179,15 +180,16 @@ def test_a_backend_is_chosen_by_file_or_by_name(stand_in_backend):
     with pytest.raises(InputError, match="reads .onnx model files, not m.engine"):
         backend_for(Path("m.engine"), "openvino")
     eng = load_engine(stand_in_backend)
-    out = eng.infer(np.zeros((2, 3, 192, 192), np.float32), np.zeros((2, 24, 2), np.float32), ("logits", "extra"))
-    assert out["logits"].shape == (2, 12) and out["extra"].shape == (2, 1)  # named outputs: more than one head
+    n = len(eng.card.aus)  # the shipped card's AUs
+    out = eng.infer(np.zeros((2, 3, 192, 192), np.float32), np.zeros((2, 2 * n, 2), np.float32), ("logits", "extra"))
+    assert out["logits"].shape == (2, n) and out["extra"].shape == (2, 1)  # named outputs: more than one head
     with pytest.raises(InputError, match="no output 'intensity'"):
-        eng.infer(np.zeros((1, 3, 192, 192), np.float32), np.zeros((1, 24, 2), np.float32), ("intensity",))
+        eng.infer(np.zeros((1, 3, 192, 192), np.float32), np.zeros((1, 2 * n, 2), np.float32), ("intensity",))
     eng.close()
     eng.close()  # twice is fine
     assert eng.released
     with pytest.raises(ClosedError):
-        eng.run(np.zeros((1, 3, 192, 192), np.float32), np.zeros((1, 24, 2), np.float32))
+        eng.run(np.zeros((1, 3, 192, 192), np.float32), np.zeros((1, 2 * n, 2), np.float32))
 
 
 @pytest.mark.media
@@ -198,7 +200,7 @@ def test_a_stand_in_backend_runs_through_audetector(stand_in_backend, media):
         faces = det.detect(media / "single_face.jpg")
         assert len(faces) == 1
         probs = [r.probability for r in faces[0].aus.values()]
-        expected = 1 / (1 + np.exp(-np.linspace(-2, 2, 12)))
+        expected = 1 / (1 + np.exp(-np.linspace(-2, 2, len(det.aus))))
         assert np.allclose(probs, expected, atol=1e-6)  # the stand-in's logits, not the ONNX model's
     assert StandInEngine.made[-1].released  # leaving the block closed the engine
 
@@ -213,10 +215,11 @@ def test_onnx_graphs_are_checked_against_their_card_at_load(tmp_path):
     from rtatl_sdk.errors import ModelCardError
 
     card = (store.PACKAGE_MODELS / "model.card.json").read_text()
+    n = len(json.loads(card)["aus"])  # the shipped card's AUs
 
-    def graph(batch, size, out_name, n_out=12):
+    def graph(batch, size, out_name, n_out=n):
         img = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])
-        cen = helper.make_tensor_value_info("centres", TensorProto.FLOAT, [batch, 24, 2])
+        cen = helper.make_tensor_value_info("centres", TensorProto.FLOAT, [batch, 2 * n, 2])
         out = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch, n_out])
         nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
                  helper.make_node("Unsqueeze", ["m", "ax"], ["m1"]),
@@ -234,7 +237,7 @@ def test_onnx_graphs_are_checked_against_their_card_at_load(tmp_path):
 
     assert OnnxEngine(graph("B", 192, "logits")).outputs == ("logits",)
     for args, msg in (((1, 192, "logits"), "fixed batch of 1"), (("B", 160, "logits"), "160 on axis 2"),
-                      (("B", 192, "scores"), "no 'logits' output"), (("B", 192, "logits", 13), "13 on axis 1")):
+                      (("B", 192, "scores"), "no 'logits' output"), (("B", 192, "logits", n + 1), f"{n + 1} on axis 1")):
         with pytest.raises(ModelCardError, match=msg):
             OnnxEngine(graph(*args), ["CPUExecutionProvider"])
 
