@@ -214,6 +214,8 @@ def tiny_corpus(tmp_path_factory, media):
 
 @pytest.mark.media
 def test_recipe_runs_end_to_end_and_resumes(tiny_corpus, media, tmp_path, capsys):
+    """The recipe end to end with the lighter graph (``--graph light``; the shipped graph runs in
+    the OpenFace test below), resumed, and exported with fp32 parity against the checkpoint."""
     pytest.importorskip("torch")
     from training.checkpoint import load_checkpoint
     from training.recipes import default_model
@@ -222,7 +224,7 @@ def test_recipe_runs_end_to_end_and_resumes(tiny_corpus, media, tmp_path, capsys
     out = tmp_path / "run"
     common = ["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out), "--val-fraction", "0.5",
               "--edits", "6", "--batch", "4", "--unlabelled-batch", "2", "--ff", "64", "--workers", "1",
-              "--clip-frames", "12", "--no-progress"]
+              "--clip-frames", "12", "--no-progress", "--graph", "light"]
     assert default_model.main(common + ["--steps", "2", "--eval-every", "1"]) == 0
     first = json.loads((out / "selection.json").read_text())
     assert [h["step"] for h in first] == [1, 2]
@@ -246,6 +248,12 @@ def test_recipe_runs_end_to_end_and_resumes(tiny_corpus, media, tmp_path, capsys
     assert state["thresholds"] == report["validation"]["thresholds"]
     assert state["metrics"]["val_faces"] == report["validation"]["student"]["faces"] > 0
     assert "Research use only" in state["notes"]
+    m = state["config"]["model"]
+    assert (m["work_size"], m["d"], m["roi_cells"]) == (128, 64, 6) and "resized to 128 px" in state["notes"]
+    from export import export_model
+
+    (rep,) = export_model(out / "model.ckpt", tmp_path / "m")
+    assert rep.passed, rep.summary()  # fp32 ONNX vs the checkpoint within 1e-4, batch consistency
     assert "| AUs present per neutral face" in (out / "report.md").read_text()
     assert report["validation"]["teacher"]["faces"] == report["validation"]["student"]["faces"]
 

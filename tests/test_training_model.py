@@ -410,3 +410,41 @@ def test_the_linear_roi_vector_reads_where_in_the_roi_and_counts_like_the_paper(
     mods.zero_grad()
     ta.sum().backward()
     assert mods.flatten.weight.grad.abs().sum() > 0
+
+
+def test_a_lighter_graph_is_the_same_network_on_the_resized_crop():
+    """model.work_size: the graph resizes its 192-px input itself and keeps the RoI centres in the
+    input's coordinates. With the same weights it must equal the plain graph given the resized
+    crop, centres mapped onto it and RoIs of the scaled size; its FLOPs fall with the square."""
+    import torch.nn.functional as F
+
+    from training.model import RTATLBackbone
+    from training.stats import part_stats, summary
+
+    torch.manual_seed(0)
+    light = RTATLBackbone(len(AUS), d=32, heads=4, roi_cells=4, ff=64, log_init=False, intensity=True,
+                          work_size=96).eval()
+    plain = RTATLBackbone(len(AUS), d=32, heads=4, roi_cells=4, ff=64, log_init=False, intensity=True,
+                          roi_size=24).eval()
+    plain.load_state_dict(light.state_dict())
+    image = torch.randn(2, 3, 192, 192)
+    centres = torch.rand(2, 2 * len(AUS), 2) * 120 + 36
+    with torch.no_grad():
+        a = light(image, centres)
+        small = F.interpolate(image, size=(96, 96), mode="bilinear", align_corners=False)
+        b = plain(small, (centres + 0.5) * 0.5 - 0.5)  # pixel centres at integers on both sides
+    assert a.logits.shape == (2, len(AUS))
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert torch.allclose(a.intensity, b.intensity, atol=1e-5)
+    assert not torch.allclose(light(image, centres).logits, plain(image, centres).logits, atol=1e-3)
+
+    from training.config import load_config
+
+    def rows(*overrides):
+        cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml", list(overrides))
+        return {r["part"]: r for r in part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True))}
+
+    full, lite = rows(), rows("model.work_size=128")
+    trunk = "ResNet-18 (stem + 4 stages)"
+    assert lite[trunk]["gflops"] == pytest.approx(full[trunk]["gflops"] * (128 / 192) ** 2, rel=0.02)
+    assert summary(list(lite.values()))["inference_params"] == summary(list(full.values()))["inference_params"]

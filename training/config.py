@@ -59,6 +59,10 @@ class ModelConfig(_Strict):
     #: over its cells, or one shared linear layer over the flattened map (18.6 M parameters, 5.6
     #: GFLOPs with 12x12 cells: the paper's 19.12 M / 5.57); not yet measured in the analogue
     roi_vector: Literal["mean", "linear"] = "mean"
+    #: a lighter graph (not the paper's): the network first resizes its 192-px input to this side,
+    #: so the trunk and the RoI features cost about (work_size / 192)^2 as much; the input and the
+    #: RoI centres stay in the 192-px crop's coordinates (the model contract is unchanged); null: none
+    work_size: int | None = Field(None, ge=32)
     #: an intensity head beside the occurrence head (0-5), trained where the data code intensities
     #: (DISFA) with lambda_int * L_int, L_int = mean squared error over the known intensities
     intensity: bool = False

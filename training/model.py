@@ -184,9 +184,11 @@ class RTATLBackbone(nn.Module):
     def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
                  roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
                  log_init: bool = True, relation: str = "transformer", roi_vector: str = "mean",
-                 intensity: bool = False):
+                 intensity: bool = False, work_size: int | None = None):
         super().__init__()
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
+        #: a lighter graph: the input is resized to this side first (``ModelConfig.work_size``)
+        self.work_size = work_size
         net = resnet18(weights=None)
         if pretrained:
             load_pretrained(net, pretrained)
@@ -224,22 +226,28 @@ class RTATLBackbone(nn.Module):
         c = centres.reshape(b * n2, 2) + 0.5
         return torch.cat([idx, c - h, c + h], dim=1)
 
+    def resized(self, image: torch.Tensor) -> torch.Tensor:
+        """The image the trunk sees: resized to ``work_size`` (bilinear) when the graph is a lighter one."""
+        if self.work_size is None or image.shape[-1] == self.work_size:
+            return image
+        return F.interpolate(image, size=(self.work_size, self.work_size), mode="bilinear", align_corners=False)
+
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """The pooled ResNet-18 output (B, 512): what the rotation, jigsaw and exemplar heads see."""
-        x = self.stem(image)
+        x = self.stem(self.resized(image))
         for layer in self.layers:
             x = layer(x)
         return x.mean(dim=(2, 3))
 
     def forward(self, image: torch.Tensor, centres: torch.Tensor) -> BackboneOutput:
-        b = image.shape[0]
-        x = self.stem(image)
+        b, side = image.shape[0], image.shape[-1]
+        x = self.stem(self.resized(image))
         feats = []
         for layer in self.layers:
             x = layer(x)
             feats.append(x)
-        fused = self.fusion(feats)  # stride 4
-        scale = fused.shape[-1] / image.shape[-1]
+        fused = self.fusion(feats)  # stride 4 (of the resized image with a work_size)
+        scale = fused.shape[-1] / side  # the boxes stay in the input's coordinates
         rois = roi_align(fused, self.roi_boxes(centres), self.roi_cells, spatial_scale=scale, sampling_ratio=2, aligned=True)
         rois = rois.view(b, 2 * self.n_aus, self.d, self.roi_cells, self.roi_cells)
         tokens = self.transformer(self.au_convs(rois))

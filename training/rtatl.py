@@ -56,7 +56,8 @@ class RTATL(nn.Module):
                  pretrained: str | None = None, crop_max_lost: float = 0.1, crop_prob: float = 0.5,
                  log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128),
                  relation: str = "transformer", lambda_ssl: float = 0.2, roii_detach: bool = False,
-                 aux_warmup: int = 0, roi_vector: str = "mean", intensity: bool = False, lambda_int: float = 1.0):
+                 aux_warmup: int = 0, roi_vector: str = "mean", intensity: bool = False, lambda_int: float = 1.0,
+                 work_size: int | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -72,7 +73,8 @@ class RTATL(nn.Module):
         self.aux_scale = 1.0  #: weight of the auxiliary losses this step (the trainer sets it: ``set_step``)
         n = len(self.aus)
         self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init,
-                                      roi_vector=roi_vector, intensity=intensity, relation=relation)
+                                      roi_vector=roi_vector, intensity=intensity, relation=relation,
+                                      work_size=work_size)
         self.lambda_int = lambda_int
         g_width, dc_width, flow_width = widths
         if self.use_roii:
@@ -97,7 +99,7 @@ class RTATL(nn.Module):
                    crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
                    roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width), relation=m.relation,
                    lambda_ssl=m.lambda_ssl, roii_detach=m.roii_detach, aux_warmup=m.aux_warmup, roi_vector=m.roi_vector,
-                   intensity=m.intensity, lambda_int=m.lambda_int)
+                   intensity=m.intensity, lambda_int=m.lambda_int, work_size=m.work_size)
 
     def set_step(self, step: int) -> None:
         """The auxiliary losses' warm-up weight for training step ``step``: min(1, step / aux_warmup)."""

@@ -55,7 +55,7 @@ def part_stats(model) -> list[dict]:
     counts["local + global classifiers"] += bb.local_fc.numel() + bb.local_bias.numel()
     # FLOPs of the inference graph by stage; the classifiers are what the whole graph adds
     def resnet():
-        y, out = bb.stem(image), []
+        y, out = bb.stem(bb.resized(image)), []  # the trunk's input (resized in a lighter graph)
         for layer in bb.layers:
             y = layer(y)
             out.append(y)
