@@ -1,6 +1,6 @@
 """One face and four faces, side by side with the peer, whole process and steady state.
 
-    python bench/bench_faces.py [--repeats 2] [--frames 240]
+    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model light] [--no-landmark-tracking]
 
 The peer is MediaPipe's Face Landmarker with blendshapes in video mode (landmarks only, no AU
 model), with ``num_faces`` matched to the clip. Clips: ``WolfgangLanger_Pexels.mp4`` (one
@@ -14,7 +14,7 @@ written at the start). Both sides are run interleaved (peer, ours, peer, ...):
 
 Also: where the time goes per frame (face detector, Landmarker, AU model per face, the rest),
 the cost of each extra face (steady state, four faces against one), and images per second for
-a folder of stills through ``detect_batch``. Writes out/bench/faces.json.
+a folder of stills through ``detect_batch``. Writes out/bench/faces*.json (named by the options).
 """
 
 from __future__ import annotations
@@ -116,9 +116,13 @@ def stages(det, clip: Path) -> dict:
     inputs = model_inputs([f.crop() for f in faces], [f.crop_landmarks() for f in faces], det.au_numbers,
                           det.card.mean, det.card.std)
     one = model_inputs([faces[0].crop()], [faces[0].crop_landmarks()], det.au_numbers, det.card.mean, det.card.std)
+    session = det.pipeline.landmarker.session()  # a tracked face's video-mode Landmarker
+    video = timeit(lambda: det.pipeline.face_in_box(img, faces[0].box, session), 10)["median_ms"]
+    session.close()
     return {"faces": len(faces),
             "detector_ms": timeit(lambda: det.pipeline.detector.detect(img), 10)["median_ms"],
             "landmarker_ms_per_face": timeit(lambda: det.pipeline.face_in_box(img, faces[0].box), 10)["median_ms"],
+            "landmarker_video_mode_ms_per_face": video,
             "au_ms_one_face": timeit(lambda: det.engine.run(*one), 10)["median_ms"],
             "au_ms_all_faces_batched": timeit(lambda: det.engine.run(*inputs), 10)["median_ms"],
             "pose_gaze_ms_per_face": timeit(lambda: det._geometry(faces[0], img.shape), 10)["median_ms"]}
@@ -144,11 +148,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--frames", type=int, default=240)
+    ap.add_argument("--model", default=None, help="AU model for ours: a path or 'light' (default: the default model)")
+    ap.add_argument("--no-landmark-tracking", dest="landmark_tracking", action="store_false",
+                    help="ours with the Landmarker in image mode on every frame (the option's off setting)")
     args = ap.parse_args(argv)
     from rtatl_sdk import AUDetector
 
     info = header()
-    print(info)
+    print(info, f"\nours: model {args.model or 'default'}, landmark_tracking={args.landmark_tracking}")
+    flags = (["--model", args.model] if args.model else []) + ([] if args.landmark_tracking else ["--no-landmark-tracking"])
+    kw = {"landmark_tracking": args.landmark_tracking}
     tmp = Path(tempfile.mkdtemp(prefix="rtatl-bench-"))
     clips = {1: MEDIA / "WolfgangLanger_Pexels.mp4", 4: four_face_clip(tmp / "four.mp4", args.frames)}
     rows = []
@@ -157,14 +166,14 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):  # interleaved
             peer_s.append(whole_process([sys.executable, "-c", PEER, str(clip), str(faces), str(args.frames)]))
             ours_s.append(whole_process([sys.executable, "-m", "rtatl_sdk.apps.cli", str(clip), "--out",
-                                         str(tmp / "out.csv"), "--quiet", "--max-frames", str(args.frames)]))
+                                         str(tmp / "out.csv"), "--quiet", "--max-frames", str(args.frames), *flags]))
         n = min(args.frames, sum(1 for _ in __import__("rtatl_sdk.stream.video", fromlist=["x"]).iter_frames(clip)))
         ours, peer = n / min(ours_s), n / min(peer_s)
         rows.append({"faces": faces, "measure": "whole process fps", "ours": ours, "peer": peer, "ratio": ours / peer})
     steady = {}
-    with AUDetector(threads=1) as one_thread:  # the AU model on one core, the face stage on the other
+    with AUDetector(args.model, threads=1, **kw) as one_thread:  # the AU model on one core, the face stage on the other
         single = {faces: steady_ours(one_thread, clip, args.frames) for faces, clip in clips.items()}
-    with AUDetector() as det:
+    with AUDetector(args.model, **kw) as det:
         for faces, clip in clips.items():
             o, p = steady_ours(det, clip, args.frames), steady_peer(clip, faces, args.frames)
             steady[faces] = o
@@ -177,10 +186,11 @@ def main(argv=None) -> int:
     extra = (1000 / steady[4] - 1000 / steady[1]) / 3
     print(f"\ncost of each extra face (steady state): {extra:.1f} ms per frame")
     print(table([{"clip": f"{k} face(s)", **v} for k, v in per_stage.items()],
-                ["clip", "faces", "detector_ms", "landmarker_ms_per_face", "au_ms_one_face", "au_ms_all_faces_batched",
+                ["clip", "faces", "detector_ms", "landmarker_ms_per_face", "landmarker_video_mode_ms_per_face", "au_ms_one_face", "au_ms_all_faces_batched",
                  "pose_gaze_ms_per_face"]))
     print(table([stills], ["images", "batched_images_per_s", "one_by_one_images_per_s"]))
-    save("faces", {"header": info, "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
+    name = "faces" + (f"_{Path(args.model).stem}" if args.model else "") + ("" if args.landmark_tracking else "_image_mode")
+    save(name, {"header": info, "model": args.model, "landmark_tracking": args.landmark_tracking, "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
     return 0
 
 

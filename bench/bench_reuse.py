@@ -28,7 +28,7 @@ def record(det, clip: Path) -> list:
     from rtatl_sdk.stream.temporal import _thumbnail
     from rtatl_sdk.stream.video import iter_frames
 
-    tracker = FaceTracker(det.pipeline, det.detect_every)
+    tracker = FaceTracker(det.pipeline, det.detect_every, video_mode=det.options.landmark_tracking)
     seq = []
     for fr in iter_frames(clip):
         faces = tracker(fr.image) if fr.image is not None else []
@@ -37,6 +37,7 @@ def record(det, clip: Path) -> list:
             continue
         f = max(faces, key=lambda x: x.box.w * x.box.h)
         seq.append((f.crop_landmarks(), _thumbnail(f.crop()), det._probabilities([f])[0]))
+    tracker.close()
     return seq
 
 

@@ -44,6 +44,7 @@ class AUDetector:
     >>> det = AUDetector()                         # bundled default model, best provider
     >>> faces = det.detect("photo.jpg")
     >>> faces[0].aus["AU12"].probability
+    >>> fast = AUDetector("light")                 # the bundled lighter model (several faces, CPU)
 
     Settings are a ``DetectorOptions`` (``options=``) or its fields as keywords (``smoothing=0.5``);
     they are validated once, here, and a bad one raises ``InputError`` naming it.
@@ -60,7 +61,7 @@ class AUDetector:
         from .face import FacePipeline
 
         self.options = opts = DetectorOptions.make(options, **kwargs)
-        path = Path(model) if model is not None else default_model_path(opts.providers)
+        path = store.au_model_path(model) if model is not None else default_model_path(opts.providers)
         self.engine = load_engine(path, opts.providers, opts.threads, opts.backend)  # validates the card first
         self.card = self.engine.card
         self.model_path = path
@@ -239,21 +240,28 @@ class AUDetector:
 
         self._check_open()
         every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
-        tracker = FaceTracker(self.pipeline, every)
+        tracker = FaceTracker(self.pipeline, every, video_mode=self.options.landmark_tracking)
         ids = IoUTracker()
         stream = StreamState(self.options, neutral_frames, n_probabilities=len(self.aus))
         frames = (fr for fr in prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
-        for fr, faces in self._with_faces(frames, lookahead, tracker):
-            if fr.image is None:
-                yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[], error=fr.error or "frame could not be decoded")
-                continue
-            tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
-            probs = stream.probabilities(fr.index, faces, tids, self._probabilities)
-            geo = [stream.geometry(tid, *self._geometry(f, fr.image.shape)) for f, tid in zip(faces, tids)]
-            results = [self._result(i, f, p, fr.image.shape, tid, g)
-                       for i, (f, p, tid, g) in enumerate(zip(faces, probs, tids, geo))]
-            yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
-                              image=fr.image if keep_images else None)
+        found = self._with_faces(frames, lookahead, tracker)
+        try:
+            for fr, faces in found:
+                if fr.image is None:
+                    yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[],
+                                      error=fr.error or "frame could not be decoded")
+                    continue
+                tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
+                probs = stream.probabilities(fr.index, faces, tids, self._probabilities)
+                geo = [stream.geometry(tid, *self._geometry(f, fr.image.shape)) for f, tid in zip(faces, tids)]
+                results = [self._result(i, f, p, fr.image.shape, tid, g)
+                           for i, (f, p, tid, g) in enumerate(zip(faces, probs, tids, geo))]
+                yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
+                                  image=fr.image if keep_images else None)
+        finally:
+            found.close()  # stops the face thread: its pool finishes the frames it holds first
+            with self._face_lock:
+                tracker.close()  # the tracks' video-mode Landmarkers
         self.last_stream = stream.stats(tracker)
 
     def _with_faces(self, frames, lookahead: int, tracker):

@@ -47,6 +47,10 @@ class DetectorOptions(BaseModel):
     detect_every: int = Field(DETECT_EVERY, strict=True, description=f"videos: run the face detector every K frames and track faces "
                               f"by their landmarks in between (default {DETECT_EVERY}); 1 detects on every frame",
                               json_schema_extra=_flag("--detect-every", stateful=True, metavar="K"))
+    landmark_tracking: bool = Field(True, strict=True, description="videos: each tracked face has its own Landmarker in "
+                                    "MediaPipe's video mode, which follows the face from its previous landmarks instead of "
+                                    "running MediaPipe's detector in every frame (--no-landmark-tracking: image mode, as for stills)",
+                                    json_schema_extra=_flag("--no-landmark-tracking", stateful=True))
     #: keyframe reuse in videos: True (the default ``ReuseConfig()``), a ``ReuseConfig``, or False
     reuse: bool | ReuseConfig = Field(True, description="videos: reuse a track's AU result for up to 3 frames while "
                                       "its aligned face has barely changed (--no-reuse: the AU model on every frame)",

@@ -56,6 +56,23 @@ AU_MODEL = ModelFile(
 )
 #: the INT8 file export writes beside model.onnx only when its decisions agree with fp32 (>= 98 %)
 AU_MODEL_INT8 = FILE_NAMES["int8"]
+#: AU models shipped in the package besides the default, by the name ``AUDetector(name)`` and
+#: ``rtatl-detect --model NAME`` take: "light", the lighter graph for several faces on a CPU
+BUNDLED = {"light": Path("light") / AU_MODEL_INT8}
+
+
+def au_model_path(model: str | os.PathLike) -> Path:
+    """The AU model file an ``AUDetector(model)`` argument names: a path, or a ``BUNDLED`` name.
+    A name that is also a file in the working folder is refused (say ``./light`` for the file)."""
+    if isinstance(model, str) and model in BUNDLED:
+        if Path(model).exists():
+            raise ModelNotFoundError(f"au_model: {model!r} is both a bundled model's name and a file here; "
+                                     f"pass './{model}' for the file")
+        p = PACKAGE_MODELS / BUNDLED[model]
+        if not p.is_file():
+            raise ModelNotFoundError(f"au_model: the bundled {model!r} model ({p}) is missing from this installation")
+        return p
+    return Path(model)
 
 
 def store_dir() -> Path:

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,6 +89,21 @@ def test_model_resolution_lists_every_place(tmp_path, monkeypatch):
     assert store.resolve(store.FACE_DETECTOR, real) == real
     with pytest.raises(ModelNotFoundError, match="not a file"):
         store.resolve(store.FACE_DETECTOR, tmp_path / "nope.onnx")
+
+
+def test_a_bundled_model_by_name_and_a_name_that_is_also_a_file(tmp_path, monkeypatch):
+    light = store.au_model_path("light")
+    assert light == store.PACKAGE_MODELS / "light" / "model.int8.onnx" and light.is_file()
+    assert store.au_model_path("model.onnx") == store.au_model_path(Path("model.onnx"))  # other text: a path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "light").write_bytes(b"x")
+    with pytest.raises(ModelNotFoundError, match="both a bundled model's name and a file"):
+        store.au_model_path("light")
+    assert store.au_model_path("./light") == Path("light")
+    monkeypatch.setattr(store, "PACKAGE_MODELS", tmp_path / "empty")
+    (tmp_path / "light").unlink()
+    with pytest.raises(ModelNotFoundError, match="missing from this installation"):
+        store.au_model_path("light")
 
 
 def test_importing_the_sdk_does_not_import_torch():

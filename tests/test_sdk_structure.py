@@ -284,11 +284,13 @@ def test_a_thread_closing_a_shared_detector_makes_the_others_raise_not_see_no_fa
 
 # ---------------------------------------------------------------- behaviour unchanged
 def _tolerance(column: str) -> float | None:
-    """How far a numeric column of the stored rtatl-detect output may move on another CPU's kernels."""
+    """How far a numeric column of the stored rtatl-detect output may move on another CPU's kernels:
+    the same int8 model on two AVX2 machines of this project moved probabilities by up to 0.017
+    and intensities by up to 0.05 (the calibrated, smoothed clip), landmarks not at all."""
     if column.endswith("_p"):
-        return 2e-3
+        return 0.03
     if column.endswith("_r"):
-        return 1e-2  # 0-5 scale
+        return 0.1  # 0-5 scale
     if column in ("x", "y", "w", "h", "quality") or column.startswith("pose_T"):
         return 0.2 if not column.startswith("pose_T") else 1.0  # pixels; millimetres
     if column.startswith(("pose_R", "gaze_")):

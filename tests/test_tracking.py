@@ -45,14 +45,22 @@ class _Pipeline:
 
     def __init__(self, boxes, blind=()):
         self.boxes, self.blind, self.calls = boxes, set(blind), []
-        self.detector = self
+        self.detector = self.landmarker = self
         self.frame = 0
+        self.sessions: list[_Session] = []
 
     def detect(self, bgr):
         self.calls.append(("detect", self.frame))
         return self.boxes(self.frame)
 
-    def face_in_box(self, bgr, box):
+    def session(self):
+        self.sessions.append(_Session(len(self.sessions)))
+        return self.sessions[-1]
+
+    def face_in_box(self, bgr, box, session=None):
+        if session is not None:
+            assert not session.closed, "a closed session was used"
+            session.frames.append(self.frame)
         if self.frame in self.blind:
             return None
         s = box.h / BOX_FROM_LANDMARKS[3]
@@ -61,6 +69,16 @@ class _Pipeline:
         lo, hi = p.min(0), p.max(0)
         pts = (p - (lo + hi) / 2) * s / max(hi - lo) + [cx, cy]
         return _face(pts, box.score)
+
+
+class _Session:
+    """A stand-in video-mode Landmarker: which frames it saw, whether it was closed."""
+
+    def __init__(self, number):
+        self.number, self.frames, self.closed = number, [], False
+
+    def close(self):
+        self.closed = True
 
 
 def _run(tracker, pipe, n):
@@ -94,6 +112,23 @@ def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
     counts, detected = _run(tracker, pipe, 4)
     assert detected == [0, 3] and counts == [1, 1, 1, 1]
     assert tracker._faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
+    # each track had its own video-mode Landmarker: the first saw frames 0-3 (lost at 3's detection), the second 3
+    first, second = pipe.sessions
+    assert first.frames == [0, 1, 2, 3] and first.closed
+    assert second.frames == [3] and not second.closed
+    tracker.close()
+    assert second.closed and tracker._faces == []
+
+
+def test_a_lost_track_closes_its_session_and_the_face_found_again_gets_a_new_one():
+    pipe = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)], blind={4})
+    _run(FaceTracker(pipe, detect_every=10), pipe, 7)
+    # frame 4: the track is lost, the detector's box finds nothing either (its new session closes at once)
+    assert [s.frames for s in pipe.sessions] == [[0, 1, 2, 3, 4], [4], [5, 6]]
+    assert [s.closed for s in pipe.sessions] == [True, True, False]
+    still = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)])
+    counts, _ = _run(FaceTracker(still, detect_every=10, video_mode=False), still, 3)
+    assert counts == [1, 1, 1] and still.sessions == []  # image mode: no sessions
 
 
 def test_two_tracks_on_one_face_become_one_and_detection_is_rerun():
@@ -107,7 +142,7 @@ def test_two_tracks_on_one_face_become_one_and_detection_is_rerun():
 def test_detect_every_one_is_per_frame_detection_and_zero_is_refused():
     pipe = _Pipeline(lambda i: [Box(x=10, y=10, w=60, h=80, score=0.9)])
     _, detected = _run(FaceTracker(pipe, detect_every=1), pipe, 4)
-    assert detected == [0, 1, 2, 3]
+    assert detected == [0, 1, 2, 3] and pipe.sessions == []  # stills: image mode, no sessions
     with pytest.raises(ValueError, match="detect_every"):
         FaceTracker(pipe, detect_every=0)
 
@@ -182,6 +217,25 @@ def test_tracking_and_reuse_keep_au_decisions_of_per_frame_detection(default_det
     for got in (tracked, reused):
         assert np.mean([x == y for x, y in zip(got, ref)]) >= 0.98
     assert stats["reused"] > 0.2 * stats["faces"]
+
+
+@pytest.mark.media
+def test_video_mode_landmarks_agree_with_image_mode_on_a_real_clip(default_det, media):
+    """landmark_tracking (the default): each track's Landmarker runs in MediaPipe's video mode.
+    Against image mode on every frame (the same tracking otherwise), the 68 points stay within
+    a pixel or two and the AU decisions agree on 98 % of frames."""
+    from rtatl_sdk import AUDetector
+
+    clip = media / "single_face.mp4"
+    video = list(default_det.detect_video(clip))
+    with AUDetector(landmark_tracking=False) as image_mode:
+        image = list(image_mode.detect_video(clip))
+    both = [(a.faces[0], b.faces[0]) for a, b in zip(video, image) if a.faces and b.faces]
+    assert len(both) >= 0.95 * len(video)
+    err = np.array([np.abs(a.landmarks - b.landmarks).mean() / b.box.w for a, b in both])  # share of face width
+    assert np.median(err) < 0.01 and err.max() < 0.05, (np.median(err), err.max())
+    agree = np.mean([[x.present == y.present for x, y in zip(a.aus.values(), b.aus.values())] for a, b in both])
+    assert agree >= 0.98, agree
 
 
 def test_bad_detection_period_is_an_input_error(det, media):

@@ -66,7 +66,7 @@ def load_pretrained(net: nn.Module, path) -> None:
     log.info("ResNet-18 initialised from %s (%d tensors)", path, len(given))
 
 
-def trunk_state_dict(backbone: "RTATLBackbone") -> dict[str, torch.Tensor]:
+def trunk_state_dict(backbone: RTATLBackbone) -> dict[str, torch.Tensor]:
     """The ResNet-18 trunk of a trained ``RTATLBackbone`` in torchvision's layout (no ``fc.*``),
     the layout ``load_pretrained`` reads: a trained trunk becomes a ``--pretrained`` start."""
     net = resnet18(weights=None)

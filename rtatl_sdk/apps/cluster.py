@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from .. import store
 from ..errors import InputError, RTATLError
 from ..io.files import atomic_write_bytes
 from ..io.images import VIDEO_EXTENSIONS
@@ -214,7 +215,8 @@ def process_archive(inputs: list, out_dir, address: str | None = None, *, model=
         raise InputError(f"max_frames={max_frames!r}", "must be a whole number of frames, 1 or more, or None") from None
     options = DetectorOptions.make(detector)
     opts = options.model_dump(exclude={"threads"})  # a worker uses one thread
-    settings = row_settings(options, model, Path(model) if model is not None else None, max_frames=run.max_frames)
+    settings = row_settings(options, model, store.au_model_path(model) if model is not None else None,
+                            max_frames=run.max_frames)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,10 @@
 The Landmarker's own detector misses small faces, so each detector box is made a square
 ``crop_factor`` times its larger side, warped to ``crop_size`` pixels and given to the
 Landmarker in image mode with one face; its 478 points are mapped back to image pixels.
+
+In a video, each tracked face has its own ``LandmarkSession``: a Landmarker graph in video mode,
+which takes the face's square from its landmarks of the previous call instead of running
+MediaPipe's detector again (about a third less time per face; ``bench/bench_faces.py``).
 """
 
 from __future__ import annotations
@@ -31,27 +35,59 @@ class LandmarkResult:
     blendshapes: dict[str, float] | None  #: 52 ARKit-style coefficients when requested
 
 
+def _create_graph(path, video: bool, blendshapes: bool, min_presence: float):
+    """A MediaPipe Face Landmarker for one face, in image or video mode."""
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(path)),
+        running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+        num_faces=1,
+        min_face_detection_confidence=0.3,
+        min_face_presence_confidence=min_presence,
+        min_tracking_confidence=min_presence,
+        output_face_blendshapes=blendshapes,
+    )
+    try:
+        with native_logs():  # MediaPipe's start-up lines: shown only with rtatl_sdk.native at DEBUG
+            return vision.FaceLandmarker.create_from_options(options)
+    except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ text
+        raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
+
+
+class LandmarkSession:
+    """One tracked face's Landmarker in video mode (``FaceLandmarker.session()``): consecutive
+    calls follow the face from its previous landmarks; MediaPipe's detector runs again only when
+    its face-presence score drops. One session per face; ``close()`` frees the graph."""
+
+    #: milliseconds between calls (video mode needs increasing timestamps; nothing else reads them)
+    STEP_MS = 33
+
+    def __init__(self, graph):
+        self._graph = graph
+        self._ts = 0
+        self.closed = False
+
+    def detect(self, image):
+        if self.closed:
+            raise ClosedError("landmark session: closed")
+        self._ts += self.STEP_MS
+        return self._graph.detect_for_video(image, self._ts)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._graph.close()
+
+
 class FaceLandmarker:
     def __init__(self, model_path=None, blendshapes: bool = False, crop_factor: float = 1.8,
                  crop_size: int = 256, min_presence: float = 0.5):
-        from mediapipe.tasks.python import vision
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-
         path = store.resolve(store.FACE_LANDMARKER, model_path)
         self.path = path  #: the .task file (it also carries the face geometry of ``rtatl_sdk.face.pose``)
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(path)),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=1,
-            min_face_detection_confidence=0.3,
-            min_face_presence_confidence=min_presence,
-            output_face_blendshapes=blendshapes,
-        )
-        try:
-            with native_logs():  # MediaPipe's start-up lines: shown only with rtatl_sdk.native at DEBUG
-                self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ text
-            raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
+        self.min_presence = min_presence
+        self._landmarker = _create_graph(path, False, blendshapes, min_presence)
         # Close the graph before interpreter teardown: mediapipe's own __del__ fails once its
         # dispatcher threads are gone, and threading's exit hooks run before that happens.
         self._closed = False
@@ -65,6 +101,12 @@ class FaceLandmarker:
             self._closed = True
             self._landmarker.close()
 
+    def session(self) -> LandmarkSession:
+        """A video-mode Landmarker for one tracked face (the caller closes it)."""
+        if self._closed:
+            raise ClosedError("face landmarker: closed; make a new one")
+        return LandmarkSession(_create_graph(self.path, True, self.blendshapes, self.min_presence))
+
     def __del__(self):
         try:
             self.close()
@@ -76,10 +118,12 @@ class FaceLandmarker:
         k = self.crop_size / side
         return np.array([[k, 0.0, self.crop_size / 2 - k * cx], [0.0, k, self.crop_size / 2 - k * cy]])
 
-    def landmarks(self, bgr: np.ndarray, cx: float, cy: float, side: float) -> LandmarkResult | None:
+    def landmarks(self, bgr: np.ndarray, cx: float, cy: float, side: float,
+                  session: LandmarkSession | None = None) -> LandmarkResult | None:
+        """Landmarks of the face in the square (cx, cy, side), or None if none is found there;
+        ``session``: the tracked face's video-mode Landmarker (default: image mode)."""
         if self._closed:
             raise ClosedError("face landmarker: closed; make a new one")
-        """Landmarks of the face in the square (cx, cy, side), or None if none is found there."""
         import cv2
         import mediapipe as mp
 
@@ -87,7 +131,8 @@ class FaceLandmarker:
         crop = cv2.warpAffine(bgr, m, (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         rgb = np.ascontiguousarray(crop[:, :, ::-1])
-        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        result = self._landmarker.detect(image) if session is None else session.detect(image)
         if not result.face_landmarks:
             return None
         pts = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)

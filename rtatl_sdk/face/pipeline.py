@@ -70,12 +70,13 @@ class FacePipeline:
         if self.closed:
             raise ClosedError("face pipeline: closed; make a new one")
 
-    def face_in_box(self, bgr: np.ndarray, box: Box) -> Face | None:
+    def face_in_box(self, bgr: np.ndarray, box: Box, session=None) -> Face | None:
         """The face whose detector box is ``box``: its landmarks, 68 points and aligned crop;
-        None when the Landmarker finds no face there."""
+        None when the Landmarker finds no face there. ``session``: a tracked face's video-mode
+        Landmarker (``FaceLandmarker.session``)."""
         self._check_open()
         cx, cy, side = box.square(self.landmarker.crop_factor)
-        res = self.landmarker.landmarks(bgr, cx, cy, side)
+        res = self.landmarker.landmarks(bgr, cx, cy, side, session)
         if res is None:
             log.debug("box %s had no landmarks", box)
             return None

@@ -8,6 +8,9 @@ detector's cost (the largest single stage after the AU model). A track ends when
 Landmarker finds no face in its square (MediaPipe's own detector and face-presence score run
 inside it), when its landmarks stop looking like a face, when it lands on a face another track
 holds, or when a detection frame finds no detector box on it. ``detect_every=1`` is per-frame detection, as for still images.
+
+Each track has its own video-mode Landmarker (``LandmarkSession``), opened when the face is first
+found and closed when the track ends or the tracker closes (``close()``).
 """
 
 from __future__ import annotations
@@ -82,62 +85,83 @@ class FaceTracker:
 
     ``detect_every``: detector period in frames (1 = every frame, no tracking).
     ``min_iou``: overlap of a detector box with a tracked face's box that makes them one face.
+    ``video_mode``: each track's own video-mode Landmarker (False: image mode on every frame).
     """
 
-    def __init__(self, pipeline: FacePipeline, detect_every: int = DETECT_EVERY, min_iou: float = 0.3):
+    def __init__(self, pipeline: FacePipeline, detect_every: int = DETECT_EVERY, min_iou: float = 0.3,
+                 video_mode: bool = True):
         check_detect_every(detect_every)
         self.pipeline = pipeline
         self.detect_every = detect_every
+        self.video_mode = video_mode and detect_every > 1
         self.min_iou = min_iou
         self._faces: list[Face] = []
+        self._sessions: list = []  #: the video-mode Landmarker of each face in ``_faces``
         self._since_detection = 0
         self._lost = False
         self.stats = TrackStats()
 
-    def _follow(self, bgr: np.ndarray) -> list[Face]:
-        """Each tracked face re-landmarked in the square its previous landmarks give."""
-        kept = []
-        for prev in self._faces:
+    def _follow(self, bgr: np.ndarray) -> list[tuple[Face, object]]:
+        """Each tracked face re-landmarked (by its own session) in the square its previous landmarks give."""
+        kept: list[tuple[Face, object]] = []
+        for prev, session in zip(self._faces, self._sessions):  # session: None in image mode
             box = box_from_landmarks(prev.landmarks, prev.box.score)
-            face = self.pipeline.face_in_box(bgr, box)
+            face = self.pipeline.face_in_box(bgr, box, session)
             if face is not None:
                 face.box = box_from_landmarks(face.landmarks, prev.box.score)
                 # a track that slid onto a face another track already holds ends too
-                if looks_like_a_face(face, prev) and all(iou(face.box, k.box) < DUPLICATE_IOU for k in kept):
-                    kept.append(face)
+                if looks_like_a_face(face, prev) and all(iou(face.box, k.box) < DUPLICATE_IOU for k, _ in kept):
+                    kept.append((face, session))
                     continue
+            if session is not None:
+                session.close()
             self._lost = True
             self.stats.lost += 1
         return kept
 
-    def _detect(self, bgr: np.ndarray, tracked: list[Face]) -> list[Face]:
+    def _detect(self, bgr: np.ndarray, tracked: list[tuple[Face, object]]) -> list[tuple[Face, object]]:
         """Detector boxes: one over a tracked face keeps that face's landmarks from this frame;
-        the others become new faces. Tracked faces no box covers end."""
+        the others become new faces (with a new session when tracking). Tracked faces no box covers end."""
         self.stats.detections += 1
         boxes = self.pipeline.detector.detect(bgr)
         out = []
-        used_box = set()
-        for i, j in greedy_match(boxes, [f.box for f in tracked], self.min_iou):
+        used_box, used_track = set(), set()
+        for i, j in greedy_match(boxes, [f.box for f, _ in tracked], self.min_iou):
             used_box.add(i)
-            tracked[j].box = boxes[i]
+            used_track.add(j)
+            tracked[j][0].box = boxes[i]
             out.append(tracked[j])
+        for j, (_, session) in enumerate(tracked):
+            if j not in used_track and session is not None:
+                session.close()
         for i, b in enumerate(boxes):
             if i not in used_box:
-                face = self.pipeline.face_in_box(bgr, b)
+                session = self.pipeline.landmarker.session() if self.video_mode else None
+                face = self.pipeline.face_in_box(bgr, b, session)
                 if face is not None:
-                    out.append(face)
+                    out.append((face, session))
+                elif session is not None:
+                    session.close()
         return out
 
     def __call__(self, bgr: np.ndarray) -> list[Face]:
         self.stats.frames += 1
         self._lost = False
-        faces = self._follow(bgr) if self.detect_every > 1 else []
+        tracks = self._follow(bgr) if self.detect_every > 1 else []
         due = self._since_detection + 1 >= self.detect_every
-        if due or self._lost or not faces:
-            faces = self._detect(bgr, faces)
+        if due or self._lost or not tracks:
+            tracks = self._detect(bgr, tracks)
             self._since_detection = 0
         else:
             self._since_detection += 1
-        faces.sort(key=lambda f: f.box.x + f.box.w / 2)
-        self._faces = faces
-        return faces
+        tracks.sort(key=lambda t: t[0].box.x + t[0].box.w / 2)
+        self._faces = [f for f, _ in tracks]
+        self._sessions = [s for _, s in tracks]
+        return list(self._faces)
+
+    def close(self) -> None:
+        """Close the tracks' video-mode Landmarkers; the tracker starts afresh if called again."""
+        for session in self._sessions:
+            if session is not None:
+                session.close()
+        self._faces, self._sessions = [], []

@@ -39,8 +39,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
