@@ -322,6 +322,16 @@ def test_analogue_pretrains_on_one_half_and_runs_variants_on_the_other(tiny_corp
     assert prov["identities"] == len(pre_people)
     state = torch.load(trunk, weights_only=True)
     assert "layer4.1.bn2.running_var" in state and not any(k.startswith("fc.") for k in state)
+    # runs/ gone, results kept: the trunk is trained again, and it is the same network (so the
+    # results of runs from the first one still stand)
+    import shutil
+
+    shutil.rmtree(out / "pretrain" / "train")
+    trunk.unlink()
+    assert analogue.main(["pretrain", *common, "--steps", "2", "--eval-every", "1"]) == 0
+    again = json.loads((res / "pretrain.json").read_text())
+    assert again["same_as_earlier"] is True and again["weights_sha256"] == prov["weights_sha256"]
+    assert torch.equal(torch.load(trunk, weights_only=True)["conv1.weight"], state["conv1.weight"])
     assert not (out / "data_summary.json").exists()  # the analogue's data are built by `run`, from the other half
     assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone", "rtatl"]) == 0
     an_summary = json.loads((out / "data_summary.json").read_text())

@@ -94,6 +94,8 @@ def pretrain(args) -> Path:
         return weights
     data = out / "data"
     summary = _data(args, data, "pretrain", out / "data_summary.json")
+    earlier = args.results / "pretrain.json"  # a trunk trained before (its weights gone with runs/)
+    earlier = json.loads(earlier.read_text()) if earlier.is_file() else None
     cfg = _config(args, data, "backbone", args.seed, args.steps, out / "train", None)
     t = time.time()
     model, curve = _segments(cfg, args.steps, args.eval_every, data, args.progress)
@@ -108,12 +110,31 @@ def pretrain(args) -> Path:
             "variant on the default recipe's targets, BP4D's 12 AUs)", "steps": args.steps, "seed": args.seed,
             "identities": summary["train_identities"] + summary["val_identities"],
             "images": summary["train_images"] + summary["val_images"], "curve": curve,
-            "seconds": round(time.time() - t), "tensors": len(state)}
+            "seconds": round(time.time() - t), "tensors": len(state), "weights_sha256": _weights_hash(state)}
+    if earlier is not None:
+        # the results of runs from the earlier trunk stand only if this one is the same network
+        same = earlier.get("curve") == curve and earlier.get("weights_sha256", prov["weights_sha256"]) == prov["weights_sha256"]
+        prov["same_as_earlier"] = same
+        if not same:
+            prov["earlier"] = {k: earlier.get(k) for k in ("curve", "weights_sha256")}
+            log.warning("this trunk differs from the one in %s: runs made from that one are not comparable",
+                        args.results / "pretrain.json")
     (out / "trunk_resnet18.json").write_text(json.dumps(prov, indent=1))
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "pretrain.json").write_text(json.dumps(prov, indent=1))
     log.info("pretrained trunk: %s (%s)", weights, prov)
     return weights
+
+
+def _weights_hash(state: dict) -> str:
+    """sha256 over the trunk's tensor names and values (independent of the file's container)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _data(args, data: Path, half: str, summary_path: Path) -> dict:
