@@ -112,10 +112,11 @@ def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
     counts, detected = _run(tracker, pipe, 4)
     assert detected == [0, 3] and counts == [1, 1, 1, 1]
     assert tracker._faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
-    # each track had its own video-mode Landmarker: the first saw frames 0-3 (lost at 3's detection), the second 3
+    # each track had its own video-mode Landmarker from its second frame: the first followed frames 1-3
+    # (its face ended at 3's detection), the second face was found at 3 (image mode) and has one unused yet
     first, second = pipe.sessions
-    assert first.frames == [0, 1, 2, 3] and first.closed
-    assert second.frames == [3] and not second.closed
+    assert first.frames == [1, 2, 3] and first.closed
+    assert second.frames == [] and not second.closed
     tracker.close()
     assert second.closed and tracker._faces == []
 
@@ -123,9 +124,10 @@ def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
 def test_a_lost_track_closes_its_session_and_the_face_found_again_gets_a_new_one():
     pipe = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)], blind={4})
     _run(FaceTracker(pipe, detect_every=10), pipe, 7)
-    # frame 4: the track is lost, the detector's box finds nothing either (its new session closes at once)
-    assert [s.frames for s in pipe.sessions] == [[0, 1, 2, 3, 4], [4], [5, 6]]
-    assert [s.closed for s in pipe.sessions] == [True, True, False]
+    # frame 4: the track is lost and the detector's box finds nothing either (image mode: no session);
+    # frame 5 finds the face again, its new session follows it on frame 6
+    assert [s.frames for s in pipe.sessions] == [[1, 2, 3, 4], [6]]
+    assert [s.closed for s in pipe.sessions] == [True, False]
     still = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)])
     counts, _ = _run(FaceTracker(still, detect_every=10, video_mode=False), still, 3)
     assert counts == [1, 1, 1] and still.sessions == []  # image mode: no sessions

@@ -121,7 +121,8 @@ class FaceTracker:
 
     def _detect(self, bgr: np.ndarray, tracked: list[tuple[Face, object]]) -> list[tuple[Face, object]]:
         """Detector boxes: one over a tracked face keeps that face's landmarks from this frame;
-        the others become new faces (with a new session when tracking). Tracked faces no box covers end."""
+        the others become new faces: landmarked in image mode now, followed by a session of their own
+        from the next frame (so a box with no face there costs no session). Tracked faces no box covers end."""
         self.stats.detections += 1
         boxes = self.pipeline.detector.detect(bgr)
         out = []
@@ -136,12 +137,9 @@ class FaceTracker:
                 session.close()
         for i, b in enumerate(boxes):
             if i not in used_box:
-                session = self.pipeline.landmarker.session() if self.video_mode else None
-                face = self.pipeline.face_in_box(bgr, b, session)
+                face = self.pipeline.face_in_box(bgr, b)
                 if face is not None:
-                    out.append((face, session))
-                elif session is not None:
-                    session.close()
+                    out.append((face, self.pipeline.landmarker.session() if self.video_mode else None))
         return out
 
     def __call__(self, bgr: np.ndarray) -> list[Face]:
