@@ -92,3 +92,41 @@ def test_smile_on_the_held_out_identity(default_det, media):
     assert smiling - neutral > MARGIN, (neutral, smiling)
     present = [sum(bool(r.present) for r in f.faces[0].aus.values()) for f in frames[:18]]
     assert np.mean(present) <= NEUTRAL_PRESENT, present
+
+
+LIGHT = store.PACKAGE_MODELS / "light" / "model.int8.onnx"
+
+
+@pytest.fixture(scope="module")
+def light_det():
+    from rtatl_sdk import AUDetector
+
+    d = AUDetector("light")
+    yield d
+    d.close()
+
+
+def test_the_light_model_has_its_own_card_and_validation_table(light_det, default_det):
+    """The bundled lighter model (``AUDetector("light")``): same AUs and contract as the default,
+    its own thresholds and held-out numbers, the lighter graph named on its card."""
+    from export.api import read_card
+
+    card = light_det.card
+    assert light_det.model_path == LIGHT and card.aus == default_det.card.aus
+    assert card.input_size == default_det.card.input_size  # same 192-px crop: the graph resizes it itself
+    assert "resized to 128 px" in card.provenance.notes and "Research use only" in card.provenance.notes
+    report = json.loads((LIGHT.parent / "recipe_report.json").read_text())
+    val = report["validation"]
+    assert card.thresholds == pytest.approx(val["thresholds"]) and read_card(LIGHT).metrics == card.metrics
+    assert card.metrics["val_people"] == default_det.card.metrics["val_people"]  # the same validation people
+    assert val["student"]["auc_mean"] > val["teacher"]["auc_mean"]
+    chosen = val["tradeoff"]["rows"][-1]
+    assert chosen["neutral_rate"].startswith("the card's") and chosen["neutral_present"] < 1 / 3
+
+
+def test_the_light_model_on_the_held_out_identity(light_det, media):
+    frames = list(light_det.detect_video(media / "single_face.mp4"))
+    p12 = np.array([f.faces[0].aus["AU12"].probability for f in frames])
+    assert p12[24:].mean() - p12[:18].mean() > MARGIN, (p12[:18].mean(), p12[24:].mean())
+    present = [sum(bool(r.present) for r in f.faces[0].aus.values()) for f in frames[:18]]
+    assert np.mean(present) <= NEUTRAL_PRESENT, present
