@@ -1,6 +1,6 @@
 """One face and four faces, side by side with the peer, whole process and steady state.
 
-    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model light] [--no-landmark-tracking]
+    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model light] [--no-landmark-tracking] [--threads N]
 
 The peer is MediaPipe's Face Landmarker with blendshapes in video mode (landmarks only, no AU
 model), with ``num_faces`` matched to the clip. Clips: ``WolfgangLanger_Pexels.mp4`` (one
@@ -151,13 +151,15 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="AU model for ours: a path or 'light' (default: the default model)")
     ap.add_argument("--no-landmark-tracking", dest="landmark_tracking", action="store_false",
                     help="ours with the Landmarker in image mode on every frame (the option's off setting)")
+    ap.add_argument("--threads", type=int, default=0, help="ours: AU engine threads (0: one per core, the default)")
     args = ap.parse_args(argv)
     from rtatl_sdk import AUDetector
 
     info = header()
-    print(info, f"\nours: model {args.model or 'default'}, landmark_tracking={args.landmark_tracking}")
+    print(info, f"\nours: model {args.model or 'default'}, landmark_tracking={args.landmark_tracking}, threads={args.threads}")
     flags = (["--model", args.model] if args.model else []) + ([] if args.landmark_tracking else ["--no-landmark-tracking"])
-    kw = {"landmark_tracking": args.landmark_tracking}
+    flags += ["--threads", str(args.threads)] if args.threads else []
+    kw = {"landmark_tracking": args.landmark_tracking, "threads": args.threads}
     tmp = Path(tempfile.mkdtemp(prefix="rtatl-bench-"))
     clips = {1: MEDIA / "WolfgangLanger_Pexels.mp4", 4: four_face_clip(tmp / "four.mp4", args.frames)}
     rows = []
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
         ours, peer = n / min(ours_s), n / min(peer_s)
         rows.append({"faces": faces, "measure": "whole process fps", "ours": ours, "peer": peer, "ratio": ours / peer})
     steady = {}
-    with AUDetector(args.model, threads=1, **kw) as one_thread:  # the AU model on one core, the face stage on the other
+    with AUDetector(args.model, **{**kw, "threads": 1}) as one_thread:  # the AU model on one core, the face stage on the other
         single = {faces: steady_ours(one_thread, clip, args.frames) for faces, clip in clips.items()}
     with AUDetector(args.model, **kw) as det:
         for faces, clip in clips.items():
@@ -189,8 +191,9 @@ def main(argv=None) -> int:
                 ["clip", "faces", "detector_ms", "landmarker_ms_per_face", "landmarker_video_mode_ms_per_face", "au_ms_one_face", "au_ms_all_faces_batched",
                  "pose_gaze_ms_per_face"]))
     print(table([stills], ["images", "batched_images_per_s", "one_by_one_images_per_s"]))
-    name = "faces" + (f"_{Path(args.model).stem}" if args.model else "") + ("" if args.landmark_tracking else "_image_mode")
-    save(name, {"header": info, "model": args.model, "landmark_tracking": args.landmark_tracking, "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
+    name = "faces" + (f"_{Path(args.model).stem}" if args.model else "") + ("" if args.landmark_tracking else "_image_mode") + \
+        (f"_threads{args.threads}" if args.threads else "")
+    save(name, {"header": info, "model": args.model, "landmark_tracking": args.landmark_tracking, "threads": args.threads, "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
     return 0
 
 
