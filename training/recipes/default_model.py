@@ -601,7 +601,7 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     state["licence"] = "research use only (see notes)"
     if getattr(args, "intensity", False):
         state["intensity_scale"] = INTENSITY_SCALE
-    state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init; RoI features of "
+    state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init; "
                       f"{graph_note(args)}. Thresholds and "
                       f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
                       f"(thresholds fitted on the same people: best F1 against the targets among those that call at most "
