@@ -31,6 +31,7 @@ CANNOT_RUN = {
     "rtatl-export --verify": "needs a trained checkpoint",
     "python -m training.recipes.default_model": "trains the default model (about 85 minutes)",
     "rtatl-export --ckpt runs/v2/model.ckpt": "needs the recipe's checkpoint",
+    "rtatl-export --ckpt runs/light/model.ckpt": "needs the light recipe's checkpoint",
 }
 #: commands run from the repository root (they name its files); the rest run in a scratch folder
 FROM_REPO = ("rtatl-stats",)
