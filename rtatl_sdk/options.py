@@ -50,7 +50,7 @@ class DetectorOptions(BaseModel):
     landmark_tracking: bool = Field(True, strict=True, description="videos: each tracked face has its own Landmarker in "
                                     "MediaPipe's video mode, which follows the face from its previous landmarks instead of "
                                     "running MediaPipe's detector in every frame (--no-landmark-tracking: image mode, as for stills)",
-                                    json_schema_extra=_flag("--no-landmark-tracking", stateful=True))
+                                    json_schema_extra=_flag("--no-landmark-tracking"))  # state only with detect_every > 1
     #: keyframe reuse in videos: True (the default ``ReuseConfig()``), a ``ReuseConfig``, or False
     reuse: bool | ReuseConfig = Field(True, description="videos: reuse a track's AU result for up to 3 frames while "
                                       "its aligned face has barely changed (--no-reuse: the AU model on every frame)",

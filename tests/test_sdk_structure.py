@@ -121,7 +121,7 @@ def test_options_are_validated_once_with_errors_naming_the_option():
 def test_which_options_carry_state_between_frames_is_declared_on_the_options():
     assert DetectorOptions.stateful_fields() == ["smoothing", "calibration", "detect_every", "reuse"]
     plain = DetectorOptions.make(detect_every=1, reuse=False)
-    assert not plain.carries_state
+    assert not plain.carries_state and plain.landmark_tracking  # video-mode landmarks need tracking (detect_every > 1)
     for change in ({"smoothing": 0.5}, {"calibration": True}, {"detect_every": 2}, {"reuse": True}):
         assert DetectorOptions.make(plain, **change).carries_state, change
 
@@ -133,6 +133,7 @@ def test_the_cli_builds_its_detector_flags_from_the_options():
                                       "--threads", "2"])
     opts = detector_options(args)
     assert (opts.smoothing, opts.calibration, opts.detect_every, opts.reuse, opts.threads) == (0.4, True, 3, False, 2)
+    assert detector_options(build_parser().parse_args(["x.jpg", "--no-landmark-tracking"])).landmark_tracking is False
     assert detector_options(build_parser().parse_args(["x.jpg"])) == DetectorOptions()
 
 
