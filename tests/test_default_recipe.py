@@ -354,6 +354,24 @@ def test_analogue_pretrains_on_one_half_and_runs_variants_on_the_other(tiny_corp
     assert (res / "backbone_s0_steps2_pretrained.json").stat().st_mtime_ns == stamp  # done: not rerun
     table = capsys.readouterr().out
     assert "| backbone | 1 |" in table and "| rtatl | 1 |" in table and (res / "table1.png").stat().st_size > 1000
+    # a file from another trunk (a retrained one that came out different) is run again
+    assert row["init_sha256"] == again["weights_sha256"]
+    stale = res / "backbone_s0_steps2_pretrained.json"
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "init_sha256": "0" * 64}))
+    assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone"]) == 0
+    assert json.loads(stale.read_text())["init_sha256"] == again["weights_sha256"]
+    # so is one written before hashes were kept, once pretrain.json records that the trunk changed
+    legacy = {k: v for k, v in json.loads(stale.read_text()).items() if k != "init_sha256"}
+    stale.write_text(json.dumps(legacy))
+    stamp = stale.stat().st_mtime_ns
+    assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone"]) == 0
+    assert stale.stat().st_mtime_ns == stamp  # the trunk was retrained the same: the legacy file stands
+    (res / "pretrain.json").write_text(json.dumps({**again, "same_as_earlier": False, "hashless_results_valid": False}))
+    assert analogue.main(["run", *common, "--steps", "2", "--seeds", "0", "--variants", "backbone"]) == 0
+    assert "init_sha256" in json.loads(stale.read_text())
+    other = {**json.loads(stale.read_text()), "seed": 9, "init_sha256": "1" * 64}
+    (res / "backbone_s9_steps2_pretrained.json").write_text(json.dumps(other))
+    assert {r["seed"] for r in analogue.read_results(res)} == {0}  # the report never mixes trunks
 
 
 def test_roii_diagnosis_runs_factors_writes_one_file_each_and_resumes(tiny_corpus, media, tmp_path, capsys):

@@ -115,6 +115,9 @@ def pretrain(args) -> Path:
         # the results of runs from the earlier trunk stand only if this one is the same network
         same = earlier.get("curve") == curve and earlier.get("weights_sha256", prov["weights_sha256"]) == prov["weights_sha256"]
         prov["same_as_earlier"] = same
+        # results files written before hashes were kept came from the first trunk: they stand only
+        # while every retrained trunk has been the same network
+        prov["hashless_results_valid"] = bool(same and earlier.get("hashless_results_valid", True))
         if not same:
             prov["earlier"] = {k: earlier.get(k) for k in ("curve", "weights_sha256")}
             log.warning("this trunk differs from the one in %s: runs made from that one are not comparable",
@@ -147,6 +150,29 @@ def _data(args, data: Path, half: str, summary_path: Path) -> dict:
     return summary
 
 
+def _trunk_hash(weights: Path) -> str:
+    import torch
+
+    return _weights_hash(torch.load(weights, map_location="cpu", weights_only=True))
+
+
+def _done_with(path: Path, trunk: str, results: Path) -> bool:
+    """Whether the results file ``path`` is a finished run from this trunk. A file without the
+    trunk's hash (written before hashes were kept) came from the first trunk: it counts while
+    ``pretrain.json`` has not recorded a different trunk since."""
+    if not path.is_file():
+        return False
+    made_with = json.loads(path.read_text()).get("init_sha256")
+    if made_with is None:
+        prov = results / "pretrain.json"
+        valid = (json.loads(prov.read_text()) if prov.is_file() else {}).get("hashless_results_valid", True)
+        made_with = trunk if valid else "the first trunk"
+    if made_with != trunk:
+        log.warning("%s came from another trunk (%s): run again from this one", path.name, made_with[:12])
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- the analogue runs
 def run(args) -> list[dict]:
     weights = args.pretrained or args.out / "pretrain" / TRUNK
@@ -156,19 +182,20 @@ def run(args) -> list[dict]:
     data = args.out / "data"
     _data(args, data, "analogue", args.out / "data_summary.json")
     args.results.mkdir(parents=True, exist_ok=True)
+    trunk = _trunk_hash(weights)
     rows = []
     for seed in args.seeds:  # seed-major: every variant has a first seed before any has a second
         for variant in args.variants:
             name = run_name(variant, seed, args.steps, args.label_fraction, weights.name)
             path = args.results / f"{name}.json"
-            if path.is_file():
+            if _done_with(path, trunk, args.results):
                 continue
             t = time.time()
             cfg = _config(args, data, variant, seed, args.steps, args.out / name, weights, args.label_fraction)
             model, curve = _segments(cfg, args.steps, args.eval_every, data, args.progress)
             card = recipe.validate(model, data, thresholds=[0.5] * len(recipe.AUS))["student"]
             fitted = recipe.validate(model, data)["student"]  # thresholds fitted on the validation people
-            row = {"variant": variant, "seed": seed, "steps": args.steps, "init": weights.name,
+            row = {"variant": variant, "seed": seed, "steps": args.steps, "init": weights.name, "init_sha256": trunk,
                    "label_fraction": args.label_fraction, "auc_mean": fitted["auc_mean"],
                    "f1_mean": card["f1_vs_teacher_mean"], "f1_fitted_mean": fitted["f1_vs_teacher_mean"],
                    "f1_vs_teacher_mean": fitted["f1_vs_teacher_mean"], "f1_vs_targets_mean": fitted["f1_vs_targets_mean"],
@@ -182,7 +209,15 @@ def run(args) -> list[dict]:
 
 
 def read_results(results: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(results.glob("*.json")) if p.name != "pretrain.json"]
+    """The finished runs made from the trunk ``pretrain.json`` describes (a table never mixes trunks)."""
+    prov = results / "pretrain.json"
+    prov = json.loads(prov.read_text()) if prov.is_file() else {}
+    rows = [json.loads(p.read_text()) for p in sorted(results.glob("*.json")) if p.name != "pretrain.json"]
+    current = [r for r in rows if r.get("init_sha256", "hashless") == prov.get("weights_sha256") or
+               ("init_sha256" not in r and prov.get("hashless_results_valid", True))]
+    if len(current) < len(rows):
+        log.warning("%d results files came from another trunk and are left out", len(rows) - len(current))
+    return current
 
 
 def report(results: Path) -> str:
