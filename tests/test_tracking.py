@@ -240,6 +240,23 @@ def test_video_mode_landmarks_agree_with_image_mode_on_a_real_clip(default_det, 
     assert agree >= 0.98, agree
 
 
+@pytest.mark.media
+def test_several_tracks_landmarked_in_threads_equal_one_after_another(default_det, media, tmp_path, monkeypatch):
+    """Four tracked faces: their video-mode Landmarkers run in two threads (LANDMARK_THREADS); the
+    results are those of running them one after another, face for face."""
+    from rtatl_sdk.face import tracking
+
+    clip = pan_clip(media / "multi_face.jpg", tmp_path / "pan.mp4")
+    threaded = list(default_det.detect_video(clip, max_frames=12))
+    monkeypatch.setattr(tracking, "LANDMARK_THREADS", 1)
+    serial = list(default_det.detect_video(clip, max_frames=12))
+    assert sum(len(f.faces) for f in threaded) >= 4 * 12
+    for a, b in zip(threaded, serial):
+        assert [f.track_id for f in a.faces] == [f.track_id for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces):
+            assert np.array_equal(fa.landmarks, fb.landmarks) and fa.probabilities() == fb.probabilities()
+
+
 def test_bad_detection_period_is_an_input_error(det, media):
     with pytest.raises(InputError, match="detect_every"):
         next(det.detect_video(media / "single_face.mp4", detect_every=0))

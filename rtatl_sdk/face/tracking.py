@@ -35,6 +35,8 @@ DETECT_EVERY = 10
 MAX_SCALE_STEP = 1.5
 #: Two tracked faces overlapping this much are one face: the later track ends.
 DUPLICATE_IOU = 0.6
+#: Threads that run several tracked faces' video-mode Landmarkers at once (1: one after another).
+LANDMARK_THREADS = 2
 
 
 def box_from_landmarks(pts68: np.ndarray, score: float) -> Box:
@@ -97,16 +99,29 @@ class FaceTracker:
         self.min_iou = min_iou
         self._faces: list[Face] = []
         self._sessions: list = []  #: the video-mode Landmarker of each face in ``_faces``
+        self._pool = None  #: threads for several tracks' Landmarkers (made on first need)
         self._since_detection = 0
         self._lost = False
         self.stats = TrackStats()
 
+    def _landmark_all(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face | None]:
+        """``face_in_box`` for every track, in order; with several tracks in video mode the tracks'
+        own graphs run in ``LANDMARK_THREADS`` threads (MediaPipe releases the GIL while it runs)."""
+        calls = [(b, s) for b, s in zip(boxes, self._sessions)]
+        if not self.video_mode or len(calls) < 2 or LANDMARK_THREADS < 2:
+            return [self.pipeline.face_in_box(bgr, b, s) for b, s in calls]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(LANDMARK_THREADS, thread_name_prefix="rtatl-landmarks")
+        return list(self._pool.map(lambda c: self.pipeline.face_in_box(bgr, *c), calls))
+
     def _follow(self, bgr: np.ndarray) -> list[tuple[Face, object]]:
         """Each tracked face re-landmarked (by its own session) in the square its previous landmarks give."""
         kept: list[tuple[Face, object]] = []
-        for prev, session in zip(self._faces, self._sessions):  # session: None in image mode
-            box = box_from_landmarks(prev.landmarks, prev.box.score)
-            face = self.pipeline.face_in_box(bgr, box, session)
+        boxes = [box_from_landmarks(prev.landmarks, prev.box.score) for prev in self._faces]
+        found = self._landmark_all(bgr, boxes)
+        for prev, session, face in zip(self._faces, self._sessions, found):  # session: None in image mode
             if face is not None:
                 face.box = box_from_landmarks(face.landmarks, prev.box.score)
                 # a track that slid onto a face another track already holds ends too
@@ -159,6 +174,9 @@ class FaceTracker:
 
     def close(self) -> None:
         """Close the tracks' video-mode Landmarkers; the tracker starts afresh if called again."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         for session in self._sessions:
             if session is not None:
                 session.close()
