@@ -6,7 +6,8 @@ Landmarker in image mode with one face; its 478 points are mapped back to image 
 
 In a video, each tracked face has its own ``LandmarkSession``: a Landmarker graph in video mode,
 which takes the face's square from its landmarks of the previous call instead of running
-MediaPipe's detector again (about a third less time per face; ``bench/bench_faces.py``).
+MediaPipe's detector again (2-5 ms less per face here; ``bench/bench_faces.py``). Tracks' graphs
+are independent, so several tracks may be landmarked in parallel threads.
 """
 
 from __future__ import annotations
