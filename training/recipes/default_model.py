@@ -498,7 +498,7 @@ def heldout_margin(model, data: Path, thresholds) -> dict:
 #: Graph settings of the shipped default model (its card says so): they keep the recipe about an
 #: hour on two CPU cores; the paper's are 12x12 cells and 35 M parameters of auxiliary heads.
 SHIPPED_GRAPH = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
-#: ``--graph``: the shipped graph, or a lighter one for speed (issue: real time with several faces):
+#: ``--graph``: the shipped graph, or a lighter one for several faces in real time on a CPU:
 #: the trunk reads the crop resized to 128 px, RoI maps of 6x6 cells, d = 64 (about 1.5 of the
 #: shipped graph's 4.8 GFLOPs); same recipe, targets and auxiliary tasks
 GRAPHS = {"shipped": SHIPPED_GRAPH,
