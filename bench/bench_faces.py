@@ -173,7 +173,8 @@ def main(argv=None) -> int:
         ours, peer = n / min(ours_s), n / min(peer_s)
         rows.append({"faces": faces, "measure": "whole process fps", "ours": ours, "peer": peer, "ratio": ours / peer})
     steady = {}
-    with AUDetector(args.model, **{**kw, "threads": 1}) as one_thread:  # the AU model on one core, the face stage on the other
+    # the AU model on one core, the face stage on the other
+    with AUDetector(args.model, **{**kw, "threads": 1}) as one_thread:
         single = {faces: steady_ours(one_thread, clip, args.frames) for faces, clip in clips.items()}
     with AUDetector(args.model, **kw) as det:
         for faces, clip in clips.items():
@@ -188,12 +189,13 @@ def main(argv=None) -> int:
     extra = (1000 / steady[4] - 1000 / steady[1]) / 3
     print(f"\ncost of each extra face (steady state): {extra:.1f} ms per frame")
     print(table([{"clip": f"{k} face(s)", **v} for k, v in per_stage.items()],
-                ["clip", "faces", "detector_ms", "landmarker_ms_per_face", "landmarker_video_mode_ms_per_face", "au_ms_one_face", "au_ms_all_faces_batched",
-                 "pose_gaze_ms_per_face"]))
+                ["clip", "faces", "detector_ms", "landmarker_ms_per_face", "landmarker_video_mode_ms_per_face",
+                 "au_ms_one_face", "au_ms_all_faces_batched", "pose_gaze_ms_per_face"]))
     print(table([stills], ["images", "batched_images_per_s", "one_by_one_images_per_s"]))
-    name = "faces" + (f"_{Path(args.model).stem}" if args.model else "") + ("" if args.landmark_tracking else "_image_mode") + \
-        (f"_threads{args.threads}" if args.threads else "")
-    save(name, {"header": info, "model": args.model, "landmark_tracking": args.landmark_tracking, "threads": args.threads, "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
+    name = "faces" + (f"_{Path(args.model).stem}" if args.model else "") + \
+        ("" if args.landmark_tracking else "_image_mode") + (f"_threads{args.threads}" if args.threads else "")
+    save(name, {"header": info, "model": args.model, "landmark_tracking": args.landmark_tracking, "threads": args.threads,
+                "rows": rows, "extra_face_ms": extra, "stages": per_stage, "stills": stills})
     return 0
 
 

@@ -9,8 +9,8 @@ Landmarker finds no face in its square (MediaPipe's own detector and face-presen
 inside it), when its landmarks stop looking like a face, when it lands on a face another track
 holds, or when a detection frame finds no detector box on it. ``detect_every=1`` is per-frame detection, as for still images.
 
-Each track has its own video-mode Landmarker (``LandmarkSession``), opened when the face is first
-found and closed when the track ends or the tracker closes (``close()``).
+Each track has its own video-mode Landmarker (``LandmarkSession``), opened on the frame after the
+face is first found and closed when the track ends or the tracker closes (``close()``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class FaceTracker:
     def _landmark_all(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face | None]:
         """``face_in_box`` for every track, in order; with several tracks in video mode the tracks'
         own graphs run in ``LANDMARK_THREADS`` threads (MediaPipe releases the GIL while it runs)."""
-        calls = [(b, s) for b, s in zip(boxes, self._sessions)]
+        calls = list(zip(boxes, self._sessions))
         if not self.video_mode or len(calls) < 2 or LANDMARK_THREADS < 2:
             return [self.pipeline.face_in_box(bgr, b, s) for b, s in calls]
         if self._pool is None:
