@@ -38,7 +38,9 @@ class LandmarkResult:
 
 def _create_graph(path, video: bool, blendshapes: bool, min_presence: float):
     """A MediaPipe Face Landmarker for one face, in image or video mode."""
-    from mediapipe.tasks.python import vision
+    from .mp_import import vision as mp_vision
+
+    vision = mp_vision()  # MediaPipe without its drawing, audio and text modules (start-up)
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
     options = vision.FaceLandmarkerOptions(
