@@ -256,6 +256,44 @@ def test_recipe_runs_end_to_end_and_resumes(tiny_corpus, media, tmp_path, capsys
     assert rep.passed, rep.summary()  # fp32 ONNX vs the checkpoint within 1e-4, batch consistency
     assert "| AUs present per neutral face" in (out / "report.md").read_text()
     assert report["validation"]["teacher"]["faces"] == report["validation"]["student"]["faces"]
+    _distil_and_continue(common, out, tmp_path / "m" / "model.onnx", tmp_path / "run2")
+
+
+def _distil_and_continue(common, out, onnx, out2):
+    """``--distil-from`` the exported model, ``--start-from`` the first run's checkpoint at step 3."""
+    import shutil
+
+    from training.checkpoint import load_checkpoint
+    from training.data import cache as cache_format
+    from training.recipes import default_model, distil
+
+    shutil.copytree(out / "data", out2 / "data")
+    shutil.copyfile(out / "data_summary.json", out2 / "data_summary.json")
+    args = [*common[:common.index("--out")], "--out", str(out2), *common[common.index("--out") + 2:],
+            "--distil-from", str(onnx), "--distil-weight", "0.25", "--start-from", str(out / "train" / "last.ckpt")]
+    assert default_model.main(args + ["--steps", "3"]) == 2  # the checkpoint is at step 3 already: refused
+    assert default_model.main(args + ["--steps", "4", "--eval-every", "1"]) == 0
+    record = json.loads((out2 / "data" / "train" / distil.RECORD).read_text())
+    assert record["weight"] == 0.25 and record["sha256"] == distil.file_sha256(onnx)
+    probs, _ = distil.model_outputs(onnx, out2 / "data" / "train", AUS)
+    parts = list(cache_format.iter_parts(out2 / "data" / "train"))
+    assert record["faces"] == sum(len(p) for p in parts) == len(probs)
+    start = 0
+    for part in parts:
+        base, p = part.extra["undistilled_targets"], probs[start:start + len(part)]
+        start += len(part)
+        want = np.where(base >= 0, 0.75 * base + 0.25 * p, base)
+        if part.key.startswith("edits"):
+            assert (base == 1).any()
+            want = np.where(base == 1, 1.0, want)  # an edit's AUs stay exactly 1
+        np.testing.assert_allclose(part.targets, want, atol=1e-6)
+        assert (part.labels == (part.targets >= 0.5)).all()
+    sel = json.loads((out2 / "selection.json").read_text())
+    assert [h["step"] for h in sel] == [3, 4] and sel[0]["start"] == str(out / "train" / "last.ckpt")
+    notes = load_checkpoint(out2 / "model.ckpt")["notes"]
+    assert "weight 0.25) from the outputs of model.onnx" in notes and "continued from last.ckpt at step 3" in notes
+    # again with the same model and weight: the targets are not blended twice
+    assert distil.distil_cache(out2 / "data" / "train", onnx, 0.25, AUS) == record
 
 
 def test_recipe_refuses_missing_folders(tmp_path, capsys):

@@ -50,7 +50,7 @@ from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
 
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
-from . import corpus, measures, targets
+from . import corpus, distil, measures, targets
 
 log = logging.getLogger("rtatl.recipe")
 AUS = AU_SETS["BP4D"]  #: the recipe's AU set (``--aus``; ``set_aus`` before anything is built)
@@ -546,9 +546,11 @@ def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
     sel_path = args.out / "selection.json"
     history = json.loads(sel_path.read_text()) if sel_path.is_file() else []
     best = args.out / "best.ckpt"
+    first = _start(args, data, history, best) if getattr(args, "start_from", None) else 0
+    sel_path.write_text(json.dumps(history, indent=1))
     done = {h["step"] for h in history}
     for stop in list(range(args.eval_every, args.steps, args.eval_every)) + [args.steps]:
-        if stop in done:
+        if stop in done or stop <= first:
             continue
         res = train(_train_config(args, data, stop), progress=args.progress)
         model, _ = model_from_checkpoint(Path(res["checkpoint"]))
@@ -562,6 +564,33 @@ def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
         history.append(entry)
         sel_path.write_text(json.dumps(history, indent=1))
     return best, history
+
+
+def _start(args, data: Path, history: list[dict], best: Path) -> int:
+    """``--start-from``: training goes on from that checkpoint (a run of the same graph; its
+    weights, optimiser state and step). Its own validation is the first entry of the selection, so
+    the continued training is kept only where it does better. Returns the start step."""
+    from ..checkpoint import load_checkpoint, model_from_checkpoint
+
+    src = Path(args.start_from)
+    if not src.is_file():
+        raise InputError(f"--start-from {src}", "no such checkpoint")
+    step = int(load_checkpoint(src)["step"])
+    if step >= args.steps:
+        raise InputError(f"--start-from {src}", f"is at step {step}, not before --steps {args.steps}")
+    last = args.out / "train" / "last.ckpt"
+    if not last.is_file():
+        last.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, last)
+    if not any(h.get("start") for h in history):
+        model, _ = model_from_checkpoint(src)
+        rep = validate(model, data)["student"]
+        shutil.copyfile(src, best)
+        history.insert(0, {"step": step, "start": str(src), "start_sha256": distil.file_sha256(src),
+                           "auc_mean": rep["auc_mean"], "neutral_present": rep["neutral_present"],
+                           "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - args.t0),
+                           "best": True})
+    return step
 
 
 def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
@@ -601,7 +630,13 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     state["licence"] = "research use only (see notes)"
     if getattr(args, "intensity", False):
         state["intensity_scale"] = INTENSITY_SCALE
-    state["notes"] = (TERMS + " Distilled from a blendshape teacher; ResNet-18 from random init; "
+    dist = data_summary.get("distilled")
+    also = (f", and (weight {dist['weight']}) from the outputs of {Path(dist['model']).name} "
+            f"(sha256 {dist['sha256'][:12]})" if dist else "")
+    start = next((h for h in history if h.get("start")), None)
+    init = (f"training continued from {Path(start['start']).name} at step {start['step']}" if start
+            else "ResNet-18 from random init")
+    state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; "
                       f"{graph_note(args)}. Thresholds and "
                       f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
                       f"(thresholds fitted on the same people: best F1 against the targets among those that call at most "
@@ -639,6 +674,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--graph", choices=sorted(GRAPHS), default="shipped",
                     help="network size: the shipped default model's graph, or a lighter one (128-px trunk input, "
                          "6x6 RoI cells, d 64) for speed")
+    ap.add_argument("--distil-from", type=Path, default=None, metavar="ONNX",
+                    help="blend the training targets with this exported model's outputs (training.recipes.distil)")
+    ap.add_argument("--distil-weight", type=float, default=0.5, help="weight of --distil-from's outputs (default %(default)s)")
+    ap.add_argument("--start-from", type=Path, default=None, metavar="CKPT",
+                    help="go on training from this training checkpoint of the same graph (its step counts towards --steps)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     return ap
 
@@ -677,6 +717,8 @@ def main(argv=None) -> int:
                                  args.limit, args.clip_frames)
             summary["data_seconds"] = round(time.time() - args.t0)
             summary_path.write_text(json.dumps(summary, indent=1))
+        if args.distil_from is not None:
+            summary["distilled"] = distil.distil_cache(data / "train", args.distil_from, args.distil_weight, AUS)
         log.info("data: %s", summary)
         best, history = train_and_select(args, data)
         report = finish(args, data, best, history, summary)
