@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +63,27 @@ class AUDetector:
 
         self.options = opts = DetectorOptions.make(options, **kwargs)
         path = store.au_model_path(model) if model is not None else default_model_path(opts.providers)
-        self.engine = load_engine(path, opts.providers, opts.threads, opts.backend)  # validates the card first
+        # the face pipeline (MediaPipe graph, detector session) loads in a thread while the AU
+        # engine loads here: both spend their start-up in native code
+        with ThreadPoolExecutor(1, thread_name_prefix="rtatl-load") as pool:
+            face = pool.submit(FacePipeline, blendshapes=opts.blendshapes, detector_path=opts.detector_model,
+                               landmarker_path=opts.landmarker_model)
+            try:
+                self.engine = load_engine(path, opts.providers, opts.threads, opts.backend)  # validates the card first
+            except BaseException:
+                if face.exception() is None:
+                    face.result().close()
+                raise
+            try:
+                self.pipeline = face.result()
+            except BaseException:
+                self.engine.close()
+                raise
         self.card = self.engine.card
         self.model_path = path
         self.aus = list(self.card.aus)
         self.au_numbers = self.card.au_numbers
         self.thresholds = np.asarray(self.card.thresholds, np.float64)
-        try:
-            self.pipeline = FacePipeline(blendshapes=opts.blendshapes, detector_path=opts.detector_model,
-                                         landmarker_path=opts.landmarker_model)
-        except BaseException:
-            self.engine.close()
-            raise
         self._face_lock = threading.Lock()
         self._closed = False
         self.last_stream: dict = {}  #: what the last finished ``detect_video`` stream cost

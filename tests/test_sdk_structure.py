@@ -244,6 +244,27 @@ def test_onnx_graphs_are_checked_against_their_card_at_load(tmp_path):
 
 
 # ---------------------------------------------------------------- owned resources
+def test_a_model_that_cannot_load_leaves_nothing_open(model_path, tmp_path, monkeypatch):
+    """The face pipeline loads in a thread beside the AU engine; whichever fails, the error names
+    its file and the one that did load is closed."""
+    from rtatl_sdk.engines.onnx import OnnxEngine
+    from rtatl_sdk.errors import ModelFileError
+    from rtatl_sdk.face.pipeline import FacePipeline
+
+    closed = []
+    for cls in (FacePipeline, OnnxEngine):
+        monkeypatch.setattr(cls, "close", lambda self, _orig=cls.close: (closed.append(type(self).__name__), _orig(self)))
+    bad_task, bad_onnx = tmp_path / "bad.task", tmp_path / "bad.onnx"
+    bad_task.write_bytes(b"not a model")
+    bad_onnx.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="bad.task"):
+        AUDetector(model_path, landmarker_model=bad_task)
+    assert closed == ["OnnxEngine"]
+    with pytest.raises(ModelFileError, match="bad.onnx"):
+        AUDetector(bad_onnx)
+    assert closed == ["OnnxEngine", "FacePipeline"]
+
+
 @pytest.mark.media
 def test_the_context_manager_closes_everything_and_a_closed_detector_refuses_work(model_path, media):
     with AUDetector(model_path) as det:
