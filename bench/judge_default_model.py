@@ -3,13 +3,15 @@
     python bench/judge_default_model.py                       # the installed default model
     python bench/judge_default_model.py --model model.onnx --faces ../shared/faces
     python bench/judge_default_model.py --agree-with rtatl_sdk/models/model.onnx   # int8 vs fp32 on these people
+    python bench/judge_default_model.py --model a.onnx --compare b.onnx            # two models, paired bootstrap
 
 The validation people are the default recipe's (``training.recipes.corpus.split_records`` with
 the same fraction and seed), so the model never trained on them. Each image is padded as in
 the recipe and goes through ``AUDetector(blendshapes=True)``: the student's probabilities (and
 the card's thresholds) and the teacher's scores (``rtatl_sdk.teacher``) come from the same face
 and the same landmarks, and ``training.recipes.measures`` judges both. Prints the table;
-``--json`` writes everything.
+``--json`` writes everything. ``--compare`` judges a second model on the same faces and gives
+each difference a 95 % interval from resampling the people (``measures.paired_bootstrap``).
 """
 
 from __future__ import annotations
@@ -41,17 +43,24 @@ def main(argv=None) -> int:
     ap.add_argument("--agree-with", type=Path, default=None,
                     help="a second .onnx (for example fp32 beside the int8 default): its decisions on the same faces, "
                          "at the card's thresholds, against the judged model's (share flipped per AU)")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="a second model judged on the same faces: side by side, with paired-bootstrap intervals "
+                         "of the AUC differences (resampling people)")
+    ap.add_argument("--bootstrap", type=int, default=2000, help="resamples for --compare (default %(default)s)")
     ap.add_argument("--neutral-rates", type=float, nargs="*", default=None,
                     help="also the trade-off curve: thresholds fitted on half of the validation people under each "
                          "stated neutral rate per AU, judged on the other half")
     args = ap.parse_args(argv)
+    if args.compare and args.agree_with:
+        raise SystemExit("give --agree-with or --compare, not both")
 
     records, _ = corpus.read_corpus(args.faces)
     _, val = corpus.split_records(records, args.val_fraction, args.seed)
     det = AUDetector(args.model, blendshapes=True)
-    other = AUDetector(args.agree_with) if args.agree_with else None
+    second = args.agree_with or args.compare
+    other = AUDetector(second) if second else None
     if other is not None and other.au_numbers != det.au_numbers:
-        raise SystemExit(f"--agree-with {args.agree_with}: its AUs {other.au_numbers} are not {det.au_numbers}")
+        raise SystemExit(f"{second}: its AUs {other.au_numbers} are not {det.au_numbers}")
     aus = det.au_numbers
     probs, teach, emo, who, missed, probs2 = [], [], [], [], 0, []
     t0 = time.time()
@@ -83,8 +92,11 @@ def main(argv=None) -> int:
     print(f"model: {det.model_path} ({det.engine.providers[0]}); {len(probs)} faces of {len(set(who))} validation "
           f"people, {missed} images without a face; {time.time() - t0:.0f} s")
     print(measures.table(student, teacher))
-    agreement = None
-    if other is not None:
+    agreement = compared = None
+    if args.compare:
+        compared = compare(np.array(probs2), other, probs, emo, who, teacher_labels, target_labels, student, args.bootstrap)
+        other.close()
+    elif other is not None:
         agreement = agree(probs, np.array(probs2), det.thresholds, det.aus)
         print(f"\nDecisions of {det.model_path.name} against {other.model_path.name} on the same {len(probs)} faces "
               f"(card thresholds): {100 * agreement['flip_share']:.2f} % flipped, mean |dp| {agreement['mean_abs_dp']:.4f}, "
@@ -98,9 +110,31 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(det.model_path), "student": student, "teacher": teacher,
-                                         "missed": missed, "agreement": agreement}, indent=1))
+                                         "missed": missed, "agreement": agreement, "compared": compared}, indent=1))
     det.close()
     return 0
+
+
+def compare(probs2, other, probs, emo, who, teacher_labels, target_labels, student, reps: int) -> dict:
+    """The second model judged on the same faces (its own card's thresholds), printed beside the
+    first with the paired-bootstrap interval of each AUC difference (first minus second)."""
+    aus = other.au_numbers
+    judged = measures.judge(probs2, other.thresholds, emo, who, aus, teacher_labels, target_labels)
+    boot = measures.paired_bootstrap(probs, probs2, emo, who, aus, reps)
+    print(f"\nAgainst {other.model_path} on the same faces; first minus second, 95 % interval over {reps} resamples "
+          f"of the {boot['people']} people:")
+    print("| measure | first | second | difference | 95 % interval |\n|---|---|---|---|---|")
+    for name, row in boot["rows"].items():
+        a = student["auc_mean"] if name == "AUC mean" else student["contrasts"][name]["auc"]
+        b = judged["auc_mean"] if name == "AUC mean" else judged["contrasts"][name]["auc"]
+        print(f"| AUC {name} | {a:.3f} | {b:.3f} | {row['diff']:+.3f} | {row['ci95'][0]:+.3f} .. {row['ci95'][1]:+.3f} |")
+    print(f"| AUs present per neutral face | {student['neutral_present']:.2f} | {judged['neutral_present']:.2f} | | |")
+    for au in student["rise"]:
+        s, t = student["rise"][au], judged["rise"].get(au, {})
+        print(f"| {au} rise neutral->happy, mean / share | {s['mean_rise']:+.3f} / {s['share_rising']:.2f} | "
+              f"{t.get('mean_rise', float('nan')):+.3f} / {t.get('share_rising', float('nan')):.2f} | | |")
+    print(f"| F1 vs the teacher, mean | {student['f1_vs_teacher_mean']:.3f} | {judged['f1_vs_teacher_mean']:.3f} | | |")
+    return {"model": str(other.model_path), "judged": judged, "bootstrap": boot}
 
 
 def agree(probs: np.ndarray, probs2: np.ndarray, thresholds, aus) -> dict:

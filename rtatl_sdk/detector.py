@@ -45,7 +45,7 @@ class AUDetector:
     >>> det = AUDetector()                         # bundled default model, best provider
     >>> faces = det.detect("photo.jpg")
     >>> faces[0].aus["AU12"].probability
-    >>> fast = AUDetector("light")                 # the bundled lighter model (several faces, CPU)
+    >>> v2 = AUDetector("v2")                      # the bundled earlier default (full-size graph)
 
     Settings are a ``DetectorOptions`` (``options=``) or its fields as keywords (``smoothing=0.5``);
     they are validated once, here, and a bad one raises ``InputError`` naming it.

@@ -92,18 +92,19 @@ def test_model_resolution_lists_every_place(tmp_path, monkeypatch):
 
 
 def test_a_bundled_model_by_name_and_a_name_that_is_also_a_file(tmp_path, monkeypatch):
-    light = store.au_model_path("light")
-    assert light == store.PACKAGE_MODELS / "light" / "model.int8.onnx" and light.is_file()
+    v2 = store.au_model_path("v2")
+    assert v2 == store.PACKAGE_MODELS / "v2" / "model.int8.onnx" and v2.is_file()
+    assert store.au_model_path("light") == store.PACKAGE_MODELS / "model.int8.onnx"  # the default's earlier name
     assert store.au_model_path("model.onnx") == store.au_model_path(Path("model.onnx"))  # other text: a path
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "light").write_bytes(b"x")
+    (tmp_path / "v2").write_bytes(b"x")
     with pytest.raises(ModelNotFoundError, match="both a bundled model's name and a file"):
-        store.au_model_path("light")
-    assert store.au_model_path("./light") == Path("light")
+        store.au_model_path("v2")
+    assert store.au_model_path("./v2") == Path("v2")
     monkeypatch.setattr(store, "PACKAGE_MODELS", tmp_path / "empty")
-    (tmp_path / "light").unlink()
+    (tmp_path / "v2").unlink()
     with pytest.raises(ModelNotFoundError, match="missing from this installation"):
-        store.au_model_path("light")
+        store.au_model_path("v2")
 
 
 def test_importing_the_sdk_does_not_import_torch():

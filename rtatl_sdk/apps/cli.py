@@ -250,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rtatl-detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="*", help="images, videos or folders")
     ap.add_argument("--out", type=Path, help="results file (.csv or .jsonl); without it, results are printed")
-    ap.add_argument("--model", help="AU model (.onnx or .engine), or 'light' for the bundled lighter model; "
-                                    "default: the bundled default model")
+    ap.add_argument("--model", help="AU model (.onnx or .engine), or 'v2' for the bundled earlier default (the "
+                                    "full-size graph); default: the bundled default model")
     ap.add_argument("--annotate", help="folder (images, videos) or .mp4 file for annotated output")
     ap.add_argument("--no-landmarks", dest="landmarks", action="store_false", help="annotations without the landmarks")
     ap.add_argument("--no-pose-axes", dest="pose_axes", action="store_false",

@@ -358,8 +358,8 @@ def describe_rates(rate: float, per_au: dict[int, float]) -> str:
     groups: dict[float, list[str]] = {}
     for a, r in sorted(extra.items()):
         groups.setdefault(r, []).append(f"AU{a:02d}")
-    tail = "; ".join(f"{r:.0%} for {', '.join(v)}" for r, v in groups.items())
-    return f"{rate:.0%} per AU" + (f" ({tail})" if tail else "")
+    tail = "; ".join(f"{measures.pct(r)} for {', '.join(v)}" for r, v in groups.items())
+    return f"{measures.pct(rate)} per AU" + (f" ({tail})" if tail else "")
 
 
 def parse_rate_overrides(items) -> dict[int, float]:

@@ -33,6 +33,11 @@ RISE_AUS = (12, 6)
 MIN_SIDE = 3  #: a contrast needs at least this many faces on each side to be reported
 
 
+def pct(rate: float) -> str:
+    """A rate as the reports write it: 0.02 -> '2%', 0.015 -> '1.5%'."""
+    return f"{100 * rate:.3g}%"
+
+
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U / n1 n2)."""
     pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
@@ -86,7 +91,7 @@ def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5
             if has_neutral:
                 ok = [g for g in grid if g >= 0.5 and (probs[neutral, j] >= g).mean() <= max_neutral_rate]
                 t = float(ok[0]) if ok else float(grid[-1])
-                note = f"; raised to keep neutral faces <= {max_neutral_rate:.0%}" if t > 0.5 else ""
+                note = f"; raised to keep neutral faces <= {pct(max_neutral_rate)}" if t > 0.5 else ""
             out.append(t)
             why.append(f"{t:.2f}: only {pos} positives in validation{note}")
             continue
@@ -97,7 +102,7 @@ def fit_thresholds(probs: np.ndarray, labels: np.ndarray, min_positives: int = 5
             allowed = rate <= max_neutral_rate
             if allowed.any():
                 if not allowed[scores.argmax()]:
-                    note = f" (neutral faces called present <= {max_neutral_rate:.0%})"
+                    note = f" (neutral faces called present <= {pct(max_neutral_rate)})"
                 scores = np.where(allowed, scores, -1.0)
         best = np.flatnonzero(scores >= scores.max() - 1e-12)
         t = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
@@ -175,7 +180,7 @@ def tradeoff(probs, emotions, identities, aus, teacher_labels, target_labels, ra
     happy = emotions[b] == "happiness"
     rows = []
     for rate in rates:
-        label, rate = (rate if isinstance(rate, tuple) else (f"{rate:.0%}", rate))
+        label, rate = (rate if isinstance(rate, tuple) else (pct(rate), rate))
         th, _ = fit_thresholds(probs[a], target_labels[a], neutral=emotions[a] == "neutral", max_neutral_rate=rate)
         j = judge(probs[b], th, emotions[b], identities[b], aus, teacher_labels[b], target_labels[b])
         present = probs[b] >= np.asarray(th)
@@ -229,3 +234,50 @@ def table(student: dict, teacher: dict) -> str:
                     f" | {rep['f1_vs_targets_mean']:.2f} |"
         out += "\n| student threshold | " + " | ".join(f"{student['thresholds'][a]:.2f}" for a in aus) + " | |"
     return out
+
+
+def fast_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """``auc`` by sorting (the same value, ties counted half), for many resamples."""
+    neg = np.sort(np.asarray(neg, np.float64))
+    pos = np.asarray(pos, np.float64)
+    lo, hi = np.searchsorted(neg, pos, "left"), np.searchsorted(neg, pos, "right")
+    return float((lo + 0.5 * (hi - lo)).sum() / (len(pos) * len(neg)))
+
+
+def paired_bootstrap(scores_a: np.ndarray, scores_b: np.ndarray, emotions: np.ndarray, identities: np.ndarray, aus,
+                     reps: int = 2000, seed: int = 0) -> dict:
+    """How sure a difference between two predictors on the same faces is: each contrast's AUC of
+    ``a`` minus that of ``b``, and the difference of their means, with 95 % intervals from
+    ``reps`` resamples of the *people* (with replacement: a person's faces go together, as they
+    are not independent). A difference whose interval holds 0 is not shown by these faces."""
+    emotions, identities = np.asarray(emotions), np.asarray(identities)
+    people, inverse = np.unique(identities, return_inverse=True)
+    faces_of = [np.flatnonzero(inverse == k) for k in range(len(people))]
+    names = list(contrasts(np.asarray(scores_a, np.float64), emotions, aus))
+    cols = {n: list(aus).index(int(n[2:4])) for n in names}
+    sides = {n: n.split(" ", 1)[1].split(">") for n in names}
+
+    def diffs(idx: np.ndarray) -> np.ndarray:
+        out = []
+        for n in names:
+            hi, lo = sides[n]
+            e = emotions[idx]
+            a, b = idx[e == hi], idx[e == lo]
+            if len(a) == 0 or len(b) == 0:
+                out.append(np.nan)
+                continue
+            j = cols[n]
+            out.append(fast_auc(scores_a[a, j], scores_a[b, j]) - fast_auc(scores_b[a, j], scores_b[b, j]))
+        return np.array(out)
+
+    full = diffs(np.arange(len(emotions)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([diffs(np.concatenate([faces_of[k] for k in rng.integers(0, len(people), len(people))]))
+                     for _ in range(reps)])
+    rows = {}
+    for i, n in enumerate(names + ["AUC mean"]):
+        d = boot[:, i] if i < len(names) else np.nanmean(boot, axis=1)
+        point = full[i] if i < len(names) else float(np.mean(full))
+        lo, hi = np.nanpercentile(d, [2.5, 97.5])
+        rows[n] = {"diff": round(float(point), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+    return {"people": int(len(people)), "reps": reps, "rows": rows}
