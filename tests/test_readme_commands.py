@@ -29,9 +29,9 @@ CANNOT_RUN = {
     "torchrun": "needs several GPUs or nodes",
     "rtatl-export --ckpt runs/bp4d_fold1": "needs a trained checkpoint (and '[--trt]' marks an option)",
     "rtatl-export --verify": "needs a trained checkpoint",
-    "python -m training.recipes.default_model": "trains the default model (about 85 minutes)",
-    "rtatl-export --ckpt runs/v2/model.ckpt": "needs the recipe's checkpoint",
-    "rtatl-export --ckpt runs/light/model.ckpt": "needs the light recipe's checkpoint",
+    "python -m training.recipes.default_model": "trains the default model (about an hour)",
+    "rtatl-export --ckpt runs/v2/model.ckpt": "needs v2's recipe checkpoint",
+    "rtatl-export --ckpt runs/light/model.ckpt": "needs the default model's recipe checkpoint",
 }
 #: commands run from the repository root (they name its files); the rest run in a scratch folder
 FROM_REPO = ("rtatl-stats",)
