@@ -1,6 +1,6 @@
 """One face and four faces, side by side with the peer, whole process and steady state.
 
-    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model light] [--no-landmark-tracking] [--threads N]
+    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model v2] [--no-landmark-tracking] [--threads N]
 
 The peer is MediaPipe's Face Landmarker with blendshapes in video mode (landmarks only, no AU
 model), with ``num_faces`` matched to the clip. Clips: ``WolfgangLanger_Pexels.mp4`` (one
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--frames", type=int, default=240)
-    ap.add_argument("--model", default=None, help="AU model for ours: a path or 'light' (default: the default model)")
+    ap.add_argument("--model", default=None, help="AU model for ours: a path or a bundled name, 'v2' (default: the default model)")
     ap.add_argument("--no-landmark-tracking", dest="landmark_tracking", action="store_false",
                     help="ours with the Landmarker in image mode on every frame (the option's off setting)")
     ap.add_argument("--threads", type=int, default=0, help="ours: AU engine threads (0: one per core, the default)")
