@@ -296,6 +296,22 @@ def _distil_and_continue(common, out, onnx, out2):
     assert distil.distil_cache(out2 / "data" / "train", onnx, 0.25, AUS) == record
 
 
+def test_distillation_refuses_a_model_of_another_au_set_a_broken_file_and_a_bad_weight(tmp_path):
+    from rtatl_sdk import store
+    from training.recipes import distil
+
+    with pytest.raises(InputError, match="predicts .*not the recipe's"):
+        distil.model_outputs(store.PACKAGE_MODELS / "v2" / "model.int8.onnx", tmp_path, (1, 2, 4))
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="x.onnx.*not a loadable ONNX model"):
+        distil.model_outputs(bad, tmp_path, AUS)
+    with pytest.raises(InputError, match="--distil-weight 1.5: must lie in"):
+        distil.distil_cache(tmp_path, bad, 1.5, AUS)
+    with pytest.raises(InputError, match="no such file"):
+        distil.distil_cache(tmp_path, tmp_path / "none.onnx", 0.5, AUS)
+
+
 def test_recipe_refuses_missing_folders(tmp_path, capsys):
     pytest.importorskip("torch")
     from training.recipes import default_model

@@ -1,15 +1,16 @@
 """Distillation from a trained model: the recipe's targets pulled towards another model's outputs.
 
-``python -m training.recipes.default_model ... --graph light --distil-from rtatl_sdk/models/model.onnx``
+``python -m training.recipes.default_model ... --graph light --distil-from runs/v2/export/model.onnx``
 trains the lighter graph on a blend of the recipe's own targets (``training.recipes.targets``)
-and the default model's probabilities and intensities on the same training faces:
+and another model's (here v2's) probabilities and intensities on the same training faces:
 
     target = (1 - w) * recipe_target + w * p_model        (w: ``--distil-weight``)
 
 per face and AU, where the recipe's target is known; the AUs a synthetic edit made keep their
-exact 1 (the edit is known to show them). Intensities blend the same way (when the model has them). The model reads each
-cached face as evaluation does (centre crop, no augmentation), through onnxruntime, so any
-exported model file of the recipe's AU set can serve. The validation cache is left alone: the
+exact 1 (the edit is known to show them). Intensities blend the same way (when the model has
+them). The model reads each cached face as evaluation does (centre crop, no augmentation),
+through onnxruntime, so any exported model file of the recipe's AU set, in its order, can serve
+(docs/experiments.md has what distilling v2 into the light graph gave). The validation cache is left alone: the
 student is still judged against the teacher and the emotion labels, not against the model it
 learns from.
 
@@ -51,18 +52,18 @@ def model_outputs(model: Path, cache: Path, aus, batch: int = 32) -> tuple[np.nd
     """(probabilities, 0-5 intensities or None for a model without them) of ``model`` (an
     exported ONNX file predicting ``aus`` in that order) on every face of ``cache``, in
     ``CacheIndex`` order."""
-    import onnxruntime as ort
+    from rtatl_sdk.engines import cpu_session_options, open_session
+    from rtatl_sdk.errors import RTATLError
 
     from ..data.dataset import AUDataset, collate
 
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    if "logits" not in names:
-        raise InputError(f"--distil-from {model}", f"has outputs {names}, not the model contract's logits")
-    wanted = ["logits"] + (["intensity"] if "intensity" in names else [])
-    width = sess.get_outputs()[names.index("logits")].shape[-1]
-    if width != len(aus):
-        raise InputError(f"--distil-from {model}", f"predicts {width} AUs, the recipe's set has {len(aus)}")
+    try:  # the model contract's graph and card (AU list and order), as the SDK checks them
+        sess, card = open_session(Path(model), cpu_session_options(), ["CPUExecutionProvider"])
+    except RTATLError as exc:
+        raise InputError(f"--distil-from {model}", str(exc)) from None
+    if list(card.au_numbers) != list(aus):
+        raise InputError(f"--distil-from {model}", f"predicts {card.aus}, not the recipe's {[au_label(a) for a in aus]}")
+    wanted = ["logits"] + (["intensity"] if "intensity" in [o.name for o in sess.get_outputs()] else [])
     ds = AUDataset(cache, None, train=False, labelled=True, aus=tuple(aus))
     probs, inten = [], []
     for s in range(0, len(ds), batch):
