@@ -33,20 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MEDIA, header, save, table, timeit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: the peer's whole process: MediaPipe and OpenCV only (nothing of the SDK is imported in it)
 PEER = """
-import sys, time, numpy as np, mediapipe as mp
+import sys, numpy as np, cv2, mediapipe as mp
 from mediapipe.tasks.python import vision
 from mediapipe.tasks.python.core.base_options import BaseOptions
-from rtatl_sdk import quiet, store
-from rtatl_sdk.stream.video import iter_frames
-opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(store.resolve(store.FACE_LANDMARKER))),
+opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=sys.argv[4]),
     running_mode=vision.RunningMode.VIDEO, num_faces=int(sys.argv[2]), output_face_blendshapes=True)
-with quiet.native_logs():
-    lm = vision.FaceLandmarker.create_from_options(opts)
+lm = vision.FaceLandmarker.create_from_options(opts)
+cap = cv2.VideoCapture(sys.argv[1])
+fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
 n = 0
-for fr in iter_frames(sys.argv[1], max_frames=int(sys.argv[3])):
-    lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(fr.image[:, :, ::-1])),
-                        1 + int(fr.timestamp * 1000))
+while n < int(sys.argv[3]):
+    ok, bgr = cap.read()
+    if not ok:
+        break
+    lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(bgr[:, :, ::-1])),
+                        1 + int(n * 1000 / fps))
     n += 1
 print(n)
 """
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
                     help="ours with the Landmarker in image mode on every frame (the option's off setting)")
     ap.add_argument("--threads", type=int, default=0, help="ours: AU engine threads (0: one per core, the default)")
     args = ap.parse_args(argv)
-    from rtatl_sdk import AUDetector
+    from rtatl_sdk import AUDetector, store
 
     info = header()
     print(info, f"\nours: model {args.model or 'default'}, landmark_tracking={args.landmark_tracking}, threads={args.threads}")
@@ -166,7 +169,8 @@ def main(argv=None) -> int:
     for faces, clip in clips.items():
         ours_s, peer_s = [], []
         for _ in range(args.repeats):  # interleaved
-            peer_s.append(whole_process([sys.executable, "-c", PEER, str(clip), str(faces), str(args.frames)]))
+            peer_s.append(whole_process([sys.executable, "-c", PEER, str(clip), str(faces), str(args.frames),
+                                         str(store.resolve(store.FACE_LANDMARKER))]))
             ours_s.append(whole_process([sys.executable, "-m", "rtatl_sdk.apps.cli", str(clip), "--out",
                                          str(tmp / "out.csv"), "--quiet", "--max-frames", str(args.frames), *flags]))
         n = min(args.frames, sum(1 for _ in __import__("rtatl_sdk.stream.video", fromlist=["x"]).iter_frames(clip)))
