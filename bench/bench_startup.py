@@ -23,10 +23,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_faces import whole_process  # noqa: E402
 from common import MEDIA, header, save, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +55,6 @@ print(json.dumps({"import_ms": 1000 * (t1 - t0), "load_models_ms": 1000 * (t2 - 
 """
 
 
-def wall(cmd: list[str]) -> float:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
-    return time.perf_counter() - t
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -80,7 +73,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for _ in range(args.repeats):  # interleaved
         for k, cmd in cmds.items():
-            times[k].append(wall(cmd))
+            times[k].append(whole_process(cmd))
     rows = [{"process": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v)} for k, v in times.items()]
     peer = statistics.median(times["peer: MediaPipe Face Landmarker, one still"])
     for r in rows:

@@ -130,6 +130,27 @@ def test_neutral_rates_per_au_fit_each_column_under_its_own_rate_and_bad_overrid
     assert default_model.neutral_rates(0.02, {12: 0.08})[list(AUS).index(12)] == 0.08
 
 
+def test_paired_bootstrap_resamples_people_and_finds_only_real_differences():
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the sorting AUC is the rank AUC, ties included
+        p, n = rng.integers(0, 5, 17) / 4, rng.integers(0, 5, 23) / 4
+        assert measures.fast_auc(p, n) == pytest.approx(measures.auc(p, n), abs=1e-12)
+    people = np.repeat([f"p{k}" for k in range(60)], 2)
+    emotions = np.tile(["neutral", "happiness"], 60)
+    a = rng.uniform(0, 0.5, (120, len(AUS)))
+    a[emotions == "happiness", AUS.index(12)] += 0.5  # AU12 separates perfectly
+    b = a.copy()
+    b[:, AUS.index(12)] = rng.uniform(0, 1, 120)  # the other model's AU12 is noise
+    same = measures.paired_bootstrap(a, a, emotions, people, AUS, reps=200)
+    assert same["people"] == 60 and all(r == {"diff": 0.0, "ci95": [0.0, 0.0]} for r in same["rows"].values())
+    rep = measures.paired_bootstrap(a, b, emotions, people, AUS, reps=200)
+    assert set(rep["rows"]) == set(measures.judge(a, [0.5] * len(AUS), emotions, people, AUS)["contrasts"]) | {"AUC mean"}
+    au12 = rep["rows"]["AU12 happiness>neutral"]
+    assert au12["diff"] > 0.3 and au12["ci95"][0] > 0.2
+    au06 = rep["rows"]["AU06 happiness>neutral"]
+    assert au06["diff"] == 0.0 and au06["ci95"] == [0.0, 0.0]  # the same column in both
+
+
 def test_judge_counts_neutral_presence_contrasts_and_rises():
     emotions = np.array(["neutral"] * 4 + ["happiness"] * 4)
     people = np.array(["a", "b", "c", "d"] * 2)

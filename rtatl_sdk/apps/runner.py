@@ -360,10 +360,6 @@ def settings_difference(old: dict, new: dict) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _sha256(path: str, mtime_ns: int) -> str:
-    import hashlib
+    from ..io.files import file_sha256
 
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)

@@ -546,8 +546,10 @@ def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
     sel_path = args.out / "selection.json"
     history = json.loads(sel_path.read_text()) if sel_path.is_file() else []
     best = args.out / "best.ckpt"
-    first = _start(args, data, history, best) if getattr(args, "start_from", None) else 0
-    sel_path.write_text(json.dumps(history, indent=1))
+    first = 0
+    if getattr(args, "start_from", None):
+        first = _start(args, data, history, best)
+        sel_path.write_text(json.dumps(history, indent=1))
     done = {h["step"] for h in history}
     for stop in list(range(args.eval_every, args.steps, args.eval_every)) + [args.steps]:
         if stop in done or stop <= first:
@@ -570,12 +572,15 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
     """``--start-from``: training goes on from that checkpoint (a run of the same graph; its
     weights, optimiser state and step). Its own validation is the first entry of the selection, so
     the continued training is kept only where it does better. Returns the start step."""
-    from ..checkpoint import load_checkpoint, model_from_checkpoint
+    from rtatl_sdk.io.files import file_sha256
+
+    from ..checkpoint import model_from_checkpoint
 
     src = Path(args.start_from)
     if not src.is_file():
         raise InputError(f"--start-from {src}", "no such checkpoint")
-    step = int(load_checkpoint(src)["step"])
+    model, state = model_from_checkpoint(src)
+    step = int(state["step"])
     if step >= args.steps:
         raise InputError(f"--start-from {src}", f"is at step {step}, not before --steps {args.steps}")
     last = args.out / "train" / "last.ckpt"
@@ -583,10 +588,9 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
         last.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, last)
     if not any(h.get("start") for h in history):
-        model, _ = model_from_checkpoint(src)
         rep = validate(model, data)["student"]
         shutil.copyfile(src, best)
-        history.insert(0, {"step": step, "start": str(src), "start_sha256": distil.file_sha256(src),
+        history.insert(0, {"step": step, "start": str(src), "start_sha256": file_sha256(src),
                            "auc_mean": rep["auc_mean"], "neutral_present": rep["neutral_present"],
                            "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - args.t0),
                            "best": True})

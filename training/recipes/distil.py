@@ -22,7 +22,6 @@ model or with another weight, starts from the recipe's targets, never from a ble
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -32,20 +31,13 @@ import numpy as np
 from rtatl_sdk.contract import preprocess
 from rtatl_sdk.contract.au import au_label
 from rtatl_sdk.errors import InputError
+from rtatl_sdk.io.files import file_sha256
 
 from ..data import cache as cache_format
 from . import targets as targets_mod
 
 log = logging.getLogger("rtatl.recipe")
 RECORD = "distilled.json"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_outputs(model: Path, cache: Path, aus, batch: int = 32) -> tuple[np.ndarray, np.ndarray | None]:

@@ -253,20 +253,19 @@ def paired_bootstrap(scores_a: np.ndarray, scores_b: np.ndarray, emotions: np.nd
     emotions, identities = np.asarray(emotions), np.asarray(identities)
     people, inverse = np.unique(identities, return_inverse=True)
     faces_of = [np.flatnonzero(inverse == k) for k in range(len(people))]
-    names = list(contrasts(np.asarray(scores_a, np.float64), emotions, aus))
-    cols = {n: list(aus).index(int(n[2:4])) for n in names}
-    sides = {n: n.split(" ", 1)[1].split(">") for n in names}
+    reported = contrasts(np.asarray(scores_a, np.float64), emotions, aus)  # the contrasts judge() reports
+    spec = {f"{au_label(au)} {hi}>{lo}": (list(aus).index(au), hi, lo) for au, hi, lo in CONTRASTS if au in aus}
+    names = [n for n in spec if n in reported]
 
     def diffs(idx: np.ndarray) -> np.ndarray:
         out = []
+        e = emotions[idx]
         for n in names:
-            hi, lo = sides[n]
-            e = emotions[idx]
+            j, hi, lo = spec[n]
             a, b = idx[e == hi], idx[e == lo]
             if len(a) == 0 or len(b) == 0:
                 out.append(np.nan)
                 continue
-            j = cols[n]
             out.append(fast_auc(scores_a[a, j], scores_a[b, j]) - fast_auc(scores_b[a, j], scores_b[b, j]))
         return np.array(out)
 
