@@ -272,18 +272,40 @@ def test_cli_is_quiet_by_default_and_verbose_shows_native_lines(media, tmp_path)
 
 @pytest.mark.media
 def test_openvino_backend_matches_onnxruntime_on_real_faces(default_det, media):
+    """OpenVINO against onnxruntime on the same faces. Compared where the two must agree on every
+    CPU: the fp32 graph (both runtimes compute the same float arithmetic: parity to 1e-3) and the
+    int8 graph's decisions away from the threshold. The int8 probabilities themselves are not
+    compared: each runtime picks its own int8 kernels per CPU (VNNI or not), and one quantisation
+    step of a logit moves a probability by up to ~0.07 (0.050 seen on an AVX2 EPYC, 0.075 on an
+    AVX-512/VNNI one), so a bound on them tests the CPU, not the backend."""
     pytest.importorskip("openvino")
     from rtatl_sdk import AUDetector
 
+    fp32 = default_det.model_path.with_name("model.onnx")
+    assert fp32.is_file(), fp32
+    ref32 = AUDetector(fp32)
+    ov32 = AUDetector(fp32, backend="openvino")
     ov = AUDetector(default_det.model_path, backend="openvino")
     try:
         assert ov.engine.providers == ["OpenVINO CPU"]
-        a = [f.probabilities() for f in default_det.detect(media / "multi_face.jpg")]
-        b = [f.probabilities() for f in ov.detect(media / "multi_face.jpg")]
+        a = [f.probabilities() for f in ref32.detect(media / "multi_face.jpg")]
+        b = [f.probabilities() for f in ov32.detect(media / "multi_face.jpg")]
         assert len(a) == len(b) == 5
-        # int8 kernels differ between the runtimes and between CPUs: 0.0501 seen on an AVX2 EPYC
-        assert max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x) < 0.07
+        # same float arithmetic, other kernels (Winograd convolutions, summation order): 0.0028 seen
+        assert max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x) < 0.01
+        qa, qb = default_det.detect(media / "multi_face.jpg"), ov.detect(media / "multi_face.jpg")
+        assert len(qa) == len(qb) == 5
+        thr = dict(zip(default_det.aus, default_det.thresholds))
+        compared = 0
+        for fa, fb in zip(qa, qb):
+            for k, r in fa.aus.items():
+                if abs(r.probability - thr[k]) > 0.1:  # beyond what int8 kernels can move
+                    compared += 1
+                    assert r.present == fb.aus[k].present, (k, r.probability, fb.aus[k].probability)
+        assert compared >= 50  # most of the 5 x 18 decisions are clear of their threshold
     finally:
         ov.close()
+        ov32.close()
+        ref32.close()
     with pytest.raises(InputError, match="backend"):
         AUDetector(default_det.model_path, backend="tflite")
