@@ -67,10 +67,22 @@ def card_from_checkpoint(state: dict, ckpt: Path) -> ModelCard:
                + f"; variant {cfg['model']['variant']}, {state.get('step')} steps")
     aus = [au_label(a) for a in state["aus"]]
     thresholds = state.get("thresholds") or [0.5] * len(aus)
-    extra = {}
+    extra: dict = {}
+    outputs = {"logits": "float32 [B,N]"}
     if cfg["model"].get("intensity"):
-        extra = {"outputs": {"logits": "float32 [B,N]", "intensity": "float32 [B,N], 0-5"},
-                 "intensity_scale": state.get("intensity_scale", f"0-5: {data['dataset']}'s intensity coding (FACS A-E as 1-5)")}
+        outputs["intensity"] = "float32 [B,N], 0-5"
+        extra["intensity_scale"] = state.get("intensity_scale", f"0-5: {data['dataset']}'s intensity coding (FACS A-E as 1-5)")
+    if cfg["model"].get("emotions"):
+        from rtatl_sdk.contract.emotions import EMOTIONS
+
+        names = state.get("emotions") or list(EMOTIONS)[:cfg["model"]["emotions"]]
+        outputs["emotions"] = f"float32 [B,{len(names)}], expression logits ({', '.join(names)})"
+        extra["emotions"] = names
+    if len(outputs) > 1:
+        extra["outputs"] = outputs
+    for key in ("intensity_rest", "calibration", "thresholds_strict"):
+        if state.get(key) is not None:
+            extra[key] = state[key]
     return ModelCard(aus=aus, thresholds=thresholds, version=sdk_version, **extra,
                      provenance=Provenance(training_data=state.get("training_data", trained), checkpoint=Path(ckpt).name,
                                            licence=state.get("licence", "MIT"), notes=state.get("notes", "")),
@@ -235,6 +247,31 @@ def _parity(rep: FileReport, run, reference, faces, thr: np.ndarray, n_aus: int,
     return ok
 
 
+#: the expression head's agreement with PyTorch on real faces: fp32 probabilities within this, and
+#: for fp16 / int8 the share of faces whose top expression may differ
+EMOTION_FP32_TOLERANCE, EMOTION_MAX_TOP_FLIP = 1e-3, 0.1
+
+
+def _emotion_parity(rep: FileReport, engine, reference, faces, precision: str) -> bool:
+    """The ``emotions`` output against the PyTorch reference on the real faces: the largest
+    difference of an expression probability and the share of faces whose top expression agrees."""
+    import torch
+
+    from rtatl_sdk.contract.emotions import softmax
+
+    image, centres = faces
+    with torch.no_grad():
+        ref = softmax(reference(torch.from_numpy(image), torch.from_numpy(centres))[-1].numpy())
+    out = softmax(np.concatenate([engine.infer(image[i:i + 8], centres[i:i + 8], ("emotions",))["emotions"]
+                                  for i in range(0, len(image), 8)]))
+    c = {"max_abs_prob": float(np.abs(out - ref).max()), "top_agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
+         "n": int(len(out))}
+    rep.checks["emotions_real_faces"] = c
+    if precision == "fp32":
+        return c["max_abs_prob"] <= EMOTION_FP32_TOLERANCE
+    return c["top_agreement"] >= 1.0 - EMOTION_MAX_TOP_FLIP
+
+
 def verify_file(path: Path, precision: str, reference=None, faces=None, providers=None,
                 max_flip: float = 0.05, fp16_max_abs: float = 0.1) -> FileReport:
     """Check one exported ONNX file; ``reference`` is the PyTorch inference model (if at hand).
@@ -280,6 +317,8 @@ def verify_file(path: Path, precision: str, reference=None, faces=None, provider
             return _within(precision, c, max_flip, fp16_max_abs)
 
         ok &= _parity(rep, run, reference, faces, np.asarray(card.thresholds, np.float32), len(card.aus), within)
+        if "emotions" in engine.outputs and faces is not None:
+            ok &= _emotion_parity(rep, engine, reference, faces, precision)
     rep.passed = bool(ok)
     return rep
 

@@ -25,7 +25,7 @@ BLENDSHAPE_AUS: dict[int, tuple[tuple[str, ...], str]] = {
     14: (("mouthDimpleLeft", "mouthDimpleRight"), "low"),
     15: (("mouthFrownLeft", "mouthFrownRight"), "low"),
     17: (("mouthShrugLower",), "low"),
-    23: (("mouthPucker",), "low: pucker, not a tightener"),
+    23: (("mouthPressLeft", "mouthPressRight"), "low: lip press, the nearest ARKit shape to the tightener"),
     24: (("mouthPressLeft", "mouthPressRight"), "low"),
     # OpenFace's further AUs (held-out faces: jawOpen surprise>neutral AUC 0.78, eyeWide 0.69,
     # noseSneer disgust>neutral 0.80; eyeWide and noseSneer stay near 0 on most faces)

@@ -35,7 +35,8 @@ def test_corpus_reader_takes_identities_and_emotions_and_names_bad_rows(tmp_path
     assert (by["a_0001.jpg"].identity, by["a_0001.jpg"].emotion) == ("set/A", "happiness")
     assert by["a_0002.jpg"].emotion == "" and by["b_0001.jpg"].emotion == "neutral"
     assert by["loose.png"].identity == "set/loose"  # no row: its own identity, nothing dropped
-    assert counts == {"images": 4, "identities": 3, "with_emotion": 2, "listed_but_missing": 1}
+    assert counts == {"images": 4, "identities": 3, "with_emotion": 2, "with_votes": 0, "copies_left_out": 0,
+                      "listed_but_missing": 1}
 
     (tmp_path / "set" / "labels.csv").write_text("image,identity,emotion\na_0001.jpg,A,joy\n")
     with pytest.raises(InputError, match=r"labels.csv:2.*'joy'"):
@@ -72,14 +73,51 @@ def test_targets_combine_teacher_prior_and_edits():
     t[j[12]], t[j[4]] = 0.8, 0.3
     happy = targets.combine(t, "happiness", AUS)
     assert happy[j[12]] == pytest.approx(max(0.8, 0.65 + 0.35 * 0.8))
-    assert happy[j[6]] == pytest.approx(0.65 * 0.8)  # teacher blind to AU6: the prior lifts it past 0.5
+    # teacher blind to AU6 (cheekSquint 0): AU6 evidence from the smile (0.7 x 0.8), then the prior
+    assert happy[j[6]] == pytest.approx(0.65 * 0.8 + 0.35 * 0.7 * 0.8)
     assert happy[j[4]] == pytest.approx(0.3)  # not a prototype: untouched
-    assert targets.combine(t, "", AUS).tolist() == t.tolist()
+    plain = targets.combine(t, "", AUS)
+    assert plain[j[6]] == pytest.approx(0.56) and np.delete(plain, j[6]).tolist() == np.delete(t, j[6]).tolist()
     neutral = targets.combine(t, "neutral", AUS)
     assert neutral[j[12]] == pytest.approx(0.4) and neutral.max() < 0.5
     ed = targets.edited(neutral, (1, 2), AUS)
     assert ed[j[1]] == 1.0 and ed[j[2]] == 1.0 and ed[j[12]] == pytest.approx(0.4)
     assert targets.hard(np.array([-1.0, 0.49, 0.5, 1.0])).tolist() == [-1, 0, 1, 1]
+
+
+def test_crowd_votes_count_by_share_and_copies_are_left_out(tmp_path):
+    """FER+'s layout: votes as soft priors (half of the votes count fully), no identity column,
+    its own split, and an identical copy (same_as) read once."""
+    import cv2
+
+    from rtatl_sdk.contract.emotions import EMOTIONS
+
+    j = {a: AUS.index(a) for a in AUS}
+    t = np.zeros(len(AUS), np.float32)
+    share = np.zeros(len(EMOTIONS))
+    share[EMOTIONS.index("sadness")], share[EMOTIONS.index("neutral")] = 0.25, 0.75
+    faint = targets.combine(t, "", AUS, share)  # a quarter of the raters saw sadness: half the prior
+    share[EMOTIONS.index("sadness")], share[EMOTIONS.index("neutral")] = 0.6, 0.4
+    clear = targets.combine(t, "", AUS, share)
+    assert faint[j[15]] == pytest.approx(0.65 * 0.5 * 0.8) and clear[j[15]] == pytest.approx(0.65 * 0.8)
+    assert targets.intensity(np.array([-1.0, 0.0, 0.5]))[1:].tolist() == [0.0, 2.5]
+    d = tmp_path / "fer"
+    d.mkdir()
+    for name in ("f0.png", "f1.png", "f2.png"):
+        cv2.imwrite(str(d / name), np.full((48, 48), 90, np.uint8))
+    (d / "labels.csv").write_text("image,identity,emotion,votes,split,same_as\n"
+                                  "f0.png,,sadness,sadness:6;neutral:2;unknown:2,train,\n"
+                                  "f1.png,,,neutral:4;anger:4,test,\n"
+                                  "f2.png,,sadness,sadness:6;neutral:2;unknown:2,test,f0.png\n")
+    recs, counts = corpus.read_corpus(tmp_path)
+    assert [r.path.name for r in recs] == ["f0.png", "f1.png"] and counts["copies_left_out"] == 1
+    assert recs[0].votes[EMOTIONS.index("sadness")] == pytest.approx(0.75) and recs[0].split == "train"
+    train, val = corpus.split_records(recs, 0.5)
+    assert [r.path.name for r in train] == ["f0.png"] and val == []
+    assert [r.path.name for r in corpus.test_records(recs)] == ["f1.png"]
+    (d / "labels.csv").write_text("image,identity,emotion,votes\nf0.png,,,sadness=6\n")
+    with pytest.raises(InputError, match=r"labels.csv:2.*sadness=6"):
+        corpus.read_corpus(tmp_path)
 
 
 # ---------------------------------------------------------------- measures
@@ -495,7 +533,8 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
         assert default_model.main(["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out),
                                    "--val-fraction", "0.5", "--edits", "6", "--batch", "4", "--unlabelled-batch", "2",
                                    "--ff", "64", "--workers", "1", "--clip-frames", "12", "--no-progress",
-                                   "--steps", "1", "--eval-every", "1", "--aus", "openface", "--intensity"]) == 0
+                                   "--steps", "1", "--eval-every", "1", "--aus", "openface", "--intensity",
+                                   "--emotions"]) == 0
     finally:
         default_model.set_aus("BP4D")  # the module's AU set is process-wide
     idx = CacheIndex(out / "data" / "train")
@@ -517,12 +556,29 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     val_edits = CacheIndex(out / "data" / "val_edits")
     assert len(val_edits) == sum(c["faces"] for c in ec.values())
     assert "edited one AU at a time" in (out / "report.md").read_text()
-    rates = report["validation"]["neutral_rate"]  # the recipe's default: 2 % per AU, 8 % for the smile's AUs
+    strict = report["validation"]["strict"]
+    rates = strict["neutral_rate"]  # the strict point's default: 2 % per AU, 8 % for the smile's AUs
     assert rates["AU12"] == rates["AU06"] == 0.08 and rates["AU01"] == rates["AU45"] == 0.02
-    curve = report["validation"]["tradeoff"]["rows"]
+    assert state["thresholds_strict"] == strict["thresholds"]
+    # the default operating point: a budget of AUs per neutral face; calibration slopes and rest levels per AU
+    op = report["validation"]["operating_point"]
+    assert sum(op["budget"]["per_au_neutral_rate"]) <= op["budget"]["budget"] + 1e-9
+    assert len(state["calibration"]) == len(state["intensity_rest"]) == 18
+    assert all(0.1 <= a <= 5 for a in state["calibration"]) and all(0 <= r <= 5 for r in state["intensity_rest"])
+    curve = strict["tradeoff"]["rows"]
     assert len(curve) == 6 and curve[-1]["neutral_rate"] == "the card's: 2% per AU (8% for AU06, AU12)"
     assert "2% per AU (8% for AU06, AU12)" in state["notes"]
-    export_model(out / "model.ckpt", tmp_path / "m")
+    export_model(out / "model.ckpt", tmp_path / "m", faces=media / "multi_face.jpg")
     card = OnnxEngine(tmp_path / "m" / "model.onnx", ["CPUExecutionProvider"]).card
     assert card.aus == [f"AU{a:02d}" for a in AU_SETS["OPENFACE"]] and len(card.thresholds) == 18
     assert "blendshape" in card.intensity_scale and "not FACS" in card.intensity_scale
+    # the expression head: a named output, its classes on the card, checked against PyTorch like the logits
+    from rtatl_sdk.contract.emotions import EMOTIONS
+
+    assert card.emotions == list(EMOTIONS) and "emotions" in card.outputs
+    assert card.calibration == state["calibration"] and card.intensity_rest == state["intensity_rest"]
+    assert card.thresholds_strict == state["thresholds_strict"]
+    rep = json.loads((tmp_path / "m" / "export_report.json").read_text())
+    fp32 = next(f for f in rep if f["precision"] == "fp32")
+    assert fp32["checks"]["emotions_real_faces"]["max_abs_prob"] <= 1e-3 and fp32["passed"]
+    assert report["heldout_man"]["top_expression_neutral_frames"]  # the held-out man's expressions are reported

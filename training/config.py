@@ -67,6 +67,10 @@ class ModelConfig(_Strict):
     #: (DISFA) with lambda_int * L_int, L_int = mean squared error over the known intensities
     intensity: bool = False
     lambda_int: float = Field(1.0, ge=0.0)
+    #: an expression head beside the AU heads (not in the paper): this many expression classes,
+    #: trained with lambda_emo * soft cross entropy on crowd votes where the data have them (0: none)
+    emotions: int = Field(0, ge=0)
+    lambda_emo: float = Field(0.5, ge=0.0)
     #: auxiliary-head widths (the paper gives none): G's first transposed conv (halved per layer),
     #: D's and C's first conv (doubled per layer), the flow head's middle layer; these make the
     #: heads 35.4 M parameters, the paper's 54.62 M training graph minus its 19.12 M inference

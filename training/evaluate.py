@@ -85,6 +85,28 @@ def predict_intensity(model, cache: Path, subjects, aus, batch_size: int = 32, d
     return pred, ds.index.intensities[:, ds.cols]
 
 
+def predict_outputs(model, cache: Path, aus, batch_size: int = 32, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Every output of the network on the centre crop of every cached frame, in one pass:
+    ``probs`` (F, N), and ``intensity`` (F, N) / ``emotions`` (F, E) expression probabilities where
+    the network has those heads."""
+    import torch
+
+    def pick(o):
+        parts = [torch.sigmoid(o.logits)] + ([o.intensity] if o.intensity is not None else []) \
+            + ([torch.softmax(o.emotions, 1)] if o.emotions is not None else [])
+        return torch.cat(parts, 1)
+
+    out, _ = _predict(model, cache, None, aus, pick, batch_size, device)
+    n = len(aus)
+    res = {"probs": out[:, :n]}
+    k = n
+    if model.backbone.intensity:
+        res["intensity"], k = out[:, k:k + n], k + n
+    if model.backbone.emotions:
+        res["emotions"] = out[:, k:]
+    return res
+
+
 def predict_cache(model, cache: Path, subjects, aus, batch_size: int = 32, device: str = "cpu"):
     """(probabilities, labels) on the centre crop of every cached frame of ``subjects``."""
     import torch

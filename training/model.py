@@ -31,6 +31,7 @@ class BackboneOutput:
     roi_tokens: torch.Tensor  #: (B, 2N, d) transformer outputs, one per RoI (input of G)
     global_maps: torch.Tensor  #: (B, 512, H/32, W/32) ResNet-18 output (input of the flow head)
     intensity: torch.Tensor | None = None  #: (B, N) AU intensities on the 0-5 scale (``intensity=True``)
+    emotions: torch.Tensor | None = None  #: (B, E) expression logits (``emotions=E``)
 
 
 def load_pretrained(net: nn.Module, path) -> None:
@@ -184,7 +185,7 @@ class RTATLBackbone(nn.Module):
     def __init__(self, n_aus: int, d: int = 128, heads: int = 8, roi_size: int = geometry.ROI_SIZE,
                  roi_cells: int = 8, ff: int = 2048, pretrained: str | None = None,
                  log_init: bool = True, relation: str = "transformer", roi_vector: str = "mean",
-                 intensity: bool = False, work_size: int | None = None):
+                 intensity: bool = False, work_size: int | None = None, emotions: int = 0):
         super().__init__()
         self.n_aus, self.d, self.roi_size, self.roi_cells = n_aus, d, roi_size, roi_cells
         #: a lighter graph: the input is resized to this side first (``ModelConfig.work_size``)
@@ -213,6 +214,12 @@ class RTATLBackbone(nn.Module):
             self.local_int = nn.Parameter(torch.randn(n_aus, d) * d**-0.5)
             self.local_int_bias = nn.Parameter(torch.zeros(n_aus))
             self.global_int = nn.Linear(512, n_aus)
+        #: the expression head (not in the paper): the pooled ResNet output and the N enhanced
+        #: per-AU features -> E expression logits, so expressions read the same AU evidence
+        self.emotions = emotions
+        if emotions:
+            self.emotion_head = nn.Sequential(nn.Linear(512 + n_aus * d, 128), nn.ReLU(inplace=True),
+                                              nn.Linear(128, emotions))
 
     def roi_boxes(self, centres: torch.Tensor) -> torch.Tensor:
         """(B, 2N, 2) centres -> (B*2N, 5) boxes [batch index, x1, y1, x2, y2] for roi_align.
@@ -259,12 +266,14 @@ class RTATLBackbone(nn.Module):
         if self.intensity:
             li = (per_au * self.local_int).sum(-1) + self.local_int_bias
             inten = INTENSITY_MAX * torch.sigmoid(torch.maximum(li, self.global_int(pooled)))
-        return BackboneOutput(torch.maximum(local, glob), local, glob, tokens, feats[-1], inten)
+        emo = self.emotion_head(torch.cat([pooled, per_au.flatten(1)], 1)) if self.emotions else None
+        return BackboneOutput(torch.maximum(local, glob), local, glob, tokens, feats[-1], inten, emo)
 
 
 class InferenceModel(nn.Module):
     """Export wrapper: ``(image, centres) -> logits`` (the model contract of the design notes), and
-    ``(logits, intensity)`` for a backbone with the intensity head (a second named output)."""
+    ``(logits, intensity)`` for a backbone with the intensity head (a second named output), then
+    ``emotions`` (expression logits) for a backbone with the expression head."""
 
     def __init__(self, backbone: RTATLBackbone):
         super().__init__()
@@ -272,11 +281,12 @@ class InferenceModel(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return ["logits", "intensity"] if self.backbone.intensity else ["logits"]
+        return ["logits"] + (["intensity"] if self.backbone.intensity else []) + (["emotions"] if self.backbone.emotions else [])
 
     def forward(self, image: torch.Tensor, centres: torch.Tensor):
         out = self.backbone(image, centres)
-        return (out.logits, out.intensity) if self.backbone.intensity else out.logits
+        extra = ([out.intensity] if self.backbone.intensity else []) + ([out.emotions] if self.backbone.emotions else [])
+        return (out.logits, *extra) if extra else out.logits
 
 
 def count_parameters(module: nn.Module) -> int:

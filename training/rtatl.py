@@ -57,7 +57,7 @@ class RTATL(nn.Module):
                  log_init: bool = True, ff: int = 2048, roi_cells: int = 12, widths: tuple[int, int, int] = (1024, 128, 128),
                  relation: str = "transformer", lambda_ssl: float = 0.2, roii_detach: bool = False,
                  aux_warmup: int = 0, roi_vector: str = "mean", intensity: bool = False, lambda_int: float = 1.0,
-                 work_size: int | None = None):
+                 work_size: int | None = None, emotions: int = 0, lambda_emo: float = 0.5):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {sorted(VARIANTS)}")
@@ -74,8 +74,8 @@ class RTATL(nn.Module):
         n = len(self.aus)
         self.backbone = RTATLBackbone(n, d, heads, roi_cells=roi_cells, ff=ff, pretrained=pretrained, log_init=log_init,
                                       roi_vector=roi_vector, intensity=intensity, relation=relation,
-                                      work_size=work_size)
-        self.lambda_int = lambda_int
+                                      work_size=work_size, emotions=emotions)
+        self.lambda_int, self.lambda_emo = lambda_int, lambda_emo
         g_width, dc_width, flow_width = widths
         if self.use_roii:
             self.generator = PatchGenerator(d, g_width)
@@ -99,7 +99,8 @@ class RTATL(nn.Module):
                    crop_max_lost=m.crop_max_lost, crop_prob=m.crop_prob, log_init=not from_checkpoint, ff=m.ff,
                    roi_cells=m.roi_cells, widths=(m.g_width, m.dc_width, m.flow_width), relation=m.relation,
                    lambda_ssl=m.lambda_ssl, roii_detach=m.roii_detach, aux_warmup=m.aux_warmup, roi_vector=m.roi_vector,
-                   intensity=m.intensity, lambda_int=m.lambda_int, work_size=m.work_size)
+                   intensity=m.intensity, lambda_int=m.lambda_int, work_size=m.work_size, emotions=m.emotions,
+                   lambda_emo=m.lambda_emo)
 
     def set_step(self, step: int) -> None:
         """The auxiliary losses' warm-up weight for training step ``step``: min(1, step / aux_warmup)."""
@@ -200,6 +201,15 @@ class RTATL(nn.Module):
         m = (mask & (target >= 0)).to(pred.dtype)
         return (((pred - target.clamp(min=0)) ** 2) * m).sum() / m.sum().clamp(min=1.0)
 
+    @staticmethod
+    def emotion_loss(logits: torch.Tensor, votes: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+        """L_emo: cross entropy of the expression logits against the crowd's vote shares (soft
+        labels, rows summing to 1) of the labelled images that have votes (-1: none); 0 where none."""
+        m = labelled.to(torch.bool) & (votes[:, 0] >= 0)
+        if not bool(m.any()):
+            return logits.sum() * 0.0
+        return -(votes[m] * F.log_softmax(logits[m], dim=1)).sum(1).mean()
+
     def pseudo_labels(self, images: torch.Tensor, centres: torch.Tensor, k: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
         """Pseudo label of AU ``k[i]`` on the intact image i where ``need[i]`` (no known label), 0
         elsewhere (sec. 3.3). Computed in eval mode: no dropout, and the BatchNorm statistics are
@@ -247,6 +257,8 @@ class RTATL(nn.Module):
         terms["sup"] = self.supervised_loss(out, labels, sup_mask, self.pos_weight)
         if out.intensity is not None and "intensity" in batch:
             terms["int"] = self.intensity_loss(out.intensity, batch["intensity"], sup_mask)
+        if out.emotions is not None and "emotions" in batch:
+            terms["emo"] = self.emotion_loss(out.emotions, batch["emotions"], batch["labelled"])
         w = self.aux_scale  # 1 unless the auxiliary losses warm up (model.aux_warmup)
         total = terms["sup"] + (w * terms["G"] if self.use_roii else 0.0)  # Eq. 9, generator side
         if self.ssl is not None:
@@ -263,6 +275,8 @@ class RTATL(nn.Module):
             total = total + w * self.lambda_f * terms["flow"]
         if "int" in terms:
             total = total + self.lambda_int * terms["int"]  # supervised like L_Sup: no warm-up
+        if "emo" in terms:
+            total = total + self.lambda_emo * terms["emo"]
         res.total = total
         res.terms = terms
         return res

@@ -6,6 +6,8 @@ import json
 import math
 from typing import Literal
 
+import numpy as np
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ModelCardError
@@ -54,6 +56,16 @@ class ModelCard(BaseModel):
     #: what an ``intensity`` output's 0-5 means (FACS A-E coding of a dataset, or a teacher's
     #: strength mapped onto that scale); None: the model gives no intensities
     intensity_scale: str | None = None
+    #: per AU, the raw intensity a resting face reads: published intensities are anchored there
+    #: (``anchor_intensity``); None: published as the head gives them
+    intensity_rest: list[float] | None = None
+    #: per AU, the slope that makes the published probability readable (``calibrate``): 0.5 is the
+    #: threshold and the value follows how often the AU is there; None: the raw sigmoid is published
+    calibration: list[float] | None = None
+    #: a stricter operating point (``thresholds="strict"``), fewer AUs called on resting faces
+    thresholds_strict: list[float] | None = None
+    #: the expression head's classes in output order (an ``emotions`` output of logits); None: no head
+    emotions: list[str] | None = None
     provenance: Provenance
     metrics: dict[str, float | dict[str, float]] = {}
 
@@ -98,7 +110,45 @@ class ModelCard(BaseModel):
     def _lengths(self) -> ModelCard:
         if len(self.thresholds) != len(self.aus):
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.aus)} AUs")
+        for name in ("intensity_rest", "calibration", "thresholds_strict"):
+            v = getattr(self, name)
+            if v is not None and len(v) != len(self.aus):
+                raise ValueError(f"{len(v)} {name} values for {len(self.aus)} AUs")
+        if self.thresholds_strict is not None and any(not (0.0 < t < 1.0) for t in self.thresholds_strict):
+            raise ValueError(f"thresholds_strict must lie strictly between 0 and 1, got {self.thresholds_strict}")
+        if self.calibration is not None and any(not (math.isfinite(a) and 0.01 <= a <= 100.0) for a in self.calibration):
+            raise ValueError(f"calibration slopes must be finite values in [0.01, 100], got {self.calibration}")
+        if self.intensity_rest is not None and any(not (math.isfinite(r) and 0.0 <= r < 5.0) for r in self.intensity_rest):
+            raise ValueError(f"intensity_rest values must be finite and in [0, 5), got {self.intensity_rest}")
+        if self.emotions is not None:
+            from .emotions import EMOTIONS
+
+            unknown = [e for e in self.emotions if e not in EMOTIONS]
+            if unknown or len(set(self.emotions)) != len(self.emotions) or not self.emotions:
+                raise ValueError(f"emotions must be distinct names among {list(EMOTIONS)}, got {self.emotions}")
+            if "emotions" not in self.outputs:
+                raise ValueError("a card that lists emotions needs an 'emotions' output")
         return self
+
+    def calibrate(self, probs: np.ndarray, thresholds=None) -> np.ndarray:
+        """Published probabilities from raw sigmoid scores (..., N): sigmoid(slope * (logit(p) -
+        logit(threshold))), so 0.5 is the decision threshold; the raw scores where the card has no
+        calibration. ``thresholds``: the operating point in use (default: the card's)."""
+        p = np.asarray(probs, np.float64)
+        if self.calibration is None:
+            return p
+        thr = np.asarray(self.thresholds if thresholds is None else thresholds, np.float64)
+        lp = np.clip(p, 1e-7, 1 - 1e-7)
+        z = np.asarray(self.calibration) * (np.log(lp / (1 - lp)) - np.log(thr / (1 - thr)))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def anchor_intensity(self, raw: np.ndarray) -> np.ndarray:
+        """Published 0-5 intensities from the head's (..., N): (r - rest) * 5 / (5 - rest), in 0-5."""
+        r = np.asarray(raw, np.float64)
+        if self.intensity_rest is None:
+            return np.clip(r, 0.0, 5.0)
+        rest = np.asarray(self.intensity_rest, np.float64)
+        return np.clip((r - rest) * 5.0 / (5.0 - rest), 0.0, 5.0)
 
     @property
     def au_numbers(self) -> tuple[int, ...]:

@@ -103,6 +103,11 @@ def check_graph(path: Path, card: ModelCard, inputs: list[tuple[str, list]], out
     if LOGITS not in outs:
         raise ModelCardError(f"model {path}: has no {LOGITS!r} output (outputs: {list(outs)})")
     _check_shape(path, f"output {LOGITS!r}", outs[LOGITS], [None, n])
+    # the further heads the SDK reads: one value per AU, one per expression the card lists
+    if "intensity" in outs:
+        _check_shape(path, "output 'intensity'", outs["intensity"], [None, n])
+    if "emotions" in outs and card.emotions:
+        _check_shape(path, "output 'emotions'", outs["emotions"], [None, len(card.emotions)])
 
 
 def _check_shape(path: Path, what: str, shape: list, want: list) -> None:

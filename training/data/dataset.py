@@ -16,6 +16,7 @@ import numpy as np
 
 from rtatl_sdk.contract import geometry, preprocess
 from rtatl_sdk.contract import landmarks as lm
+from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError
 
 from ..flow import flip_flow
@@ -33,7 +34,7 @@ class CacheIndex:
         self.root = cache
         self.manifest = read_manifest(cache)
         self.aus = tuple(self.manifest["aus"])
-        keys, frames, labels, targets, lms, flows, subs, noface, intens = [], [], [], [], [], [], [], [], []
+        keys, frames, labels, targets, lms, flows, subs, noface, intens, votes = [], [], [], [], [], [], [], [], [], []
         for part in iter_parts(cache):
             if subjects is not None and part.subject not in subjects:
                 continue
@@ -47,6 +48,8 @@ class CacheIndex:
             flows.append(part.has_flow)
             intens.append(part.extra["intensities"].reshape(n, -1) if "intensities" in part.extra
                           else np.full(part.labels.shape, -1.0, np.float32))
+            votes.append(part.extra["votes"].reshape(n, -1).astype(np.float32) if "votes" in part.extra
+                         else np.full((n, len(EMOTIONS)), -1.0, np.float32))
             if "noface_labels" in part.extra:
                 noface.append(part.extra["noface_labels"].reshape(-1, part.labels.shape[1]))
         if not keys:
@@ -61,6 +64,8 @@ class CacheIndex:
         self.has_flow = np.concatenate(flows)
         #: AU intensities 0-5 where the dataset codes them (DISFA), -1 unknown
         self.intensities = np.concatenate(intens).astype(np.float32)
+        #: expression vote shares over ``rtatl_sdk.contract.emotions.EMOTIONS`` (rows sum to 1), -1 unknown
+        self.votes = np.concatenate(votes).astype(np.float32)
         #: labels of the frames rtatl-prep found no face in (evaluation: predicted all absent)
         self.noface_labels = (np.concatenate(noface) if noface else np.zeros((0, len(self.aus)))).astype(np.int64)
 
@@ -72,7 +77,7 @@ class CacheIndex:
         mask = np.asarray(mask, bool)
         if mask.shape != (len(self),) or not mask.any():
             raise InputError(str(self.root), f"a frame selection must keep at least one of its {len(self)} frames")
-        for k in ("keys", "subjects", "frames", "labels", "targets", "landmarks", "has_flow", "intensities"):
+        for k in ("keys", "subjects", "frames", "labels", "targets", "landmarks", "has_flow", "intensities", "votes"):
             setattr(self, k, getattr(self, k)[mask])
 
     def image_path(self, i: int) -> Path:
@@ -211,11 +216,13 @@ class AUDataset:
             flow = flip_flow(flow)
         labels = idx.targets[i, self.cols] if self.labelled else np.full(len(self.aus), -1)
         intensity = idx.intensities[i, self.cols] if self.labelled else np.full(len(self.aus), -1.0)
+        votes = idx.votes[i] if self.labelled else np.full(len(EMOTIONS), -1.0)
         return {
             "image": preprocess.normalise(np.ascontiguousarray(crop))[0],
             "centres": geometry.au_centres(pts, self.aus).astype(np.float32),
             "labels": labels.astype(np.float32),
             "intensity": np.asarray(intensity, np.float32),
+            "emotions": np.asarray(votes, np.float32),
             "labelled": self.labelled,
             "flow": np.ascontiguousarray(flow),
             "has_flow": has_flow,

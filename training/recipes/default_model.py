@@ -45,18 +45,20 @@ import numpy as np
 from rtatl_sdk import load_image
 from rtatl_sdk.contract import geometry
 from rtatl_sdk.contract.au import AU_SETS
+from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError, RTATLError
 from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
 
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
-from . import corpus, distil, measures, targets
+from . import corpus, distil, measures, operating, targets
 
 log = logging.getLogger("rtatl.recipe")
 AUS = AU_SETS["BP4D"]  #: the recipe's AU set (``--aus``; ``set_aus`` before anything is built)
 #: what the default model's 0-5 intensities mean (``--intensity``): not FACS A-E coding
-INTENSITY_SCALE = ("0-5 derived from the MediaPipe blendshape teacher's strength (5 x its score) and the synthetic "
-                   "edits' exact weights (4 x the edit's strength, at most 5); not FACS A-E intensity coding")
+INTENSITY_SCALE = ("0-5: 5 x the AU's training target (the blendshape teacher's score, AU6 also from the smile, raised by "
+                   "the crowd's emotion votes, pulled down on neutral faces) and 4 x a synthetic edit's strength; "
+                   "anchored at rest (a crowd-neutral face of the validation people reads 0); not FACS A-E intensity coding")
 #: an edit of strength s gives its AUs the intensity min(5, EDIT_INTENSITY * s)
 EDIT_INTENSITY = 4.0
 
@@ -109,7 +111,7 @@ def _face_chunk(job) -> tuple[str, int, int]:
             skipped["unreadable"] += 1
             log.warning("%s; skipped", exc)
             continue
-        faces = pipe.process(corpus.padded(img))
+        faces = pipe.process(corpus.padded(upscaled(img)))
         if not faces:
             skipped["no face"] += 1
             continue
@@ -117,19 +119,51 @@ def _face_chunk(job) -> tuple[str, int, int]:
         t = teacher_scores(f.blendshapes, AUS)
         n = len(rows)
         cache_format.write_frame(cache, key, n, f.aligned.image)
-        rows.append((n, t, targets.combine(t, rec.emotion, AUS), f.aligned.landmarks, f.aligned.matrix, rec))
+        rows.append((n, t, targets.combine(t, rec.emotion, AUS, rec.votes), f.aligned.landmarks, f.aligned.matrix, rec))
     _write_rows(cache, key, rows, skipped)
     return key, len(rows), sum(skipped.values())
 
 
+#: images smaller than this (FER's 48-px faces) are upscaled to ``UPSCALE_TO`` before detection:
+#: at 48 px the face detector finds 8 % of them, at 192 px 92 %
+MIN_SIDE, UPSCALE_TO = 128, 192
+
+
+def upscaled(img):
+    import cv2
+
+    side = max(img.shape[:2])
+    if side >= MIN_SIDE:
+        return img
+    s = UPSCALE_TO / side
+    return cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
+
+
+#: a single crowd label as the expression head's target: one-hot, smoothed (one rater is noisy)
+LABEL_SMOOTHING = 0.1
+
+
+def expression_votes(rec) -> np.ndarray:
+    """(E,) vote shares of a record: its crowd votes, a smoothed one-hot of its single label, or -1."""
+    from rtatl_sdk.contract.emotions import EMOTIONS
+
+    if rec.votes is not None:
+        return np.asarray(rec.votes, np.float32)
+    if rec.emotion in EMOTIONS:
+        v = np.full(len(EMOTIONS), LABEL_SMOOTHING / len(EMOTIONS), np.float32)
+        v[EMOTIONS.index(rec.emotion)] += 1.0 - LABEL_SMOOTHING
+        return v
+    return np.full(len(EMOTIONS), -1.0, np.float32)
+
+
 def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None, intensities=None) -> None:
     """A part of the recipe's cache; ``intensities`` (n, N) 0-5 or -1 unknown, by default 5 x the
-    teacher's score where it has one."""
+    combined target (``targets.intensity``)."""
     n = len(rows)
     tgt = np.array([r[2] for r in rows], np.float32).reshape(n, len(AUS))
     teacher = np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS))
     if intensities is None:
-        intensities = np.where(teacher >= 0, 5.0 * np.clip(teacher, 0, 1), -1.0)
+        intensities = targets.intensity(tgt)
     cache_format.write_part(cache, cache_format.Part(
         key=key, subject=key, sequence=key, frames=[r[0] for r in rows], labels=targets.hard(tgt),
         landmarks=[r[3] for r in rows], matrices=[r[4] for r in rows],
@@ -137,7 +171,8 @@ def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None, inten
         extra={"teacher": teacher, "intensities": np.asarray(intensities, np.float32).reshape(n, len(AUS)),
                "emotion": np.array([r[5].emotion for r in rows], dtype=str),
                "identity": np.array([r[5].identity for r in rows], dtype=str),
-               "source": np.array([str(r[5].path) for r in rows], dtype=str)}))
+               "source": np.array([str(r[5].path) for r in rows], dtype=str),
+               "votes": np.array([expression_votes(r[5]) for r in rows], np.float32).reshape(n, -1)}))
 
 
 def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
@@ -295,7 +330,7 @@ def read_extras(cache: Path) -> dict[str, np.ndarray]:
 
 def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edits: int, seed: int, workers: int,
                limit: int | None = None, clip_frames: int | None = None, half: str | None = None,
-               half_seed: int = 0) -> dict:
+               half_seed: int = 0, cap: int | None = None) -> dict:
     """Build the caches under ``data`` (the module says what each holds). ``half``: only the people
     of that identity half of ``faces`` (``corpus.identity_half``), for a pretrained start that no
     evaluation person has seen."""
@@ -308,11 +343,15 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
     if limit:
         records = records[:limit]
     train, val = corpus.split_records(records, val_fraction, seed)
+    test = corpus.test_records(records)
+    train = corpus.cap_per_emotion(train, cap, seed)
     shared = {r.identity for r in train} & {r.identity for r in val}
     assert not shared, shared  # the split is by identity; a failure here is a bug, not bad data
-    for name in ("train", "unlabelled", "val", "heldout"):
+    names = ("train", "unlabelled", "val", "heldout") + (("test",) if test else ())
+    for name in names:
         cache_format.write_manifest(data / name, "DEFAULT", AUS, FLOW)
-    jobs = _pending(data / "train", "corpus", train, CHUNK) + _pending(data / "val", "corpus", val, CHUNK)
+    jobs = _pending(data / "train", "corpus", train, CHUNK) + _pending(data / "val", "corpus", val, CHUNK) \
+        + _pending(data / "test", "corpus", test, CHUNK)
     results = _run_jobs(_face_chunk, jobs, workers, "faces")
     media_counts = build_media(media, data, clip_frames)
     results += _run_jobs(_edit_chunk, edit_jobs(data / "train", n_edits, seed), workers, "edits")
@@ -321,8 +360,8 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
             log.info("%s: %d images without a usable face", key, skipped)
     summary = {"corpus": counts, "train_identities": len({r.identity for r in train}),
                "val_identities": len({r.identity for r in val}), "train_images": len(train), "val_images": len(val),
-               **media_counts}
-    for name in ("train", "val"):
+               "test_images": len(test), "cap_per_emotion": cap, **media_counts}
+    for name in ("train", "val") + (("test",) if test else ()):
         skipped = 0
         for part in cache_format.iter_parts(data / name, "corpus_*", extra=False):
             skipped += sum(part.skipped.values())
@@ -331,6 +370,8 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
 
     summary["train_faces"] = len(CacheIndex(data / "train"))
     summary["val_faces"] = len(CacheIndex(data / "val"))
+    if test:
+        summary["test_faces"] = len(CacheIndex(data / "test"))
     summary["edits"] = int(sum(np.char.startswith(CacheIndex(data / "train").keys.astype(str), "edits")))
     return summary
 
@@ -380,17 +421,19 @@ def parse_rate_overrides(items) -> dict[int, float]:
 
 
 def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTRAL_RATE,
-             curve: bool = False) -> dict:
+             curve: bool = False, outputs: dict | None = None, split: str = "val") -> dict:
     """Student and teacher on the validation people, through the same measures; thresholds fitted
     under ``neutral_rate`` (at most that share of neutral faces called present; one rate, or one
-    per AU). ``curve``: also the held-apart trade-off (``measures.tradeoff``) for ``TRADEOFF_RATES``
-    and for ``neutral_rate`` itself."""
+    per AU) unless given. ``curve``: also the held-apart trade-off (``measures.tradeoff``) for
+    ``TRADEOFF_RATES`` and for ``neutral_rate`` itself. ``outputs``: the network's outputs on the
+    split (``evaluate.predict_outputs``), where the caller has them already."""
     from ..data.dataset import CacheIndex
-    from ..evaluate import predict_cache
+    from ..evaluate import intensity_scores, predict_outputs
 
-    probs, _ = predict_cache(model, data / "val", None, AUS)
-    idx = CacheIndex(data / "val")
-    ex = read_extras(data / "val")
+    out = outputs if outputs is not None else predict_outputs(model, data / split, AUS)
+    probs = out["probs"]
+    idx = CacheIndex(data / split)
+    ex = read_extras(data / split)
     teacher = ex["teacher"]
     teacher_labels = (teacher >= TEACHER_THRESHOLD).astype(np.int8)
     target_labels = idx.labels
@@ -399,24 +442,41 @@ def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTR
         thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral",
                                                   max_neutral_rate=neutral_rate)
     student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
-    if getattr(model.backbone, "intensity", False):  # intensity against the teacher's strength, per AU
-        from ..evaluate import intensity_scores, predict_intensity
-
-        pred, _ = predict_intensity(model, data / "val", None, AUS)
+    if "intensity" in out:  # intensity against the teacher's strength, per AU
         strength = np.where(teacher >= 0, 5.0 * np.clip(teacher, 0, 1), -1.0)
-        per = intensity_scores(pred, strength)
+        per = intensity_scores(out["intensity"], strength)
         student["intensity_pearson_vs_teacher"] = {f"AU{a:02d}": round(r["pearson"], 3) for a, r in zip(AUS, per)}
         student["intensity_mae_vs_teacher"] = {f"AU{a:02d}": round(r["mae"], 3) for a, r in zip(AUS, per)}
     teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
                            teacher_labels, target_labels)
     rates = np.broadcast_to(np.asarray(neutral_rate, np.float64), (len(AUS),))
-    out = {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why,
+    res = {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why,
            "neutral_rate": {f"AU{a:02d}": float(r) for a, r in zip(AUS, rates)}}
     if curve:
         chosen = ("the card's: " + describe_rates(float(np.median(rates)),
                                                   {a: float(r) for a, r in zip(AUS, rates)}), list(rates))
-        out["tradeoff"] = measures.tradeoff(probs, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels,
+        res["tradeoff"] = measures.tradeoff(probs, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels,
                                             (*TRADEOFF_RATES, chosen))
+    return res
+
+
+def expression_reports(outputs: dict, data: Path, split: str) -> dict:
+    """The expression head against the crowd on ``split``, per source folder of the corpus
+    (``lfw``: one rater; ``fer``: ten votes per face)."""
+    from rtatl_sdk.contract.emotions import EMOTIONS
+
+    from ..data.dataset import CacheIndex
+
+    if "emotions" not in outputs:
+        return {}
+    votes = CacheIndex(data / split).votes
+    ident = read_extras(data / split)["identity"]
+    out = {}
+    for src in sorted({str(i).split("/", 1)[0] for i in ident}):
+        m = np.char.startswith(ident.astype(str), src + "/")
+        rep = measures.expression_report(outputs["emotions"][m], votes[m], EMOTIONS)
+        if rep:
+            out[src] = rep
     return out
 
 
@@ -482,17 +542,28 @@ def edit_table(contrasts: dict[str, dict]) -> str:
 
 
 def heldout_margin(model, data: Path, thresholds) -> dict:
-    from ..data.dataset import CacheIndex
-    from ..evaluate import predict_cache
+    """The held-out man of ``single_face.mp4``: AU12 and the AUs called on his neutral and smiling
+    frames, and his top expression on each (where the network has the expression head)."""
+    from rtatl_sdk.contract.emotions import EMOTIONS
 
-    probs, _ = predict_cache(model, data / "heldout", None, AUS)
+    from ..data.dataset import CacheIndex
+    from ..evaluate import predict_outputs
+
+    out = predict_outputs(model, data / "heldout", AUS)
+    probs = out["probs"]
     frames = CacheIndex(data / "heldout").frames
     j = AUS.index(12)
     smile, neutral = frames >= SMILE_FROM, frames < NEUTRAL_UNTIL
     present = probs >= np.asarray(thresholds)
-    return {"au12_neutral_mean": round(float(probs[neutral, j].mean()), 4),
-            "au12_smiling_mean": round(float(probs[smile, j].mean()), 4),
-            "neutral_frames_present_mean": round(float(present[neutral].sum(1).mean()), 3)}
+    rep = {"au12_neutral_mean": round(float(probs[neutral, j].mean()), 4),
+           "au12_smiling_mean": round(float(probs[smile, j].mean()), 4),
+           "neutral_frames_present_mean": round(float(present[neutral].sum(1).mean()), 3)}
+    if "emotions" in out:
+        top = np.asarray(EMOTIONS)[out["emotions"].argmax(1)]
+        for name, m in (("neutral_frames", neutral), ("smiling_frames", smile)):
+            names, counts = np.unique(top[m], return_counts=True)
+            rep[f"top_expression_{name}"] = {str(k): int(v) for k, v in zip(names, counts)}
+    return rep
 
 
 #: Graph settings of the shipped default model (its card says so): they keep the recipe about an
@@ -521,8 +592,10 @@ def _train_config(args, data: Path, steps: int):
     return load_config(None, [
         f"data.cache={data / 'train'}", f"data.unlabelled_cache={data / 'unlabelled'}", "data.fold=null",
         "data.dataset=BP4D", "data.colour_jitter=0.3", "data.greyscale=0.5", "data.blur=0.2", "data.jpeg=0.3",
-        "data.scale=0.08", "model.variant=rtatl", f"model.ff={args.ff}", "optim.balance_labels=true",
+        "data.scale=0.08", f"model.ff={args.ff}", "optim.balance_labels=true",
         f"model.intensity={'true' if getattr(args, 'intensity', False) else 'false'}", f"data.aus={list(AUS)}",
+        f"model.emotions={len(EMOTIONS) if getattr(args, 'emotions', False) else 0}",
+        f"model.variant={getattr(args, 'variant', 'rtatl')}",
         # the default model whitens only unlabelled images (the RoII diagnosis: whitening half of the
         # labelled ones cost 0.08 F1); the Table 1 analogue keeps the paper's setting (its args lack it)
         *([f"model.crop_prob={args.crop_prob}"] if getattr(args, "crop_prob", None) is not None else []),
@@ -598,39 +671,88 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
 
 
 def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
-    """Thresholds and report on the validation people; the final checkpoint carries both."""
+    """The published outputs (``operating``) and the report on the validation people, the test
+    split and the held-out man; the final checkpoint carries the card's parameters."""
     from ..checkpoint import model_from_checkpoint, save_checkpoint
+    from ..data.dataset import CacheIndex
+    from ..evaluate import predict_outputs
 
     model, state = model_from_checkpoint(best)
     rates = getattr(args, "neutral_rate_au", NEUTRAL_RATE_AU)
-    val = validate(model, data, neutral_rate=neutral_rates(args.neutral_rate, rates), curve=True)
+    strict_rates = neutral_rates(args.neutral_rate, rates)
+    outputs = predict_outputs(model, data / "val", AUS)
+    idx, ex = CacheIndex(data / "val"), read_extras(data / "val")
+    op = operating.fit(outputs, idx.labels, ex["emotion"], AUS, args.budget, strict_rates)
+    held = operating.held_apart(outputs, idx.labels, idx.targets, ex["emotion"], ex["identity"], AUS, args.budget,
+                                args.seed)
+    val = validate(model, data, thresholds=op["thresholds"], outputs=outputs)
+    strict = validate(model, data, neutral_rate=strict_rates, curve=True, outputs=outputs)
+    val["strict"] = {k: strict[k] for k in ("thresholds", "student", "tradeoff", "neutral_rate")}
+    val["operating_point"] = {k: v for k, v in op.items() if k != "thresholds"}
+    val["held_apart"] = held
+    val["expressions"] = expression_reports(outputs, data, "val")
     build_val_edits(data, seed=args.seed)
     val["student"]["edit_contrasts"] = edit_contrasts(model, data)
-    held = heldout_margin(model, data, val["thresholds"])
+    test = None
+    if (data / "test").is_dir() and any(True for _ in cache_format.iter_parts(data / "test", extra=False)):
+        test_out = predict_outputs(model, data / "test", AUS)
+        test = validate(model, data, thresholds=op["thresholds"], outputs=test_out, split="test")
+        test["expressions"] = expression_reports(test_out, data, "test")
+    heldout = heldout_margin(model, data, op["thresholds"])
     s, t = val["student"], val["teacher"]
-    report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "heldout_man": held,
-              "seconds_total": round(time.time() - args.t0)}
+    report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "test": test,
+              "heldout_man": heldout, "seconds_total": round(time.time() - args.t0)}
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    (args.out / "report.md").write_text("\n\n".join(x for x in (measures.table(s, t), measures.tradeoff_table(val["tradeoff"]),
-                                                                  edit_table(s["edit_contrasts"])) if x) + "\n")
-    # the same checkpoint dict: thresholds, metrics and provenance are added to it
-    state["thresholds"] = [float(x) for x in val["thresholds"]]
+    parts = ["## Validation people (thresholds: the card's operating point)", measures.table(s, t),
+             operating.tradeoff_table(held), "## The strict operating point (`thresholds=\"strict\"`)",
+             measures.table(strict["student"], t), measures.tradeoff_table(strict["tradeoff"]),
+             edit_table(s["edit_contrasts"])]
+    for src, rep in val["expressions"].items():
+        parts.append(measures.expression_table(rep, f"Expressions, validation ({src})"))
+    if test is not None:
+        parts += ["## Test split (never used for training, selection or fitting)", measures.table(test["student"], test["teacher"])]
+        parts += [measures.expression_table(rep, f"Expressions, test ({src})") for src, rep in test["expressions"].items()]
+    (args.out / "report.md").write_text("\n\n".join(x for x in parts if x) + "\n")
+    # the same checkpoint dict: the card's parameters, metrics and provenance are added to it
+    state["thresholds"] = [float(x) for x in op["thresholds"]]
+    state["thresholds_strict"] = op["thresholds_strict"]
+    state["calibration"] = op["calibration"]
+    if "intensity_rest" in op:
+        state["intensity_rest"] = op["intensity_rest"]
+    if getattr(model.backbone, "emotions", 0):
+        from rtatl_sdk.contract.emotions import EMOTIONS
+
+        state["emotions"] = list(EMOTIONS)
+    c = held["chosen"]
     metrics = {"val_auc_mean": s["auc_mean"], "teacher_val_auc_mean": t["auc_mean"],
-                        "val_contrast_auc": {k: v["auc"] for k, v in s["contrasts"].items()},
-                        "teacher_val_contrast_auc": {k: v["auc"] for k, v in t["contrasts"].items()},
-                        "val_neutral_present": s["neutral_present"], "teacher_val_neutral_present": t["neutral_present"],
-                        "val_f1_vs_teacher": s["f1_vs_teacher"], "val_f1_vs_teacher_mean": s["f1_vs_teacher_mean"],
-                        "val_au12_rise": s["rise"].get("AU12", {}).get("mean_rise", float("nan")),
-                        "val_au06_rise": s["rise"].get("AU06", {}).get("mean_rise", float("nan")),
-                        "teacher_val_au06_rise": t["rise"].get("AU06", {}).get("mean_rise", float("nan")),
-                        "val_faces": s["faces"], "val_people": s["people"]}
+               "val_contrast_auc": {k: v["auc"] for k, v in s["contrasts"].items()},
+               "teacher_val_contrast_auc": {k: v["auc"] for k, v in t["contrasts"].items()},
+               "val_neutral_present": s["neutral_present"], "teacher_val_neutral_present": t["neutral_present"],
+               "heldapart_neutral_present": c["neutral_present"], "heldapart_f1_vs_targets_mean": c["f1_vs_targets_mean"],
+               "heldapart_present_on_happy": c["present_on_happy"],
+               "val_neutral_rate_per_au": op["neutral_rate_per_au"],
+               "val_f1_vs_targets": s["f1_vs_targets"], "val_f1_vs_teacher": s["f1_vs_teacher"],
+               "val_f1_vs_teacher_mean": s["f1_vs_teacher_mean"],
+               "val_au12_rise": s["rise"].get("AU12", {}).get("mean_rise", float("nan")),
+               "val_au06_rise": s["rise"].get("AU06", {}).get("mean_rise", float("nan")),
+               "val_faces": s["faces"], "val_people": s["people"]}
+    if test is not None:
+        metrics["test_contrast_auc"] = {k: v["auc"] for k, v in test["student"]["contrasts"].items()}
+        metrics["teacher_test_contrast_auc"] = {k: v["auc"] for k, v in test["teacher"]["contrasts"].items()}
+        for src, rep in test["expressions"].items():
+            metrics[f"expression_test_{src}_accuracy"] = rep["accuracy"]
+            metrics[f"expression_test_{src}_recall"] = {k: v for k, v in rep["recall"].items() if v is not None}
+    for src, rep in val["expressions"].items():
+        metrics[f"expression_val_{src}_accuracy"] = rep["accuracy"]
+        metrics[f"expression_val_{src}_recall"] = {k: v for k, v in rep["recall"].items() if v is not None}
     state["metrics"] = {k: v for k, v in metrics.items() if v is not None and v == v}  # the card holds numbers only
     d = data_summary
     state["training_data"] = (
-        f"{d['train_faces']} aligned faces: {d['train_images']} images of {d['train_identities']} people from the face "
-        f"corpus (LFW crops with crowd emotion labels, CC BY portraits), {d['clip_labelled']} + {d['stills']} faces of "
+        f"{d['train_faces']} aligned faces: {d['train_images']} images of the face corpus (LFW crops with crowd emotion "
+        f"labels, FER faces with ten crowd votes each, CC BY portraits), {d['clip_labelled']} + {d['stills']} faces of "
         f"the project's media, {d['edits']} synthetic AU edits; {d['clip_unlabelled']} unlabelled clip frames. Targets: "
-        "MediaPipe-blendshape teacher soft scores, weak emotion priors, exact labels of the edits. Not BP4D/DISFA.")
+        "MediaPipe-blendshape teacher soft scores (AU6 also from the smile), emotion priors from the crowd's labels and "
+        "votes, exact labels of the edits; expressions: the crowd's vote shares. Not BP4D/DISFA.")
     state["licence"] = "research use only (see notes)"
     if getattr(args, "intensity", False):
         state["intensity_scale"] = INTENSITY_SCALE
@@ -640,12 +762,11 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     start = next((h for h in history if h.get("start")), None)
     init = (f"training continued from {Path(start['start']).name} at step {start['step']}" if start
             else "ResNet-18 from random init")
-    state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; "
-                      f"{graph_note(args)}. Thresholds and "
-                      f"metrics: {s['faces']} faces of {s['people']} validation people never trained on "
-                      f"(thresholds fitted on the same people: best F1 against the targets among those that call at most "
-                      f"{describe_rates(args.neutral_rate, rates)} of their neutral faces present). Not a FACS benchmark "
-                      "result.")
+    state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; variant {args.variant}; "
+                      f"{graph_note(args)}. Thresholds, calibration and rest levels: {s['faces']} faces of {s['people']} "
+                      f"validation people never trained on (the best mean F1 against the targets with at most "
+                      f"{args.budget} AUs called per neutral face in all; strict: at most "
+                      f"{describe_rates(args.neutral_rate, rates)} of neutral faces per AU). Not a FACS benchmark result.")
     save_checkpoint(args.out / "model.ckpt", state)
     return report
 
@@ -671,8 +792,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--crop-prob", type=float, default=0.0,
                     help="RoII: share of labelled images whitened (0: unlabelled only, the RoII diagnosis's finding; "
                          "the paper's setting is 0.5)")
+    ap.add_argument("--budget", type=float, default=measures.NEUTRAL_BUDGET,
+                    help="the operating point: best mean F1 with at most this many AUs called per neutral face in all")
     ap.add_argument("--neutral-rate", type=float, default=NEUTRAL_RATE,
-                    help="thresholds: at most this share of the validation people's neutral faces called present per AU")
+                    help="the strict operating point: at most this share of the validation people's neutral faces called present per AU")
     ap.add_argument("--neutral-rate-au", nargs="*", default=[f"AU{a:02d}={r}" for a, r in NEUTRAL_RATE_AU.items()],
                     metavar="AU=RATE", help="other rates for some AUs (default: %(default)s; give none for one rate)")
     ap.add_argument("--graph", choices=sorted(GRAPHS), default="shipped",
@@ -683,6 +806,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--distil-weight", type=float, default=0.5, help="weight of --distil-from's outputs (default %(default)s)")
     ap.add_argument("--start-from", type=Path, default=None, metavar="CKPT",
                     help="go on training from this training checkpoint of the same graph (its step counts towards --steps)")
+    ap.add_argument("--emotions", action="store_true",
+                    help="train the expression head (eight classes) on the corpus's crowd votes and labels")
+    ap.add_argument("--variant", choices=("rtatl", "backbone"), default="rtatl",
+                    help="rtatl: both auxiliary tasks (RoI inpainting, flow); backbone: none (the ablation)")
+    ap.add_argument("--cap-per-emotion", type=int, default=None, metavar="N",
+                    help="at most N crowd-voted training faces per plurality emotion (FER's neutral and happy faces "
+                         "outnumber its disgust faces 50 to 1)")
+    ap.add_argument("--data-only", action="store_true", help="build (or complete) OUT/data and stop")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     return ap
 
@@ -718,12 +849,15 @@ def main(argv=None) -> int:
             summary = json.loads(summary_path.read_text())
         else:
             summary = build_data(args.faces, args.media, data, args.val_fraction, args.edits, args.seed, args.workers,
-                                 args.limit, args.clip_frames)
+                                 args.limit, args.clip_frames, cap=args.cap_per_emotion)
             summary["data_seconds"] = round(time.time() - args.t0)
             summary_path.write_text(json.dumps(summary, indent=1))
         if args.distil_from is not None:
             summary["distilled"] = distil.distil_cache(data / "train", args.distil_from, args.distil_weight, AUS)
         log.info("data: %s", summary)
+        if args.data_only:
+            print(json.dumps(summary))
+            return 0
         best, history = train_and_select(args, data)
         report = finish(args, data, best, history, summary)
     except RTATLError as exc:

@@ -21,13 +21,13 @@ import numpy as np
 from rtatl_sdk.contract.au import au_label
 
 #: (AU, emotion expected to show it, emotion expected not to)
+#: (the prototypes of the six basic emotions: happiness 6+12, surprise 1+2+5+25/26, anger 4+7+23,
+#: sadness 1+4+15, disgust 9+10, fear 1+2+4+5+20; AUs a set lacks are skipped)
 CONTRASTS: tuple[tuple[int, str, str], ...] = (
     (12, "happiness", "neutral"), (6, "happiness", "neutral"), (1, "surprise", "neutral"), (2, "surprise", "neutral"),
-    (4, "anger", "happiness"), (15, "sadness", "happiness"), (4, "sadness", "happiness"), (10, "disgust", "neutral"),
-    # OpenFace 2.2's extra AUs (skipped for AU sets without them): surprise opens the eyes and the
-    # mouth, disgust wrinkles the nose, fear stretches the lips
-    (5, "surprise", "neutral"), (25, "surprise", "neutral"), (26, "surprise", "neutral"), (9, "disgust", "neutral"),
-    (20, "fear", "neutral"),
+    (4, "anger", "happiness"), (4, "sadness", "happiness"), (4, "fear", "neutral"), (7, "anger", "neutral"),
+    (9, "disgust", "neutral"), (10, "disgust", "neutral"), (15, "sadness", "neutral"), (20, "fear", "neutral"),
+    (23, "anger", "neutral"), (5, "surprise", "neutral"), (25, "surprise", "neutral"), (26, "surprise", "neutral"),
 )
 RISE_AUS = (12, 6)
 MIN_SIDE = 3  #: a contrast needs at least this many faces on each side to be reported
@@ -280,3 +280,153 @@ def paired_bootstrap(scores_a: np.ndarray, scores_b: np.ndarray, emotions: np.nd
         lo, hi = np.nanpercentile(d, [2.5, 97.5])
         rows[n] = {"diff": round(float(point), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
     return {"people": int(len(people)), "reps": reps, "rows": rows}
+
+
+# ---------------------------------------------------------------- the operating point
+#: the budget of the default operating point: AUs called present per neutral face, all AUs together
+NEUTRAL_BUDGET = 0.3
+_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
+
+
+def _curves(probs: np.ndarray, labels: np.ndarray, neutral: np.ndarray):
+    """Per AU and grid threshold: F1 against ``labels`` and the share of neutral faces called present."""
+    f1s = np.array([[f1(probs[:, j] >= t, labels[:, j]) for t in _GRID] for j in range(labels.shape[1])])
+    rates = np.array([[(probs[neutral, j] >= t).mean() if neutral.any() else 0.0 for t in _GRID]
+                      for j in range(labels.shape[1])])
+    return f1s, rates
+
+
+def fit_budget_thresholds(probs: np.ndarray, labels: np.ndarray, neutral: np.ndarray,
+                          budget: float = NEUTRAL_BUDGET) -> tuple[list[float], dict]:
+    """Per-AU thresholds with the best mean F1 against ``labels`` whose neutral-face rates add up
+    to at most ``budget`` AUs per neutral face: maximise sum_j F1_j - lam * rate_j per AU for each
+    lam of a grid and keep the best total F1 within the budget (Lagrangian relaxation of the
+    budget; per AU: ties go to the higher threshold). Returns the thresholds and the curve
+    (lam, AUs per neutral face, mean F1) the choice was made on."""
+    neutral = np.asarray(neutral, bool)
+    f1s, rates = _curves(probs, labels, neutral)
+    best, curve = None, []
+    for lam in np.concatenate([[0.0], np.geomspace(0.01, 100.0, 81)]):
+        gain = f1s - lam * rates
+        k = np.array([np.flatnonzero(g >= g.max() - 1e-12)[-1] for g in gain])
+        rows = np.arange(len(k))
+        spent, mean_f1 = float(rates[rows, k].sum()), float(f1s[rows, k].mean())
+        curve.append({"lambda": round(float(lam), 4), "neutral_present": round(spent, 3), "f1_mean": round(mean_f1, 4)})
+        if spent <= budget + 1e-9 and (best is None or mean_f1 > best[0]):
+            best = (mean_f1, k)
+    if best is None:  # not even the strictest thresholds fit: call nothing that neutral faces reach
+        best = (0.0, np.full(labels.shape[1], len(_GRID) - 1))
+    k = best[1]
+    rows = np.arange(len(k))
+    return [float(_GRID[i]) for i in k], {"budget": budget, "curve": curve,
+                                          "per_au_neutral_rate": [round(float(r), 4) for r in rates[rows, k]],
+                                          "per_au_f1": [round(float(f), 4) for f in f1s[rows, k]]}
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def calibrated(probs: np.ndarray, thresholds, slopes) -> np.ndarray:
+    """The published probability: sigmoid(slope * (logit(p) - logit(threshold))), so that 0.5 is
+    the decision threshold (the SDK computes the same in ``rtatl_sdk.contract.card``)."""
+    z = np.asarray(slopes, np.float64) * (logit(probs) - logit(np.asarray(thresholds, np.float64)))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_calibration(probs: np.ndarray, labels: np.ndarray, thresholds) -> list[float]:
+    """Per AU the slope (0.1-5) whose calibrated probability best predicts ``labels`` (log loss
+    over the known labels): one parameter, so 0.5 stays the threshold and the order of faces stays."""
+    slopes = np.geomspace(0.1, 5.0, 60)
+    out = []
+    for j in range(labels.shape[1]):
+        known = labels[:, j] >= 0
+        y = labels[known, j] == 1
+        if y.sum() < 3 or (~y).sum() < 3:
+            out.append(1.0)
+            continue
+        z = logit(probs[known, j]) - logit(thresholds[j])
+        loss = [np.mean(np.logaddexp(0.0, -a * z) * y + np.logaddexp(0.0, a * z) * ~y) for a in slopes]
+        out.append(round(float(slopes[int(np.argmin(loss))]), 4))
+    return out
+
+
+def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    """Reliability curve over all AUs: per bin of the published probability, its mean and the
+    share of faces whose label is present."""
+    known = labels >= 0
+    pv, yv = p[known], labels[known] == 1
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        m = (pv >= a) & ((pv < b) if b < 1 else (pv <= b))
+        if m.sum():
+            out.append({"bin": [round(float(a), 2), round(float(b), 2)], "mean_p": round(float(pv[m].mean()), 4),
+                        "share_present": round(float(yv[m].mean()), 4), "n": int(m.sum())})
+    return out
+
+
+def rest_levels(intensity: np.ndarray, neutral: np.ndarray) -> list[float]:
+    """Per AU the intensity a resting (crowd-neutral) face reads: the median over those faces."""
+    return [round(float(v), 4) for v in np.median(intensity[np.asarray(neutral, bool)], axis=0)]
+
+
+def anchored(intensity: np.ndarray, rest) -> np.ndarray:
+    """Intensities anchored at rest: (r - rest) * 5 / (5 - rest), clipped to 0-5 (the SDK the same)."""
+    rest = np.asarray(rest, np.float64)
+    return np.clip((np.asarray(intensity, np.float64) - rest) * 5.0 / np.maximum(5.0 - rest, 1e-6), 0.0, 5.0)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    def ranks(x):
+        x = np.asarray(x, np.float64)
+        order = x.argsort(kind="mergesort")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        for v in np.unique(x):  # ties: average rank
+            m = x == v
+            r[m] = r[m].mean()
+        return r
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1]) if ra.std() > 0 and rb.std() > 0 else float("nan")
+
+
+# ---------------------------------------------------------------- expressions
+def expression_report(logits_or_probs: np.ndarray, votes: np.ndarray, names) -> dict:
+    """Accuracy and per-class recall against the plurality vote, the confusion matrix (rows: the
+    crowd's plurality, columns: the model's top class) and the cross entropy against the votes,
+    over faces with votes and a unique plurality."""
+    p = np.asarray(logits_or_probs, np.float64)
+    votes = np.asarray(votes, np.float64)
+    has = votes[:, 0] >= 0
+    top = votes.max(1, keepdims=True)
+    unique = (votes >= top - 1e-9).sum(1) == 1
+    m = has & unique
+    if not m.any():
+        return {}
+    truth, pred = votes[m].argmax(1), p[m].argmax(1)
+    k = len(names)
+    conf = np.zeros((k, k), int)
+    np.add.at(conf, (truth, pred), 1)
+    recall = {n: (round(float(conf[i, i] / conf[i].sum()), 4) if conf[i].sum() else None) for i, n in enumerate(names)}
+    ce = float(-(votes[has] * np.log(np.clip(p[has], 1e-9, 1.0))).sum(1).mean())
+    return {"faces": int(m.sum()), "accuracy": round(float((truth == pred).mean()), 4), "recall": recall,
+            "support": {n: int(conf[i].sum()) for i, n in enumerate(names)},
+            "balanced_accuracy": round(float(np.mean([v for v in recall.values() if v is not None])), 4),
+            "cross_entropy_vs_votes": round(ce, 4), "confusion": conf.tolist(), "classes": list(names)}
+
+
+def expression_table(rep: dict, title: str) -> str:
+    if not rep:
+        return ""
+    names = rep["classes"]
+    rows = [f"{title}: {rep['faces']} faces, accuracy {rep['accuracy']:.3f}, balanced accuracy "
+            f"{rep['balanced_accuracy']:.3f}, cross entropy against the votes {rep['cross_entropy_vs_votes']:.3f}",
+            "", "| crowd \\ model | " + " | ".join(names) + " | recall |", "|---|" + "---|" * (len(names) + 1)]
+    for i, n in enumerate(names):
+        r = rep["recall"][n]
+        rows.append(f"| {n} | " + " | ".join(str(v) for v in rep["confusion"][i]) + f" | {'-' if r is None else f'{r:.2f}'} |")
+    return "\n".join(rows)
