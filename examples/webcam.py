@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     source = int(args.source) if args.source.isdigit() else args.source
     try:
         det = AUDetector(args.model, smoothing=args.smooth)
-        writer = RowWriter(args.out, det.aus) if args.out else None
+        writer = RowWriter(args.out, det) if args.out else None
         frames = 0
         for fr in det.detect_video(source, max_frames=args.max_frames, keep_images=not args.headless):
             frames += 1

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import store
 from .contract.geometry import centres_in_image, inside_image
+from .contract.emotions import softmax
 from .contract.preprocess import model_inputs, sigmoid
 from .errors import ClosedError, InputError
 from .face.tracking import check_detect_every
@@ -83,7 +84,12 @@ class AUDetector:
         self.model_path = path
         self.aus = list(self.card.aus)
         self.au_numbers = self.card.au_numbers
-        self.thresholds = np.asarray(self.card.thresholds, np.float64)
+        if opts.thresholds == "strict" and self.card.thresholds_strict is None:
+            self._close_resources()
+            raise InputError(f"thresholds={opts.thresholds!r}", f"the card of {path} has no strict operating point")
+        #: the operating point on the network's raw scores (``AUResult.score``)
+        self.thresholds = np.asarray(self.card.thresholds_strict if opts.thresholds == "strict" else self.card.thresholds,
+                                     np.float64)
         self._face_lock = threading.Lock()
         self._closed = False
         self.last_stream: dict = {}  #: what the last finished ``detect_video`` stream cost
@@ -133,28 +139,48 @@ class AUDetector:
             self._check_open()
             return self.pipeline.process(bgr)
 
+    def _close_resources(self) -> None:
+        self.pipeline.close()
+        self.engine.close()
+
     @property
     def has_intensity(self) -> bool:
         """Whether the model has an intensity head (a second output, ``intensity``, 0-5)."""
         return "intensity" in getattr(self.engine, "outputs", ()) and self.card.intensity_scale is not None
 
+    @property
+    def emotion_names(self) -> list[str] | None:
+        """The expressions each face gets (the card's, in output order), or None: a model without the
+        expression head, or ``emotions=False``."""
+        if not (self.options.emotions and self.card.emotions and "emotions" in getattr(self.engine, "outputs", ())):
+            return None
+        return list(self.card.emotions)
+
     def _probabilities(self, faces) -> np.ndarray:
-        """(n, N) probabilities, or (n, 2N) probabilities then intensities for a model with the
-        intensity head (the stream state smooths both and calibrates only the probabilities)."""
-        width = len(self.aus) * (2 if self.has_intensity else 1)
+        """(n, N) raw scores, then N raw intensities for a model with the intensity head, then E
+        expression probabilities for one with the expression head (``_unpack`` splits them; the
+        stream state smooths all and calibrates only the first N)."""
+        names = ["logits"] + (["intensity"] if self.has_intensity else []) + (["emotions"] if self.emotion_names else [])
+        width = len(self.aus) * (2 if self.has_intensity else 1) + len(self.emotion_names or ())
         if not faces:
             return np.zeros((0, width))
         out = []
         step = self.options.max_batch
-        names = ("logits", "intensity") if self.has_intensity else ("logits",)
         for s in range(0, len(faces), step):
             chunk = faces[s:s + step]
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
                                           self.card.mean, self.card.std, self.card.colour_order)
             res = self.engine.infer(image, centres, names)
-            probs = sigmoid(res["logits"])
-            out.append(np.concatenate([probs, np.clip(res["intensity"], 0.0, 5.0)], 1) if self.has_intensity else probs)
+            parts = [sigmoid(res["logits"])] + ([res["intensity"]] if self.has_intensity else []) \
+                + ([softmax(res["emotions"])] if self.emotion_names else [])
+            out.append(np.concatenate(parts, 1))
         return np.concatenate(out)
+
+    def _unpack(self, row: np.ndarray):
+        """One face's packed outputs -> (scores, raw intensities or None, expression probabilities or None)."""
+        n = len(self.aus)
+        k = 2 * n if self.has_intensity else n
+        return row[:n], (row[n:k] if self.has_intensity else None), (row[k:] if self.emotion_names else None)
 
     def _geometry(self, face, image_shape) -> tuple[HeadPose | None, Gaze | None]:
         """Head pose and gaze of ``face`` in the frame's camera (``rtatl_sdk.face.pose``)."""
@@ -185,16 +211,21 @@ class AUDetector:
         pts = face.landmarks
         quality = float(inside_image(pts, image_shape).mean())
         seen = centres_in_image(pts, self.au_numbers, image_shape)
-        n = len(self.aus)
-        inten = probs[n:] if len(probs) > n else [None] * n
-        aus = {name: AUResult(probability=float(p), present=bool(p >= t) if ok else None, threshold=float(t),
-                              intensity=None if v is None or not ok else float(v))
-               for name, p, t, ok, v in zip(self.aus, probs[:n], self.thresholds, seen, inten)}
+        scores, raw_int, emo = self._unpack(probs)
+        card = self.card
+        published = card.calibrate(scores, self.thresholds)
+        shown_thr = [0.5] * len(scores) if card.calibration is not None else self.thresholds
+        inten = card.anchor_intensity(raw_int) if raw_int is not None else [None] * len(scores)
+        aus = {name: AUResult(probability=float(p), present=bool(s >= t) if ok else None, threshold=float(st),
+                              intensity=None if v is None or not ok else float(v), score=float(s))
+               for name, p, s, t, st, ok, v in zip(self.aus, published, scores, self.thresholds, shown_thr, seen, inten)}
+        emotions = None if emo is None else {e: float(v) for e, v in zip(self.emotion_names, emo / max(emo.sum(), 1e-12))}
         crop = (face.crop(), face.au_centres(self.au_numbers)) if self.options.keep_crops else (None, None)
         head, gaze = geometry if geometry is not None else self._geometry(face, image_shape)
         return FaceAUs(index=i, box=b, landmarks=face.landmarks, aus=aus, track_id=track_id,
                        blendshapes=face.blendshapes, quality=quality, crop=crop[0], crop_centres=crop[1],
-                       pose=head, gaze=gaze)
+                       pose=head, gaze=gaze, emotions=emotions,
+                       emotion=None if emotions is None else max(emotions, key=emotions.get))
 
     def detect(self, image, colour: str = "bgr") -> list[FaceAUs]:
         """Faces and AUs of one image: a path, encoded bytes, a numpy array (BGR unless

@@ -19,6 +19,12 @@ from .face.tracking import DETECT_EVERY, check_detect_every
 from .stream.temporal import ReuseConfig
 
 
+#: the AU engine's threads at most (onnxruntime starts each one; a typo of 100000 would not finish starting)
+MAX_THREADS = 256
+#: the operating points a model card can carry (``DetectorOptions.thresholds``)
+OPERATING_POINTS = ("default", "strict")
+
+
 def _flag(flag: str | None = None, *, stateful: bool = False, metavar: str | None = None) -> dict:
     return {"flag": flag, "stateful": stateful, "metavar": metavar}
 
@@ -31,7 +37,8 @@ class DetectorOptions(BaseModel):
 
     providers: list[str] | None = Field(None, description="onnxruntime providers (default: TensorRT EP, CUDA, CPU, "
                                         "whichever onnxruntime has)")
-    threads: int = Field(0, ge=0, strict=True, description="AU engine threads (0: one per core)", json_schema_extra=_flag("--threads"))
+    threads: int = Field(0, ge=0, le=MAX_THREADS, strict=True, description="AU engine threads (0: one per core)",
+                         json_schema_extra=_flag("--threads"))
     backend: str | None = Field(None, strict=True, description="AU engine backend (default: by the model file: onnxruntime for "
                                 ".onnx, TensorRT for .engine; openvino: pip install 'rtatl[openvino]')",
                                 json_schema_extra=_flag("--backend"))
@@ -56,6 +63,13 @@ class DetectorOptions(BaseModel):
                                       "its aligned face has barely changed (--no-reuse: the AU model on every frame)",
                                       json_schema_extra=_flag("--no-reuse", stateful=True))
 
+    emotions: bool = Field(True, strict=True, description="the eight expressions' probabilities on each face, from a model "
+                           "with the expression head (--no-emotions: AUs only; the AUs are the same either way)",
+                           json_schema_extra=_flag("--no-emotions"))
+    thresholds: str = Field("default", strict=True, description="the operating point: default (best F1 under a budget of "
+                            "AUs called on resting faces) or strict (fewer AUs on resting faces), from the model's card",
+                            json_schema_extra=_flag("--thresholds", metavar="POINT"))
+
     focal_length: float | None = Field(None, gt=0, description="camera focal length in pixels for head pose and gaze "
                                        "(default: 500 * width / 640, OpenFace's)",
                                        json_schema_extra=_flag("--focal-length", metavar="PX"))
@@ -72,6 +86,13 @@ class DetectorOptions(BaseModel):
                 raise ValueError(f"not a ReuseConfig ({exc})") from None
         if v is None or not isinstance(v, (bool, ReuseConfig)):
             raise ValueError("must be True, False or a ReuseConfig")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _point(cls, v):
+        if v not in OPERATING_POINTS:
+            raise ValueError(f"must be one of {', '.join(OPERATING_POINTS)}")
         return v
 
     @field_validator("detect_every", mode="before")

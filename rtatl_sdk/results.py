@@ -9,13 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class AUResult(BaseModel):
+    #: the published probability (``AUxx_p``): for a model whose card carries a calibration, 0.5 is
+    #: the decision threshold and the value follows how often the AU is there; otherwise the raw score
     probability: float
-    #: the decision at ``threshold``; None when the AU's region lies outside the frame (not seen)
+    #: the decision (probability >= ``threshold``); None when the AU's region lies outside the frame (not seen)
     present: bool | None
     threshold: float
-    #: 0-5 (OpenFace's AUxx_r) from a model with an intensity head (its card says what the scale
-    #: means); None without one, or where the AU's region lies outside the frame
+    #: 0-5 (OpenFace's AUxx_r) from a model with an intensity head, anchored so a resting face reads
+    #: about 0 (its card says what the scale means); None without one, or where the AU's region is outside the frame
     intensity: float | None = None
+    #: the network's own sigmoid output, before calibration (equal to ``probability`` without one)
+    score: float | None = None
 
 
 class Box(BaseModel):
@@ -71,6 +75,11 @@ class FaceAUs(BaseModel):
     pose: HeadPose | None = None
     #: eye gaze; None when an eye is closed, outside the frame, or the face too small
     gaze: Gaze | None = None
+    #: the eight expressions' probabilities (summing to 1; ``rtatl_sdk.contract.emotions``) from a
+    #: model with the expression head; None without one, or with ``emotions=False``
+    emotions: dict[str, float] | None = None
+    #: the most probable expression (None where ``emotions`` is None)
+    emotion: str | None = None
     #: the aligned 192x192 BGR crop the model saw and its (2N, 2) AU centres, with
     #: ``AUDetector(keep_crops=True)``; never serialised
     crop: np.ndarray | None = Field(default=None, exclude=True, repr=False)

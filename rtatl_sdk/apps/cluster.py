@@ -71,7 +71,7 @@ class Worker:
         tmp = out_path.with_name(f".{out_path.stem}.part-{os.getpid()}{out_path.suffix}")
         t = time.perf_counter()
         try:
-            writer = _Counting(RowWriter(tmp, self.det.aus, intensity=self.det.has_intensity))
+            writer = _Counting(RowWriter(tmp, self.det))
             try:
                 job = InputRunner(self.options, self.det, writer, None, {})
                 (job.video if path.suffix.lower() in VIDEO_EXTENSIONS else job.image)(path, name)

@@ -39,10 +39,11 @@ def au_columns(aus: list[str], intensity: bool = False) -> list[str]:
     return [f"{a}_p" for a in aus] + ([f"{a}_r" for a in aus] if intensity else []) + [f"{a}_c" for a in aus]
 
 
-def columns(aus: list[str], intensity: bool = False) -> list[str]:
+def columns(aus: list[str], intensity: bool = False, emotions: list[str] | None = None) -> list[str]:
     """Every column of a result file, in order: base, gaze, pose, AU columns (with ``AUxx_r``
-    intensities for a model that has them), error."""
-    return [*BASE_COLUMNS, *GAZE_COLUMNS, *POSE_COLUMNS, *au_columns(aus, intensity), ERROR_COLUMN]
+    intensities for a model that has them), the expressions' probabilities under py-feat's names
+    (``anger ... neutral, contempt``, for a model with the expression head), error."""
+    return [*BASE_COLUMNS, *GAZE_COLUMNS, *POSE_COLUMNS, *au_columns(aus, intensity), *(emotions or ()), ERROR_COLUMN]
 
 
 #: Last column: empty for face rows; for a frame that has no result, why (one row, no face).
@@ -76,6 +77,8 @@ def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> di
             row[f"{name}_r"] = "" if r.intensity is None else round(r.intensity, 3)
     for name, r in face.aus.items():
         row[f"{name}_c"] = "" if r.present is None else int(r.present)  # empty: the AU's region is out of the frame
+    for name, p in (face.emotions or {}).items():
+        row[name] = round(p, 4)
     return row
 
 

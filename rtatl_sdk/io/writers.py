@@ -26,12 +26,17 @@ class RowWriter:
     ``inputs`` (the inputs of the resumed run; ``None``: all); ``last_done`` tells which frames
     of each input are complete."""
 
-    def __init__(self, path: Path, aus: list[str], resume: bool = False, inputs=None, intensity: bool = False):
+    def __init__(self, path: Path, aus, resume: bool = False, inputs=None, intensity: bool = False,
+                 emotions: list[str] | None = None):
+        """``aus``: the detector whose results are written (its AU list, intensity and expression
+        columns are taken from it), or the AU names with ``intensity`` / ``emotions`` given."""
         self.path = Path(path)
         self.kind = {".csv": "csv", ".jsonl": "jsonl"}.get(self.path.suffix.lower())
         if self.kind is None:
             raise InputError(str(path), "output must end in .csv or .jsonl")
-        self.columns = columns(aus, intensity)
+        if hasattr(aus, "aus") and hasattr(aus, "has_intensity"):  # an AUDetector
+            aus, intensity, emotions = list(aus.aus), aus.has_intensity, aus.emotion_names
+        self.columns = columns(list(aus), intensity, emotions)
         self.last_done: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+", newline="", encoding=ENCODING, errors=ERRORS)
@@ -57,52 +62,89 @@ class RowWriter:
         except OSError:
             raise InputError(str(self.path), "is being written by another process; use another --out file") from None
 
-    def _rows(self, text: str) -> list[dict]:
-        """The complete rows of the file's text (a torn last row is left out)."""
+    def _records(self, fh):
+        """(fields, start byte, end byte, complete) of each record of the file after the header, read
+        as a stream: memory stays that of one row whatever the file's size. ``complete`` is False
+        for a torn last record (no line end, an unterminated quote, a short row)."""
+        consumed = [0]
+        torn = [False]
+
+        def lines():
+            for raw in fh:
+                consumed[0] += len(raw)
+                torn[0] = not raw.endswith(b"\n")
+                yield raw.decode(ENCODING, ERRORS)
+
+        src = lines()
         if self.kind == "jsonl":
-            rows = []
-            for n, line in enumerate(text.splitlines(keepends=True), 1):
-                if not line.endswith("\n"):
-                    break  # torn last line
+            start = 0
+            for line in src:
+                end = consumed[0]
                 try:
                     row = json.loads(line)
-                    int(row["frame"]), row["input"]  # noqa: B018 - a row of ours has both
-                except (ValueError, KeyError, TypeError):
-                    raise InputError(str(self.path), f"cannot resume: line {n} is not a row written by rtatl-detect") from None
-                rows.append(row)
-            return rows
-        reader = csv.reader(io.StringIO(text, newline=""))
+                    row = row if isinstance(row, dict) else {}
+                except ValueError:
+                    row = None
+                yield row, start, end, not torn[0] and row is not None
+                start = end
+            return
+        reader = csv.reader(src)
         try:
             header = next(reader, None)
-            if header != self.columns:
-                raise InputError(str(self.path), "cannot resume: its columns differ from this model's (other model or not our file)")
-            records = list(reader)
-        except csv.Error:  # an unterminated quote: the torn last row
-            records = list(csv.reader(io.StringIO(text[: text.rfind("\n", 0, len(text) - 1) + 1], newline="")))[1:]
-        if records and not text.endswith("\n"):
-            records = records[:-1]
-        rows = [dict(zip(self.columns, r)) for r in records if len(r) == len(self.columns)]
-        for r in rows:
+        except csv.Error:
+            header = None
+        if header != self.columns:
+            raise InputError(str(self.path), "cannot resume: its columns differ from this model's (other model or not our file)")
+        start = consumed[0]
+        while True:
             try:
-                int(r["frame"])
-            except ValueError:
-                raise InputError(str(self.path), "cannot resume: a row's frame is not a number (not our file)") from None
-        return rows
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:  # an unterminated quote: the torn last row
+                yield None, start, consumed[0], False
+                return
+            end = consumed[0]
+            ok = not torn[0] and len(rec) == len(self.columns)
+            yield (dict(zip(self.columns, rec)) if ok else None), start, end, ok
+            start = end
 
     def _recover(self, inputs: set[str] | None) -> None:
-        self._fh.seek(0)
-        rows = self._rows(self._fh.read())
-        if rows and (inputs is None or rows[-1]["input"] in inputs):  # redo the last frame: it may be incomplete
-            last = (rows[-1]["input"], int(rows[-1]["frame"]))
-            while rows and (rows[-1]["input"], int(rows[-1]["frame"])) == last:
-                rows.pop()
-        for r in rows:
-            self.last_done[r["input"]] = max(self.last_done.get(r["input"], -1), int(r["frame"]))
-        self._fh.seek(0)
-        self._fh.truncate(0)
-        if self.kind == "csv":
-            self._write(",".join(self.columns) + CSV_EOL)
-        self.write_rows(rows)
+        """Continue the file: keep every complete row, cut a torn tail and (when its input is part
+        of the resumed run) the last frame's rows, which the run redoes. The file is cut in place at
+        a byte offset, never rewritten, so a kill during a resume loses nothing earlier."""
+        self._fh.flush()
+        cut, group, group_start, torn_at = None, None, None, None
+        unit = "line" if self.kind == "jsonl" else "row"
+        with open(self.path, "rb") as fh:
+            for n, (row, start, end, ok) in enumerate(self._records(fh), 1):
+                if torn_at is not None:  # a broken record with more after it: not a torn tail
+                    raise InputError(str(self.path), f"cannot resume: {unit} {n - 1} is not a row written by rtatl-detect")
+                if not ok:
+                    torn_at = start
+                    continue
+                try:
+                    key = (row["input"], int(row["frame"]))
+                except (KeyError, TypeError, ValueError):
+                    raise InputError(str(self.path), f"cannot resume: {unit} {n} is not a row written by rtatl-detect") from None
+                if key != group:
+                    if group is not None:
+                        self.last_done[group[0]] = max(self.last_done.get(group[0], -1), group[1])
+                    group, group_start = key, start
+                cut = end
+            header_only = cut is None and torn_at is None
+        if torn_at is not None:
+            cut = torn_at
+        if group is not None:
+            if inputs is None or group[0] in inputs:  # redo the last frame: it may be incomplete
+                cut = group_start
+            else:
+                self.last_done[group[0]] = max(self.last_done.get(group[0], -1), group[1])
+        if header_only and self.kind == "csv":
+            cut = None  # the header alone: keep it
+        if cut is not None:
+            self._fh.truncate(cut)
+        self._fh.seek(0, io.SEEK_END)
 
     def _write(self, text: str) -> None:
         try:
