@@ -9,6 +9,7 @@ from its start (``DetectorOptions.carries_state``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ class DetectorOptions(BaseModel):
                             "AUs called on resting faces) or strict (fewer AUs on resting faces), from the model's card",
                             json_schema_extra=_flag("--thresholds", metavar="POINT"))
 
-    focal_length: float | None = Field(None, gt=0, description="camera focal length in pixels for head pose and gaze "
-                                       "(default: 500 * width / 640, OpenFace's)",
+    focal_length: float | None = Field(None, gt=0, allow_inf_nan=False, description="camera focal length in pixels for "
+                                       "head pose and gaze (default: OpenFace's, the mean of 500 * width / 640 and "
+                                       "500 * height / 480)",
                                        json_schema_extra=_flag("--focal-length", metavar="PX"))
     principal_point: tuple[float, float] | None = Field(None, description="camera principal point (x, y) in pixels "
                                                         "(default: the frame's centre)")
@@ -86,6 +88,13 @@ class DetectorOptions(BaseModel):
                 raise ValueError(f"not a ReuseConfig ({exc})") from None
         if v is None or not isinstance(v, (bool, ReuseConfig)):
             raise ValueError("must be True, False or a ReuseConfig")
+        return v
+
+    @field_validator("principal_point")
+    @classmethod
+    def _finite_point(cls, v):
+        if v is not None and not all(math.isfinite(c) for c in v):
+            raise ValueError("must be two finite numbers (x, y) in pixels")
         return v
 
     @field_validator("thresholds")

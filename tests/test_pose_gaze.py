@@ -98,7 +98,7 @@ def test_the_same_face_in_a_large_frame_and_cropped_has_the_same_rotation(media)
 
     img = cv2.imread(str(media / "multi_face.jpg"))
     h, w = img.shape[:2]
-    f = 500 * w / 640
+    f = P.default_focal_length(img.shape)
     x0, y0, x1, y1 = 480, 180, 820, 500  # around the two faces on the right
     with AUDetector(focal_length=f) as big_det, \
             AUDetector(focal_length=f, principal_point=(w / 2 - x0, h / 2 - y0)) as crop_det:
@@ -164,3 +164,18 @@ def test_smoothing_applies_to_pose_and_gaze_and_calibration_does_not(model_path,
     assert jitter(smooth) < 0.6 * jitter(raw)
     assert smooth[0] == raw[0]  # an EMA starts at the first value
 
+
+
+def test_default_camera_is_openfaces_and_a_camera_that_is_not_finite_is_refused():
+    """OpenFace 2.2's default camera: the mean of 500 w / 640 and 500 h / 480 px for both axes
+    (on 640x360 video 422 px, not 500: a 1.18x longer focal length puts the head 1.18x too far)."""
+    from rtatl_sdk import DetectorOptions
+    from rtatl_sdk.errors import InputError
+    from rtatl_sdk.face.pose import camera_matrix
+
+    k = camera_matrix((360, 640, 3))
+    assert k[0, 0] == k[1, 1] == pytest.approx((500 + 375) / 2) and (k[0, 2], k[1, 2]) == (320, 180)
+    assert camera_matrix((480, 640))[0, 0] == pytest.approx(500)
+    for bad in ({"focal_length": float("inf")}, {"principal_point": (float("nan"), 3.0)}):
+        with pytest.raises(InputError):
+            DetectorOptions.make(**bad)

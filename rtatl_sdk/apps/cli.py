@@ -27,9 +27,13 @@ from pathlib import Path
 from ..errors import InputError, RTATLError
 from ..io.images import VIDEO_EXTENSIONS
 from ..options import DetectorOptions
+from ..io.openface import GROUPS as OPENFACE_GROUPS
+from ..io.openface import check_groups
 from .runner import (
     SKIPPED_OUTPUT,
     InputRunner,
+    OpenFaceOutput,
+    openface_names,
     RunOptions,
     annotation_names,
     expand_inputs,
@@ -107,6 +111,14 @@ def check_options(args, files: list[Path]) -> DetectorOptions:
         if rep.exists() and not rep.is_dir():
             raise InputError(f"--report {rep}", "exists and is not a folder")
         _check_writable_parent("--report", rep / "x")
+    if args.openface:
+        of = Path(args.openface)
+        if of.exists() and not of.is_dir():
+            raise InputError(f"--openface {of}", "exists and is not a folder (OpenFace writes one CSV per input into it)")
+        _check_writable_parent("--openface", of / "x")
+        check_groups(args.openface_groups)
+    elif args.openface_spaced or args.openface_groups != list(OPENFACE_GROUPS):
+        raise InputError("--openface-spaced" if args.openface_spaced else "--openface-groups", "is an option of --openface")
     return options
 
 
@@ -118,6 +130,7 @@ def check_cluster_options(args) -> None:
     if not args.out_dir:
         raise InputError("--cluster", "needs --out-dir: the folder for one output per input and the manifest")
     for opt, value in (("--out", args.out), ("--annotate", args.annotate), ("--plot", args.plot), ("--report", args.report),
+                       ("--openface", args.openface),
                        ("--camera", args.camera), ("--resume", args.resume or None)):
         if value is not None:
             raise InputError(f"--cluster with {opt}", "not supported: a cluster run writes one file per input to "
@@ -161,7 +174,7 @@ def run(args) -> int:
     from ..io.writers import RowWriter
 
     own = (args.out, args.plot, settings_file(Path(args.out)) if args.out else None)
-    files, bad = expand_inputs(args.inputs, own, args.annotate, report=args.report)
+    files, bad = expand_inputs(args.inputs, own, args.annotate, report=args.report, openface=args.openface)
     options = check_options(args, files)
     if args.cluster is not None:
         return run_cluster(args, options)
@@ -186,7 +199,10 @@ def run(args) -> int:
             write_settings(Path(args.out), settings)
         job = InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),
                           plot_names(sources, Path(args.plot) if args.plot else None), report, report_names(files),
-                          {**settings, "max_frames": args.max_frames})
+                          {**settings, "max_frames": args.max_frames},
+                          openface=OpenFaceOutput(folder=Path(args.openface), names=openface_names(files),
+                                                  groups=check_groups(args.openface_groups), spaced=args.openface_spaced)
+                          if args.openface else None)
         if report is not None:
             from ..io.report import plotly
 
@@ -225,12 +241,17 @@ def check_resume_settings(out: Path, settings: dict, resume: bool) -> None:
     """A resume continues a file only with the settings it was written with (model, detector
     options that change rows); otherwise one line says what differs and nothing is touched."""
     side = settings_file(out)
-    if not (resume and out.exists() and side.is_file()):
+    if not (resume and out.exists() and out.stat().st_size > 0):
         return
+    if not side.is_file():  # nothing tells which model and options wrote the rows: never mix two runs
+        raise InputError(f"--resume {out}", f"its settings record {side.name} is missing, so the model and options "
+                         "that wrote it cannot be checked; write to a new file")
     try:
         old = json.loads(side.read_text())
     except (OSError, ValueError):
         raise InputError(f"--resume {out}", f"its settings record {side.name} cannot be read; write to a new file") from None
+    if not isinstance(old, dict):
+        raise InputError(f"--resume {out}", f"its settings record {side.name} is not a settings record; write to a new file")
     diff = settings_difference(old, settings)
     if diff:
         raise InputError(f"--resume {out}", f"it was written with other settings ({diff}); resume with those or "
@@ -259,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--plot", help="PNG of AU probabilities over time (videos)")
     ap.add_argument("--report", help="folder for one self-contained HTML page per input and index.html "
                                      "(pip install 'rtatl[report]')")
+    ap.add_argument("--openface", metavar="DIR", help="also write OpenFace 2.2's CSV per input into DIR (<stem>.csv: "
+                    "FeatureExtraction's layout for videos, FaceLandmarkImg's for images)")
+    ap.add_argument("--openface-groups", nargs="+", default=list(OPENFACE_GROUPS), metavar="GROUP",
+                    help="OpenFace's column groups, as its flags -gaze -pose -2Dfp -aus choose them (default: all four)")
+    ap.add_argument("--openface-spaced", action="store_true",
+                    help="', ' between fields, as the OpenFace 2.2.0 Windows binary writes them")
     ap.add_argument("--camera", type=int, help="read this camera index")
     ap.add_argument("--max-frames", type=int, help="stop each video/camera after this many frames")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --out")

@@ -41,7 +41,7 @@ def report_names(files: list[Path]) -> dict[Path, str]:
     return output_names(files, lambda f: REPORT_SUFFIX)
 
 
-def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir=None, report=None
+def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir=None, report=None, openface=None
                   ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to process (folders searched recursively, symbolic links followed) and (input, reason)
     for unusable ones. This run's outputs found in an input folder are not inputs: the ``outputs``
@@ -54,6 +54,7 @@ def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir
     ann = Path(annotate).resolve() if annotate else None
     own = Path(out_dir).resolve() if out_dir else None
     pages = Path(report).resolve() if report else None
+    of_dir = Path(openface).resolve() if openface else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -67,6 +68,9 @@ def expand_inputs(inputs: list[str], outputs: tuple = (), annotate=None, out_dir
                     bad.append((str(f), SKIPPED_OUTPUT))
                     continue
                 if pages is not None and r.parent == pages and (f.name.endswith(REPORT_SUFFIX) or f.name == "index.html"):
+                    bad.append((str(f), SKIPPED_OUTPUT))
+                    continue
+                if of_dir is not None and r.parent == of_dir and f.suffix.lower() == ".csv":
                     bad.append((str(f), SKIPPED_OUTPUT))
                     continue
                 if f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
@@ -147,6 +151,28 @@ def plot_names(sources: list, plot: Path | None) -> dict:
     return out
 
 
+def openface_names(files: list[Path]) -> dict[Path, str]:
+    """OpenFace CSV names: ``<stem>.csv``, as OpenFace names them (``output_names``)."""
+    return output_names(files, lambda f: ".csv")
+
+
+class OpenFaceOutput(BaseModel):
+    """``--openface``: the folder, each input's file name, the column groups, the header spelling."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    folder: Path
+    names: dict
+    groups: tuple[str, ...]
+    spaced: bool = False
+
+    def writer(self, src, still: bool):
+        from ..io.openface import OpenFaceWriter
+
+        name = self.names.get(src, f"camera{src}.csv")
+        return OpenFaceWriter(self.folder / name, still=still, groups=self.groups, spaced=self.spaced)
+
+
 def annotation_names(files: list[Path]) -> dict[Path, str]:
     """File names for annotated outputs: ``<stem>_annotated.<jpg|mp4>`` (``output_names``)."""
     return output_names(files, lambda f: ANNOTATED_SUFFIX + (".jpg" if f.suffix.lower() in IMAGE_EXTENSIONS else ".mp4"))
@@ -156,8 +182,10 @@ class InputRunner:
     """What one rtatl-detect run shares between its inputs."""
 
     def __init__(self, options: RunOptions, det, writer, ann: Path | None, ann_names: dict, plots: dict | None = None,
-                 report: Path | None = None, report_names: dict | None = None, settings: dict | None = None):
+                 report: Path | None = None, report_names: dict | None = None, settings: dict | None = None,
+                 openface: OpenFaceOutput | None = None):
         self.options, self.det, self.writer, self.ann, self.ann_names = options, det, writer, ann, ann_names
+        self.openface = openface
         self.plots = plots or {}  #: input -> its plot file (``plot_names``)
         self.report, self.report_names = report, report_names or {}  #: --report folder, input -> page name
         self.settings = settings or {}
@@ -181,9 +209,12 @@ class InputRunner:
             still_page(self.report / page, name, img, faces, self.det.aus, self.det.thresholds, self.det.card,
                        self.settings)
             self.pages.append((name, page, f"image, {len(faces)} face(s)"))
+        if self.openface is not None:
+            with self.openface.writer(src, still=True) as w:
+                w.faces(faces)
         if self.writer:
             self.writer.write_rows(frame_rows(name, 0, 0.0, faces))
-        else:
+        elif self.openface is None:
             _print_faces(name, 0, faces)
         if self.ann:
             self.ann.mkdir(parents=True, exist_ok=True)
@@ -215,8 +246,16 @@ class InputRunner:
             from ..io.report import VideoReport
 
             report = VideoReport(name, self.det.aus, self.det.thresholds, self.det.card, self.settings)
-        stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None
+        # an OpenFace file is written whole for each input: it replays the video too
+        stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None \
+            or self.openface is not None
         start = 0 if (stateful and not isinstance(src, int)) else done + 1
+        of, fps = None, None
+        if self.openface is not None:
+            from ..io.openface import file_timestamp
+
+            of = self.openface.writer(src, still=False)
+            fps = None if isinstance(src, int) else _video_fps(src)
         series, missing = [], []
         vw = _AnnotatedVideo(self, src, name) if self.ann is not None else None
         bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
@@ -225,6 +264,8 @@ class InputRunner:
             bar.update(1)
             if report is not None:
                 report.add(fr)
+            if of is not None:  # a frame without a picture is, to OpenFace, a frame without a face
+                of.frame(fr.index, file_timestamp(fr.index, fps, fr.timestamp), fr.faces)
             new = fr.index > done or isinstance(src, int)
             if fr.error:
                 missing.append(fr.index)
@@ -233,12 +274,14 @@ class InputRunner:
                 continue
             if writer and new:
                 writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
-            elif not writer and (args.camera or plot is None):
+            elif not writer and (args.camera or plot is None) and of is None:
                 _print_faces(name, fr.index, fr.faces)
             series.append(_plot_point(fr))
             if vw is not None:
                 vw.write(fr)
         bar.close()
+        if of is not None:
+            of.close()
         if vw is not None:
             vw.release()
         if missing:
@@ -293,6 +336,21 @@ def _ranges(idx: list[int]) -> str:
             parts.append(str(start) if start == i else f"{start}-{i}")
             start = None
     return "[" + ", ".join(parts) + "]"
+
+
+def _video_fps(src: Path) -> float | None:
+    """A video file's frame rate as its container states it (OpenFace's timestamps), or None."""
+    import cv2
+
+    from ..stream.video import opencv_path
+
+    with opencv_path(src) as name:
+        cap = cv2.VideoCapture(name)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return float(fps) if fps and fps == fps and 0 < fps < 1000 else None
 
 
 def _video_writer(ann: Path, file_name: str, src):

@@ -3,7 +3,7 @@
 Head pose: the rigid 3D face model MediaPipe's Landmarker ships (the canonical mesh of
 ``face_landmarker.task``, in cm, read from the file; its 33 stable "Procrustes" landmarks and
 their weights) is fitted to the face's landmarks in frame pixels with ``cv2.solvePnP``. The
-camera is a pinhole with focal length ``500 * width / 640`` pixels and its principal point at
+camera is a pinhole with focal length ``(500 * width / 640 + 500 * height / 480) / 2`` pixels and its principal point at
 the frame's centre unless given (OpenFace's default; ``DetectorOptions.focal_length`` /
 ``principal_point``). So the pose is of the face in the frame, wherever it is in it.
 
@@ -132,10 +132,17 @@ def face_model(task_path: str) -> FaceModel:
     return model
 
 
-def camera_matrix(image_shape, focal_length: float | None = None, principal_point=None) -> np.ndarray:
-    """3x3 intrinsics: focal ``500 * w / 640`` px and the frame's centre unless given (OpenFace's default)."""
+def default_focal_length(image_shape) -> float:
+    """OpenFace 2.2's default camera (its ``SequenceCapture``): the mean of ``500 * w / 640`` and
+    ``500 * h / 480`` pixels, used for both axes."""
     h, w = image_shape[:2]
-    f = float(focal_length) if focal_length else 500.0 * w / 640.0
+    return (500.0 * w / 640.0 + 500.0 * h / 480.0) / 2.0
+
+
+def camera_matrix(image_shape, focal_length: float | None = None, principal_point=None) -> np.ndarray:
+    """3x3 intrinsics: focal ``default_focal_length`` px and the frame's centre unless given."""
+    h, w = image_shape[:2]
+    f = float(focal_length) if focal_length else default_focal_length(image_shape)
     cx, cy = principal_point if principal_point is not None else (w / 2.0, h / 2.0)
     return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
 
