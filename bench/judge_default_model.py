@@ -79,8 +79,8 @@ def main(argv=None) -> int:
                 missed += 1
                 continue
             g = max(found, key=lambda x: x.box.w * x.box.h)
-            probs2.append([g.aus[a].probability for a in other.aus])
-        probs.append([f.aus[a].probability for a in det.aus])
+            probs2.append([g.aus[a].score for a in other.aus])
+        probs.append([f.aus[a].score for a in det.aus])  # raw scores: the thresholds are on them
         teach.append(teacher_scores(f.blendshapes, aus))
         emo.append(rec.emotion)
         who.append(rec.identity)

@@ -149,6 +149,12 @@ class AUDetector:
         return "intensity" in getattr(self.engine, "outputs", ()) and self.card.intensity_scale is not None
 
     @property
+    def published_thresholds(self) -> np.ndarray:
+        """The thresholds on the published ``AUResult.probability``: 0.5 for a calibrated card (its
+        probabilities are calibrated around the operating point), the raw thresholds otherwise."""
+        return np.full(len(self.aus), 0.5) if self.card.calibration is not None else self.thresholds
+
+    @property
     def emotion_names(self) -> list[str] | None:
         """The expressions each face gets (the card's, in output order), or None: a model without the
         expression head, or ``emotions=False``."""
@@ -214,7 +220,7 @@ class AUDetector:
         scores, raw_int, emo = self._unpack(probs)
         card = self.card
         published = card.calibrate(scores, self.thresholds)
-        shown_thr = [0.5] * len(scores) if card.calibration is not None else self.thresholds
+        shown_thr = self.published_thresholds
         inten = card.anchor_intensity(raw_int) if raw_int is not None else [None] * len(scores)
         aus = {name: AUResult(probability=float(p), present=bool(s >= t) if ok else None, threshold=float(st),
                               intensity=None if v is None or not ok else float(v), score=float(s))

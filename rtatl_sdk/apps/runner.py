@@ -206,7 +206,7 @@ class InputRunner:
             from ..io.report import still_page
 
             page = self.report_names.get(src, f"{Path(name).stem}_report.html")
-            still_page(self.report / page, name, img, faces, self.det.aus, self.det.thresholds, self.det.card,
+            still_page(self.report / page, name, img, faces, self.det.aus, self.det.published_thresholds, self.det.card,
                        self.settings)
             self.pages.append((name, page, f"image, {len(faces)} face(s)"))
         if self.openface is not None:
@@ -245,7 +245,7 @@ class InputRunner:
         if self.report is not None:
             from ..io.report import VideoReport
 
-            report = VideoReport(name, self.det.aus, self.det.thresholds, self.det.card, self.settings)
+            report = VideoReport(name, self.det.aus, self.det.published_thresholds, self.det.card, self.settings)
         # an OpenFace file is written whole for each input: it replays the video too
         stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None \
             or self.openface is not None

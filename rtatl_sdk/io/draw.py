@@ -87,7 +87,8 @@ def rotation_matrix(rx: float, ry: float, rz: float) -> np.ndarray:
 
 
 def draw_au_panel(img: np.ndarray, face, active_only: bool = True, max_lines: int = 8, names: bool = True) -> np.ndarray:
-    """A legible label beside the face's box: its number, then one line per AU (present ones by
+    """A legible label beside the face's box: its number and top expression (with the expression
+    head), then one line per AU (present ones by
     default, strongest first) with the AU's name and a probability bar; AUs whose region is
     outside the frame are listed with '?'; ``names=False`` leaves the AU names out (crowded frames).
     Text scales with the image (readable at 640x360)."""
@@ -101,7 +102,8 @@ def draw_au_panel(img: np.ndarray, face, active_only: bool = True, max_lines: in
                    key=lambda nr: -nr[1].probability)[:max_lines]
     unseen = [n for n, r in face.aus.items() if r.present is None]
     who = face.track_id if face.track_id is not None else face.index
-    lines = [(f"#{who}" + ("" if items else "  no AU present"), None)]
+    top = f"  {face.emotion} {face.emotions[face.emotion]:.2f}" if getattr(face, "emotion", None) else ""
+    lines = [(f"#{who}{top}" + ("" if items else "  no AU present"), None)]
     lines += [(f"{n} {AU_NAMES.get(int(n[2:]), '')}" if names else n, r.probability) for n, r in items]
     if unseen:
         lines.append((" ".join(n[2:] for n in unseen) + " ?", None))

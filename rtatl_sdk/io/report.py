@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class _Track:
     probs: list[np.ndarray] = field(default_factory=list)
     pose: list[tuple] = field(default_factory=list)  #: (pitch, yaw, roll) degrees or NaNs
     gaze: list[tuple] = field(default_factory=list)  #: (x, y) degrees or NaNs
+    emotions: list[np.ndarray] = field(default_factory=list)  #: expression probabilities (model with the head)
+    emotion_names: list[str] = field(default_factory=list)
     best: dict[int, tuple[float, int, float, bytes]] = field(default_factory=dict)  #: AU -> (p, frame, t, jpeg)
 
 
@@ -103,6 +106,9 @@ class VideoReport:
             tr.probs.append(p)
             tr.pose.append(tuple(np.degrees([face.pose.rx, face.pose.ry, face.pose.rz])) if face.pose else (np.nan,) * 3)
             tr.gaze.append(tuple(np.degrees([face.gaze.angle_x, face.gaze.angle_y])) if face.gaze else (np.nan,) * 2)
+            if face.emotions:
+                tr.emotion_names = list(face.emotions)
+                tr.emotions.append(np.array(list(face.emotions.values()), np.float32))
             better = [j for j, prob in enumerate(p) if prob > tr.best.get(j, (-1.0,))[0]]
             if frame.image is not None and better:  # one thumbnail for every AU this frame beats
                 jpg = _jpeg(_face_thumb(frame.image, face.box))
@@ -158,6 +164,15 @@ class VideoReport:
             geo.update_layout(title="Head pose and gaze (degrees)", height=280, margin={"l": 60, "r": 20, "t": 40, "b": 40},
                               xaxis_title="time (s)")
             figs.append(geo)
+        if tr.emotions and len(tr.emotions) == len(tr.frames):
+            _, _, eb = _binned(t, frames, np.stack(tr.emotions), np.mean)
+            emo = go.Figure()
+            for k, label in enumerate(tr.emotion_names):
+                emo.add_trace(go.Scatter(x=tb, y=eb[:, k], name=label, mode="lines", stackgroup="e", customdata=fb,
+                                         hovertemplate=f"{label} %{{y:.2f}}<br>frame %{{customdata}}<extra></extra>"))
+            emo.update_layout(title="Expressions over time (probabilities, stacked to 1)", height=300, yaxis_range=[0, 1],
+                              margin={"l": 60, "r": 20, "t": 40, "b": 40}, xaxis_title="time (s)")
+            figs.append(emo)
         html_figs = "".join(f.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}) for f in figs)
         return (f"<section><h2>Track {tid}</h2>{self._summary(probs, t)}{html_figs}"
                 f"{self._thumbs(tr) if thumbs else ''}</section>")
@@ -220,8 +235,8 @@ def still_page(path: Path, name: str, image: np.ndarray, faces, aus: list[str], 
         shown = cv2.resize(shown, (int(shown.shape[1] * scale), int(shown.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     parts = [f"<img class='still' src='{_data_url(_jpeg(shown, 85))}' alt='annotated {html.escape(name)}'>",
              f"<p>{len(faces)} face(s).</p>"]
-    th = np.asarray(thresholds, np.float64)
     for f in faces:
+        th = np.array([r.threshold for r in f.aus.values()], np.float64)  # the published probability's threshold
         p = [r.probability for r in f.aus.values()]
         colours = ["#d9480f" if r.present else ("#adb5bd" if r.present is None else "#4c6ef5") for r in f.aus.values()]
         fig = go.Figure(go.Bar(x=list(f.aus), y=p, marker_color=colours, name="probability",
@@ -232,6 +247,12 @@ def still_page(path: Path, name: str, image: np.ndarray, faces, aus: list[str], 
         fig.update_layout(title=f"Face {f.index}: AU probabilities (orange: present)", height=320, yaxis_range=[0, 1],
                           margin={"l": 50, "r": 20, "t": 40, "b": 40})
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+        if f.emotions:
+            emo = go.Figure(go.Bar(x=list(f.emotions), y=list(f.emotions.values()), marker_color="#2b8a3e",
+                                   hovertemplate="%{x}: %{y:.2f}<extra></extra>"))
+            emo.update_layout(title=f"Face {f.index}: expressions (top: {f.emotion})", height=260, yaxis_range=[0, 1],
+                              margin={"l": 50, "r": 20, "t": 40, "b": 40})
+            parts.append(emo.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
     return _write_page(path, name, "image", parts, card, settings, offline)
 
 
@@ -266,7 +287,7 @@ def _write_page(path: Path, name: str, kind: str, parts: list[str], card, settin
             + "".join(parts) + _card_html(card, settings) + "</body></html>")
     path = Path(path)
     try:
-        atomic_write_bytes(path, page.encode("utf-8", "surrogateescape"))
+        atomic_write_bytes(path, page.encode("utf-8", "replace"))  # a page declared UTF-8 holds UTF-8 only
     except OSError as exc:
         raise InputError(str(path), f"the report page cannot be written ({exc.strerror or exc})") from None
     return path
@@ -276,11 +297,21 @@ def write_index(folder: Path, pages: list[tuple[str, str, str]]) -> Path:
     """``index.html``: one line per input (name, its page, a summary)."""
     from .files import atomic_write_bytes
 
-    rows = "".join(f"<tr><td><a href='{html.escape(page)}'>{html.escape(name)}</a></td><td>{html.escape(summary)}</td></tr>"
+    rows = "".join(f"<tr><td><a href='{page_href(page)}'>{html.escape(name)}</a></td><td>{html.escape(summary)}</td></tr>"
                    for name, page, summary in pages)
     text = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>rtatl report</title><style>{STYLE}</style>"
             f"</head><body><h1>AU report: {len(pages)} input(s)</h1><table><tr><th>input</th><th>summary</th></tr>{rows}"
             "</table></body></html>")
     path = Path(folder) / "index.html"
-    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
+    atomic_write_bytes(path, text.encode("utf-8", "replace"))
     return path
+
+
+def page_href(name: str) -> str:
+    """A file name beside the page as a link: every character outside the unreserved set percent-
+    encoded (so ``javascript:x.html`` is a relative path, not a scheme, and ``#``, ``?``, ``%``
+    reach the file), then HTML-escaped for the attribute. The one place names become links."""
+    from urllib.parse import quote
+
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    return html.escape("./" + quote(raw, safe=""), quote=True)
