@@ -16,7 +16,7 @@ from . import store
 from .contract.geometry import centres_in_image, inside_image
 from .contract.emotions import softmax
 from .contract.preprocess import model_inputs, sigmoid
-from .errors import ClosedError, InputError
+from .errors import ClosedError, InputError, RTATLError
 from .face.tracking import check_detect_every
 from .io.images import load_image
 from .options import DetectorOptions
@@ -92,6 +92,7 @@ class AUDetector:
                                      np.float64)
         self._face_lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()  #: MediaPipe's graph and onnxruntime's threads do not survive a fork
         self.last_stream: dict = {}  #: what the last finished ``detect_video`` stream cost
 
     # --- options ------------------------------------------------------------------------
@@ -116,6 +117,10 @@ class AUDetector:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("AUDetector: closed; make a new one")
+        if os.getpid() != self._pid:
+            raise RTATLError("AUDetector: made in another process (a fork copies it without its MediaPipe and "
+                             "onnxruntime threads, so it would never answer); make one in each process, or use "
+                             "multiprocessing's 'spawn' start method")
 
     def close(self) -> None:
         """Close the AU engine (onnxruntime / OpenVINO sessions, TensorRT buffers) and the face
@@ -286,6 +291,11 @@ class AUDetector:
         from .stream.video import iter_frames
 
         self._check_open()
+        for label, value, low in (("max_frames", max_frames, 1), ("start", start, 0), ("lookahead", lookahead, 0)):
+            if value is None and label == "max_frames":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InputError(f"{label}={value!r}", f"must be a whole number, {low} or more")
         every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
         tracker = FaceTracker(self.pipeline, every, video_mode=self.options.landmark_tracking)
         ids = IoUTracker()

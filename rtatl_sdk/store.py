@@ -65,6 +65,9 @@ BUNDLED = {"v2": Path("v2") / AU_MODEL_INT8, "light": Path(AU_MODEL_INT8)}
 def au_model_path(model: str | os.PathLike) -> Path:
     """The AU model file an ``AUDetector(model)`` argument names: a path, or a ``BUNDLED`` name.
     A name that is also a file in the working folder is refused (say ``./light`` for the file)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelNotFoundError(f"au_model: {model!r} is a {type(model).__name__}; give a path to a model file or a "
+                                 f"bundled model's name ({', '.join(BUNDLED)})")
     if isinstance(model, str) and model in BUNDLED:
         if Path(model).exists():
             raise ModelNotFoundError(f"au_model: {model!r} is both a bundled model's name and a file here; "

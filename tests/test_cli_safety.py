@@ -34,6 +34,13 @@ BAD = {  # case: (extra inputs, options, what the one-line error names)
     "cluster without a folder": ([], ["--out", "{tmp}/r.csv", "--cluster"], "--out-dir"),
     "out-dir without cluster": ([], ["--out-dir", "{tmp}/o"], "is an option of --cluster"),
     "zero workers": ([], ["--workers", "0"], "--workers"),
+    "threads beyond any machine": ([], ["--threads", "100000"], "--threads 100000"),
+    "infinite focal length": ([], ["--focal-length", "inf"], "--focal-length"),
+    "unknown operating point": ([], ["--thresholds", "loose"], "--thresholds"),
+    "openface group not computed": ([], ["--openface", "{tmp}/of", "--openface-groups", "aus", "3Dfp"], "3Dfp"),
+    "openface switch without openface": ([], ["--openface-spaced"], "is an option of --openface"),
+    "openface folder is the out file": ([], ["--openface", "{tmp}/keep.csv"], "--openface"),
+    "report folder is the out file": ([], ["--report", "{tmp}/r.csv", "--out", "{tmp}/r.csv"], "--report"),
 }
 
 
@@ -205,3 +212,58 @@ def test_any_file_name_bytes_round_trip_through_resume(raw, tmp_path_factory):
         w = RowWriter(path, ["AU01"], resume=True, inputs=[name])
         assert w.last_done == {name: 1}
         w.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devnull", "dangling"])
+def test_outputs_that_are_not_regular_files_are_refused(kind, inputs, tmp_path, capsys):
+    """--out a named pipe or a link to /dev/null would block or swallow the rows; an --annotate
+    that is a broken link cannot be made: each is one line, exit 2, before anything is written."""
+    import os
+
+    target = tmp_path / ("r.csv" if kind != "dangling" else "ann")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "devnull":
+        target.symlink_to("/dev/null")
+    else:
+        target.symlink_to(tmp_path / "nowhere")
+    opt = "--annotate" if kind == "dangling" else "--out"
+    assert main([str(inputs / "a.jpg"), opt, str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert opt in err and len(err.splitlines()) == 1, err
+
+
+def test_resume_without_the_settings_record_or_with_a_broken_one_is_refused(inputs, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert main([str(inputs / "a.jpg"), "--out", str(out), "--quiet"]) == 0
+    side = tmp_path / ".r.csv.settings.json"
+    before = out.read_bytes()
+    for record in (None, "[]", "null"):
+        if record is None:
+            side.unlink()
+        else:
+            side.write_text(record)
+        assert main([str(inputs / "a.jpg"), "--out", str(out), "--resume", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "settings record" in err and out.read_bytes() == before
+
+
+def test_an_unreadable_folder_is_named_and_the_search_goes_on(inputs, monkeypatch):
+    """A folder that cannot be listed (no permission: simulated, as the tests run as root) is named
+    with its reason; the other folders are still searched."""
+    import os
+
+    from rtatl_sdk.apps.runner import expand_inputs
+
+    (inputs / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files, bad = expand_inputs([str(inputs)])
+    assert sorted(f.name for f in files) == ["a.jpg", "a.jpg"]
+    assert [(Path(n).name, r) for n, r in bad] == [("locked", "cannot be searched (Permission denied)")]

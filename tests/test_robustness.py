@@ -256,3 +256,123 @@ def test_a_cut_video_reports_every_frame_it_never_delivered(media, tmp_path):
     assert all(f.error.startswith("not delivered") for f in got[len(good):])
     assert all(f.error is None for f in got[: len(good)])
     assert [f.index for f in iter_frames(cut, max_frames=len(good) + 2)] == list(range(len(good) + 2))
+
+
+def _avi(path, frames=10, declared=None):
+    import struct
+
+    import cv2
+
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(frames):
+        vw.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    vw.release()
+    if declared is not None:  # the AVI main header's and the stream header's frame counts
+        b = bytearray(path.read_bytes())
+        struct.pack_into("<I", b, b.find(b"avih") + 8 + 16, declared)
+        struct.pack_into("<I", b, b.find(b"strh") + 8 + 32, declared)
+        path.write_bytes(bytes(b))
+    return path
+
+
+def test_a_declared_frame_count_is_not_trusted_beyond_the_file(tmp_path):
+    """A 10-frame AVI whose headers declare 2^31 - 1 frames: rows for the missing frames stop at a
+    bound, and the last one says how many more the header claims (no hours of rows)."""
+    from rtatl_sdk.stream.video import MIN_UNDELIVERED_ROWS, iter_frames
+
+    frames = list(iter_frames(_avi(tmp_path / "liar.avi", declared=2**31 - 1)))
+    assert sum(f.image is not None for f in frames) == 10
+    assert len(frames) == 10 + MIN_UNDELIVERED_ROWS + 1
+    assert "not believable" in frames[-1].error and str(2**31 - 2) in frames[-1].error
+
+
+def test_a_video_without_any_frame_is_an_error_not_silence(tmp_path):
+    from rtatl_sdk.stream.video import iter_frames
+
+    path = _avi(tmp_path / "empty.avi", frames=0)  # opens (a valid container) but holds no frame
+    with pytest.raises(InputError, match="holds no frame"):
+        list(iter_frames(path))
+
+
+def test_tiff_size_is_checked_from_its_header_before_decoding(tmp_path, monkeypatch):
+    import struct
+
+    import cv2
+
+    from rtatl_sdk.io import images
+
+    ok, buf = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        e = ifd + 2 + 12 * k
+        tag, typ = struct.unpack("<HH", data[e:e + 4])
+        if tag in (256, 257):
+            struct.pack_into("<H" if typ == 3 else "<I", data, e + 8, 60000)
+    assert images.header_size(bytes(data)) == (60000, 60000)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded before the size check"))
+    with pytest.raises(InputError, match="60000x60000"):
+        images.decode_bytes(bytes(data), "big.tiff")
+
+
+def test_a_named_pipe_is_refused_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_image(fifo)
+
+
+def test_atomic_writes_never_follow_a_planted_link(tmp_path):
+    from rtatl_sdk.io.files import atomic_write_bytes
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    for pid in range(os.getpid() - 2, os.getpid() + 3):  # the names an attacker could predict
+        (tmp_path / f".out.json.tmp{pid}").symlink_to(victim)
+    atomic_write_bytes(tmp_path / "out.json", b"{}")
+    assert victim.read_text() == "keep" and (tmp_path / "out.json").read_bytes() == b"{}"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_wrong_types_for_the_detector_and_its_stream_are_named(det, media):
+    from rtatl_sdk import AUDetector
+    from rtatl_sdk.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="123"):
+        AUDetector(123)
+    for kw in ({"lookahead": "2"}, {"max_frames": 2.5}, {"max_frames": 0}, {"start": -1}):
+        with pytest.raises(InputError, match=next(iter(kw))):
+            next(det.detect_video(media / "single_face.mp4", **kw))
+
+
+def test_a_detector_used_after_a_fork_refuses_instead_of_hanging(det, media):
+    """A forked child inherits the detector without MediaPipe's and onnxruntime's threads; it
+    answers with an error (the documented choice) rather than never answering."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what detect() did, then leave at once
+        try:
+            det.detect(media / "single_face.jpg")
+            msg = b"answered"
+        except Exception as exc:  # noqa: BLE001 - the child reports any outcome
+            msg = type(exc).__name__.encode() + b": " + str(exc).encode()[:200]
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    msg = os.read(r, 400).decode()
+    os.close(r)
+    assert msg.startswith("RTATLError") and "another process" in msg
+
+
+def test_a_model_whose_extra_heads_have_the_wrong_shape_is_refused(tmp_path):
+    from rtatl_sdk.contract.card import ModelCard, Provenance
+    from rtatl_sdk.engines.onnx import check_graph
+    from rtatl_sdk.errors import ModelCardError
+
+    card = ModelCard(aus=["AU01", "AU12"], thresholds=[0.5, 0.5], provenance=Provenance(training_data="t"),
+                     intensity_scale="t", outputs={"logits": "x", "intensity": "y"})
+    ins = [("image", ["B", 3, 192, 192]), ("centres", ["B", 4, 2])]
+    check_graph("m.onnx", card, ins, [("logits", ["B", 2]), ("intensity", ["B", 2])])
+    with pytest.raises(ModelCardError, match="intensity"):
+        check_graph("m.onnx", card, ins, [("logits", ["B", 2]), ("intensity", ["B", 1])])

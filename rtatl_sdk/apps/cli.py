@@ -92,7 +92,17 @@ def check_options(args, files: list[Path]) -> DetectorOptions:
             raise InputError(f"{opt} {p}", f"must end in {' or '.join(suffixes)}")
         if p.resolve() in inputs:
             raise InputError(f"{opt} {p}", "is one of the inputs; it would be overwritten")
+        if (p.exists() or p.is_symlink()) and not p.is_file():
+            raise InputError(f"{opt} {p}", "exists and is not a regular file (a folder, pipe, device or broken link)")
         _check_writable_parent(opt, p)
+    files_out = {Path(v).resolve() for v in (args.out, args.plot) if v}
+    for opt, value in (("--annotate", args.annotate), ("--report", args.report), ("--openface", args.openface)):
+        if not value:
+            continue
+        if Path(value).is_symlink() and not Path(value).exists():
+            raise InputError(f"{opt} {value}", "is a broken symbolic link")
+        if Path(value).resolve() in files_out:
+            raise InputError(f"{opt} {value}", "is also the --out or --plot file")
     if args.annotate:
         ann = Path(args.annotate)
         if ann.suffix.lower() in VIDEO_EXTENSIONS:

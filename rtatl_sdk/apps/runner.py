@@ -30,7 +30,7 @@ class RunOptions(BaseModel):
 
 log = logging.getLogger(__name__)
 ANNOTATED_SUFFIX = "_annotated"
-SKIPPED_OUTPUT = "an annotation in the --annotate folder, not an input; skipped"
+SKIPPED_OUTPUT = "an output of this run (annotation, report page or OpenFace file) in its output folder, not an input; skipped"
 
 
 REPORT_SUFFIX = "_report.html"
@@ -90,7 +90,11 @@ def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[tuple[str
     """Every file under ``root`` in sorted order, through symbolic links to folders (each real
     folder once: a link back up the tree is named, not followed); ``skip_dir`` is left out."""
     files, bad, seen = [], [], set()
-    for folder, dirs, names in os.walk(root, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # a folder that cannot be listed is named, the search goes on
+        bad.append((exc.filename or str(root), f"cannot be searched ({exc.strerror or exc})"))
+
+    for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(folder)
         if skip_dir is not None and (Path(real) == skip_dir or skip_dir in Path(real).parents):
             dirs[:] = []
@@ -103,10 +107,15 @@ def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[tuple[str
         dirs.sort()
         for name in sorted(names):
             f = Path(folder) / name
-            if f.is_file():
-                files.append(f)
-            elif f.is_symlink():
-                bad.append((str(f), f"broken symbolic link (its target {os.readlink(f)} does not exist)"))
+            try:
+                if f.is_file():
+                    files.append(f)
+                elif f.is_symlink():
+                    bad.append((str(f), f"broken symbolic link (its target {os.readlink(f)} does not exist)"))
+                else:
+                    bad.append((str(f), "not a regular file (a pipe, socket or device is not read)"))
+            except OSError as exc:
+                bad.append((str(f), f"cannot be read ({exc.strerror or exc})"))
     return sorted(files), bad
 
 

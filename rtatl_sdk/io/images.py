@@ -13,16 +13,28 @@ from ..errors import InputError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
 
-#: The largest side accepted, to refuse absurd allocations with a clear message.
+#: The largest side and pixel count accepted, to refuse absurd allocations with a clear message
+#: (checked from the file's header, before decoding).
 MAX_SIDE = 16384
+MAX_PIXELS = 120_000_000
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from the file header of PNG, JPEG, GIF, BMP or WebP data; None when
-    the format is another or the header is unreadable (the decoder then decides)."""
+    """(width, height) read from the file header of PNG, JPEG, GIF, BMP, WebP or TIFF data; None
+    when the format is another or the header is unreadable (the decoder then decides)."""
     import struct
 
     try:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF: tags 256 / 257 of the first image directory
+            end = "<" if data[:2] == b"II" else ">"
+            ifd = struct.unpack(end + "I", data[4:8])[0]
+            dims = {}
+            for k in range(struct.unpack(end + "H", data[ifd:ifd + 2])[0]):
+                e = ifd + 2 + 12 * k
+                tag, typ = struct.unpack(end + "HH", data[e:e + 4])
+                if tag in (256, 257):
+                    dims[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), data[e + 8:e + (10 if typ == 3 else 12)])[0]
+            return (dims[256], dims[257]) if len(dims) == 2 else None
         if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
             return struct.unpack(">II", data[16:24])
         if data[:6] in (b"GIF87a", b"GIF89a"):
@@ -112,8 +124,9 @@ def decode_bytes(data: bytes, name: str) -> np.ndarray:
     if len(data) == 0:
         raise InputError(name, "is empty (0 bytes)")
     size = header_size(data)
-    if size is not None and max(size) > MAX_SIDE:
-        raise InputError(name, f"is {size[0]}x{size[1]}; sides above {MAX_SIDE} pixels are not supported")
+    if size is not None and (max(size) > MAX_SIDE or size[0] * size[1] > MAX_PIXELS):
+        raise InputError(name, f"is {size[0]}x{size[1]}; sides above {MAX_SIDE} pixels and images above "
+                         f"{MAX_PIXELS // 1_000_000} megapixels are not supported")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps 16-bit and alpha; ignores EXIF orientation
@@ -164,6 +177,8 @@ def load_image(image, colour: str = "bgr", name: str | None = None) -> np.ndarra
             raise InputError(label, "no such file")
         if path.is_dir():
             raise InputError(label, "is a folder, not an image file")
+        if not path.is_file():  # a named pipe, a device, a socket: reading could block forever
+            raise InputError(label, "is not a regular file (a pipe or device is not read)")
         try:
             data = path.read_bytes()
         except OSError as exc:

@@ -17,6 +17,10 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 #: A file whose reads fail this many times in a row is taken to have ended.
 MAX_CONSECUTIVE_BAD = 50
+#: A frame count the container declares is not trusted beyond what the file delivers: frames declared
+#: but never delivered get one row each up to this many (or as many as were delivered, if more), then
+#: one last row names how many more the header claims (a 10-frame file may declare 2^31 - 1).
+MIN_UNDELIVERED_ROWS = 1000
 
 
 UNDECODABLE = "frame could not be decoded"
@@ -136,11 +140,19 @@ def iter_frames(source: str | os.PathLike | int, max_frames: int | None = None) 
             decoded(index)
             yield Frame(index, float(stamp(index)), img)
             index += 1
+        first = pending[0][0] if pending else index
+        if not isinstance(source, int) and clock.last[0] < 0 and not (max_frames is not None and max_frames <= 0):
+            raise InputError(label, f"opened but holds no frame that can be decoded (its header declares {total})")
         if not isinstance(source, int) and (pending or index < end):
             # frames the container declares but the file never delivered (a cut or damaged tail)
-            first = pending[0][0] if pending else index
             reason = f"not delivered: the file ends after frame {first - 1} of the {total} it declares"
-            for i in range(first, end):
+            shown = min(end, first + max(MIN_UNDELIVERED_ROWS, first))
+            for i in range(first, shown):
                 yield Frame(i, float(stamp(i)), None, reason)
+            if shown < end:
+                log.warning("%s: declares %d frames but delivered %d; rows stop at frame %d", label, total, first, shown)
+                yield Frame(shown, float(stamp(shown)), None,
+                            f"not delivered: the file ends after frame {first - 1}; its header's {end - shown} further "
+                            f"declared frames (to frame {end - 1}) are not believable and get no rows")
     finally:
         cap.release()
