@@ -17,7 +17,7 @@ from rtatl_sdk.contract.au import au_label
 from rtatl_sdk.contract.card import METADATA_KEY, ModelCard, Provenance
 from rtatl_sdk.contract.precision import FILE_NAMES, precision_of
 from rtatl_sdk.contract.preprocess import sigmoid
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import ExportError, RTATLError
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,6 @@ OPSET = 17  # >= 16 for roi_align(aligned=True); 17 gives TensorRT its LayerNorm
 FP32_TOLERANCE = 1e-4
 VERIFY_BATCHES = (1, 3, 8)
 
-
-class ExportError(RTATLError):
-    """An export step failed or its output did not pass verification."""
 
 
 @dataclass

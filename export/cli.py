@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import ExportError, RTATLError
 
 
 def main(argv=None) -> int:
@@ -36,6 +36,8 @@ def main(argv=None) -> int:
             return 0 if rep.passed else 1
         if not args.ckpt or not args.out:
             ap.error("--ckpt and --out are required (or use --verify MODEL)")
+        if args.out.exists() and not args.out.is_dir():
+            raise ExportError(f"--out {args.out}: exists and is not a folder (the model files are written into a folder)")
         from .api import export_model
 
         for rep in export_model(args.ckpt, args.out, fp16=args.fp16, int8=args.int8, calib=args.calib, trt=args.trt,

@@ -53,3 +53,7 @@ class ModelFileError(RTATLError):
 
 class ClosedError(RTATLError):
     """The object (detector, face pipeline, engine) was closed; make a new one."""
+
+
+class ExportError(RTATLError):
+    """An export step failed or its output did not pass verification (``rtatl-export``)."""

@@ -54,7 +54,12 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    model_cfg = (state.get("config") or {}).get("model")
+    cfg = state.get("config")
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and isinstance(cfg.get("data"), dict)
+            and isinstance(state.get("aus"), list)):
+        raise CheckpointError(f"checkpoint {path}: has no training configuration and AU list ('config', 'aus'); "
+                              "it was not written by rtatl-train or the recipes")
+    model_cfg = cfg["model"]
     if isinstance(model_cfg, dict):  # settings added since the checkpoint was written: what it was built with
         from .config import LEGACY_MODEL
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk.contract.au import au_label
-from rtatl_sdk.errors import RTATLError
+from rtatl_sdk.errors import InputError, RTATLError
 
 
 def f1_scores(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
@@ -218,6 +218,12 @@ def main(argv=None) -> int:
         from .checkpoint import load_checkpoint
         from .data.dataset import all_subjects
         from .data.splits import check_present
+        from .train import _device
+
+        if args.json is not None and (args.json.is_dir() or (args.json.exists() and not args.json.is_file())):
+            raise InputError(f"--json {args.json}", "is a folder (or not a regular file); give the report's file name")
+        args.device = str(_device(args.device.replace("--", ""), 0)).replace("run.device", "--device")
+
 
         if args.folds:
             ds = args.dataset or load_checkpoint(Path(str(args.ckpt).format(fold=args.folds[0])))["config"]["data"]["dataset"]

@@ -22,6 +22,22 @@ class FlowParams:
     outer_iterations: int = 10
     scale: float = 1.0
 
+    def __post_init__(self):
+        """Every parameter's range, checked once: 0 warps, scales or a 0 image scale give inf or
+        all-zero flow targets that train without a sign of trouble."""
+        from rtatl_sdk.errors import InputError
+
+        for name in ("scales", "warps", "inner_iterations", "outer_iterations"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"flow {name.replace('_', '-')} {v!r}", "must be a whole number, 1 or more")
+        for name in ("tau", "lambda_", "theta", "epsilon"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise InputError(f"flow {name.rstrip('_')} {v!r}", "must be a finite number above 0")
+        if not (isinstance(self.scale, (int, float)) and np.isfinite(self.scale) and 0.05 <= self.scale <= 1.0):
+            raise InputError(f"--flow-scale {self.scale!r}", "must lie in [0.05, 1] (a fraction of the 200-px face)")
+
 
 def tvl1_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, params: FlowParams = FlowParams()) -> np.ndarray:
     """Flow from ``prev`` to ``next`` as float32 ``(2, H, W)`` in pixels of the input size."""

@@ -211,8 +211,10 @@ def main(argv=None) -> int:
     ap.add_argument("--flow-scales", type=int, default=5)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    params = FlowParams(scale=args.flow_scale, warps=args.flow_warps, scales=args.flow_scales)
     try:
+        params = FlowParams(scale=args.flow_scale, warps=args.flow_warps, scales=args.flow_scales)
+        if args.cache.exists() and not args.cache.is_dir():
+            raise InputError(f"cache {args.cache}", "exists and is not a folder")
         totals = prepare(args.dataset, args.root, args.cache, args.images, args.workers, params, not args.no_flow)
     except RTATLError as exc:
         print(f"rtatl-prep: error: {exc}", file=sys.stderr)

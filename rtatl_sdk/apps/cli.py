@@ -161,10 +161,13 @@ def run_cluster(args, options: DetectorOptions) -> int:
     failed = {k: e for k, e in entries.items() if e["status"] != "done"}
     for name, e in failed.items():
         print(f"rtatl-detect: {name}: {e.get('error')}", file=sys.stderr)
+    warned = {k: e for k, e in entries.items() if e["status"] == "done" and e.get("warnings")}
+    for name, e in warned.items():  # done, with frames that had no picture: as a run without --cluster, exit 1
+        print(f"rtatl-detect: {name}: {'; '.join(e['warnings'])}", file=sys.stderr)
     done = len(entries) - len(failed)
     print(f"rtatl-detect: {done} of {len(entries)} inputs done; manifest {Path(args.out_dir) / 'manifest.json'}",
           file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or warned else 0
 
 
 def _check_writable_parent(opt: str, path: Path) -> None:

@@ -17,6 +17,8 @@ from .au import AU_NAMES, au_label, au_number
 
 #: Key of the card in the ONNX model's metadata_props.
 METADATA_KEY = "rtatl_model_card"
+#: a card is a few kB; anything past this is not one (and is not parsed)
+MAX_CARD_BYTES = 1_000_000
 #: Version of the AU-centre rules in ``geometry.AU_CENTRE_RULES``; bump when they change.
 CENTRE_RULES_VERSION = "roinet-jaa-v1"
 LANDMARK_SCHEME = "ibug68"
@@ -159,8 +161,12 @@ class ModelCard(BaseModel):
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "model card") -> ModelCard:
+        if len(text) > MAX_CARD_BYTES:
+            raise ModelCardError(f"{source}: invalid model card: {len(text)} bytes, more than a card holds ({MAX_CARD_BYTES})")
         try:
             return cls.model_validate(json.loads(text))
+        except RecursionError:  # arrays nested thousands deep
+            raise ModelCardError(f"{source}: invalid model card: nested too deeply to be a card") from None
         except (ValidationError, ValueError, TypeError) as exc:
             raise ModelCardError(f"{source}: invalid model card: {exc}") from None
 

@@ -6,6 +6,7 @@ One place for the columns: ``BASE_COLUMNS``, then the AU columns (``au_columns``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..results import FaceAUs
@@ -71,10 +72,10 @@ def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> di
         **geometry_values(face),
     }
     for name, r in face.aus.items():
-        row[f"{name}_p"] = round(r.probability, 4)
+        row[f"{name}_p"] = round(r.probability, 4) if math.isfinite(r.probability) else ""
     if any(r.intensity is not None for r in face.aus.values()):
-        for name, r in face.aus.items():
-            row[f"{name}_r"] = "" if r.intensity is None else round(r.intensity, 3)
+        for name, r in face.aus.items():  # empty, never "nan": no value, or a model that gave no number
+            row[f"{name}_r"] = "" if r.intensity is None or not math.isfinite(r.intensity) else round(r.intensity, 3)
     for name, r in face.aus.items():
         row[f"{name}_c"] = "" if r.present is None else int(r.present)  # empty: the AU's region is out of the frame
     for name, p in (face.emotions or {}).items():
@@ -82,14 +83,18 @@ def face_row(input_name: str, frame: int, timestamp: float, face: FaceAUs) -> di
     return row
 
 
-def to_dataframe(frames, input_name: str = ""):
-    """A video's (or image list's) results as a pandas DataFrame, one row per face per frame."""
+def to_dataframe(frames, input_name: str = "", detector=None):
+    """A video's (or image list's) results as a pandas DataFrame, one row per face per frame.
+    ``detector`` (the ``AUDetector`` that made them) fixes the columns, so a stream without a face
+    still has its AU columns (empty)."""
     import pandas as pd
 
     rows = []
     for fr in frames:
         for face in fr.faces:
             rows.append(face_row(input_name, fr.index, fr.timestamp, face))
+    cols = (columns(list(detector.aus), detector.has_intensity, detector.emotion_names)[:-1] if detector is not None
+            else None)
     if not rows:
-        return pd.DataFrame(columns=BASE_COLUMNS + GAZE_COLUMNS + POSE_COLUMNS)
-    return pd.DataFrame(rows)
+        return pd.DataFrame(columns=cols or BASE_COLUMNS + GAZE_COLUMNS + POSE_COLUMNS)
+    return pd.DataFrame(rows, columns=cols) if cols else pd.DataFrame(rows)

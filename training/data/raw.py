@@ -83,8 +83,13 @@ _BP4D_NAME = re.compile(r"^([FM]\d{3})_(T\d+)\.csv$")
 def read_bp4d_labels(path: Path, aus=AU_SETS["BP4D"]) -> tuple[np.ndarray, np.ndarray]:
     """One ``AU_OCC/F001_T1.csv``: header row, first column the frame number, AU columns by
     number, values 0/1 and 9 (= unknown, returned as -1). Returns (frames, labels)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:  # BP4D's files are ASCII: another encoding is another file
+        raise InputError(str(path), f"is not text in UTF-8/ASCII (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise InputError(str(path), f"is not a readable CSV ({exc})") from None
     if not rows:
         raise InputError(str(path), "is empty; expected a header row and one row per frame")
     header = [h.strip() for h in rows[0]]
@@ -159,7 +164,7 @@ DISFA_VIDEO_DIR = "Videos_LeftCamera"
 def read_disfa_au_file(path: Path) -> dict[int, int]:
     """``SN001_au1.txt``: one ``frame,intensity`` line per frame, intensity an integer 0-5."""
     out: dict[int, int] = {}
-    with open(path) as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:  # a stray byte becomes a bad line, named
         for line_no, line in enumerate(fh, start=1):
             line = line.strip()
             if not line:

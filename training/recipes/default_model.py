@@ -641,6 +641,11 @@ def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
     return best, history
 
 
+#: the model settings a --start-from checkpoint must share with the recipe's graph
+GRAPH_KEYS = ("variant", "d", "heads", "ff", "roi_cells", "roi_vector", "work_size", "intensity", "emotions", "relation",
+              "g_width", "dc_width", "flow_width")
+
+
 def _start(args, data: Path, history: list[dict], best: Path) -> int:
     """``--start-from``: training goes on from that checkpoint (a run of the same graph; its
     weights, optimiser state and step). Its own validation is the first entry of the selection, so
@@ -653,6 +658,13 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
     if not src.is_file():
         raise InputError(f"--start-from {src}", "no such checkpoint")
     model, state = model_from_checkpoint(src)
+    want = _train_config(args, data, args.steps).model.model_dump(mode="json")
+    differ = [f"{k}={state['config']['model'].get(k)!r} (this recipe: {want[k]!r})" for k in GRAPH_KEYS
+              if state["config"]["model"].get(k) != want[k]]
+    if list(state["aus"]) != list(AUS):
+        differ.insert(0, f"AUs {state['aus']} (this recipe: {list(AUS)})")
+    if differ:
+        raise InputError(f"--start-from {src}", "is another model's checkpoint: " + "; ".join(differ))
     step = int(state["step"])
     if step >= args.steps:
         raise InputError(f"--start-from {src}", f"is at step {step}, not before --steps {args.steps}")
@@ -847,10 +859,18 @@ def main(argv=None) -> int:
         summary_path = args.out / "data_summary.json"
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
+            built = {"faces": summary.get("faces_folder"), "cap_per_emotion": summary.get("cap_per_emotion", None)}
+            asked = {"faces": str(args.faces.resolve()), "cap_per_emotion": args.cap_per_emotion}
+            differ = [f"--{k.replace('_', '-')} {built[k]} (asked: {asked[k]})" for k in built
+                      if k in summary or (k == "faces" and "faces_folder" in summary) if built[k] != asked[k]]
+            if differ:
+                raise InputError(f"--out {args.out}", "its data were built with other settings (" + "; ".join(differ)
+                                 + "): use another --out, or delete its data to rebuild them")
         else:
             summary = build_data(args.faces, args.media, data, args.val_fraction, args.edits, args.seed, args.workers,
                                  args.limit, args.clip_frames, cap=args.cap_per_emotion)
             summary["data_seconds"] = round(time.time() - args.t0)
+            summary["faces_folder"] = str(args.faces.resolve())
             summary_path.write_text(json.dumps(summary, indent=1))
         if args.distil_from is not None:
             summary["distilled"] = distil.distil_cache(data / "train", args.distil_from, args.distil_weight, AUS)
