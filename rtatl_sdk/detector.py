@@ -40,6 +40,17 @@ def default_model_path(providers: list[str] | None = None) -> Path:
     return store.resolve(store.AU_MODEL, None, names)
 
 
+def auto_engine_threads() -> int:
+    """The AU engine's threads when the user sets none: the cores this process may use, less one
+    for the face stages (MediaPipe's Landmarker and the detector run beside the AU model in a
+    video); at least one. On two cores: one (``bench/bench_faces.py`` measured 1 against 2)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class AUDetector:
     """Detect faces and their action units in images, folders, videos and cameras.
 
@@ -70,7 +81,10 @@ class AUDetector:
             face = pool.submit(FacePipeline, blendshapes=opts.blendshapes, detector_path=opts.detector_model,
                                landmarker_path=opts.landmarker_model)
             try:
-                self.engine = load_engine(path, opts.providers, opts.threads, opts.backend)  # validates the card first
+                #: the AU engine's intra-op threads: the user's, or one per core but one, which is left to
+                #: the face stages (the Landmarker of the next frame runs while the AU model runs)
+                self.engine_threads = opts.threads or auto_engine_threads()
+                self.engine = load_engine(path, opts.providers, self.engine_threads, opts.backend)  # validates the card first
             except BaseException:
                 if face.exception() is None:
                     face.result().close()

@@ -38,7 +38,7 @@ class DetectorOptions(BaseModel):
 
     providers: list[str] | None = Field(None, description="onnxruntime providers (default: TensorRT EP, CUDA, CPU, "
                                         "whichever onnxruntime has)")
-    threads: int = Field(0, ge=0, le=MAX_THREADS, strict=True, description="AU engine threads (0: one per core)",
+    threads: int = Field(0, ge=0, le=MAX_THREADS, strict=True, description="AU engine threads (0: one per core but one, left to the face stages)",
                          json_schema_extra=_flag("--threads"))
     backend: str | None = Field(None, strict=True, description="AU engine backend (default: by the model file: onnxruntime for "
                                 ".onnx, TensorRT for .engine; openvino: pip install 'rtatl[openvino]')",
