@@ -262,23 +262,48 @@ class AUDetector:
         return [self._result(i, f, p, bgr.shape) for i, (f, p) in enumerate(zip(faces, probs))]
 
     def detect_batch(self, images, colour: str = "bgr") -> list[list[FaceAUs]]:
-        """Like ``detect`` for several images; the faces of all images go through the AU model
-        together (batches of up to ``max_batch``)."""
+        """Like ``detect`` for several images, pipelined: the face stage (decoding, detector,
+        Landmarker) of the next images runs in a thread while the AU model runs on the faces found
+        so far, in batches of up to ``max_batch`` faces. Results are in the images' order; a bad
+        image raises ``InputError`` naming it (``images[k]`` or its path)."""
+        from collections import deque
+
         self._check_open()
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise InputError("images", "detect_batch takes a list of images; use detect() for one image")
-        per_image, shapes = [], []
-        for k, img in enumerate(images):
+
+        def find(k, img):
             name = str(img) if isinstance(img, (str, os.PathLike)) else f"images[{k}]"
             bgr = load_image(img, colour=colour, name=name)
-            shapes.append(bgr.shape)
-            per_image.append(self._faces(bgr))
-        flat = [f for faces in per_image for f in faces]
-        probs = self._probabilities(flat)
-        out, at = [], 0
-        for faces, shape in zip(per_image, shapes):
-            out.append([self._result(i, f, probs[at + i], shape) for i, f in enumerate(faces)])
-            at += len(faces)
+            return bgr.shape, self._faces(bgr)
+
+        found: list[tuple] = []  # (shape, faces) per image, in order
+        out: list[list[FaceAUs]] = []
+
+        def flush() -> None:  # the AU model on every image found but not yet answered
+            flat = [f for _, faces in found for f in faces]
+            probs = self._probabilities(flat)
+            at = 0
+            for shape, faces in found:
+                out.append([self._result(i, f, probs[at + i], shape) for i, f in enumerate(faces)])
+                at += len(faces)
+            found.clear()
+
+        with ThreadPoolExecutor(1, thread_name_prefix="rtatl-faces") as pool:
+            pending: deque = deque()
+            try:
+                for k, img in enumerate(images):
+                    pending.append(pool.submit(find, k, img))
+                    while len(pending) > 2:  # face finding runs up to two images ahead
+                        found.append(pending.popleft().result())
+                        if sum(len(f) for _, f in found) >= self.options.max_batch:
+                            flush()
+                while pending:
+                    found.append(pending.popleft().result())
+                flush()
+            finally:
+                for fut in pending:
+                    fut.cancel()
         return out
 
     # --- video and cameras -----------------------------------------------------------------

@@ -197,3 +197,19 @@ def test_a_face_cut_by_the_frame_marks_the_aus_it_cannot_see(det, media):
     assert face.aus["AU12"].present is not None and face.aus["AU12"].probability > 0
     row = face_row("x.jpg", 0, 0.0, face)
     assert row["AU01_c"] == "" and row["AU12_c"] in (0, 1) and row["quality"] == round(face.quality, 3)
+
+
+def test_detect_batch_pipelines_many_images_in_small_batches_and_names_a_bad_one(model_path, media):
+    from rtatl_sdk import AUDetector
+
+    paths = [media / "multi_face.jpg", media / "single_face.jpg", media / "free-mountain-vector-01.jpg"] * 3
+    with AUDetector(model_path, max_batch=2) as det:
+        batched = det.detect_batch(paths)
+        assert [len(x) for x in batched] == [5, 1, 0] * 3
+        for p, faces in zip(paths, batched):
+            alone = det.detect(p)
+            a = np.array([list(f.probabilities().values()) for f in alone]).reshape(len(alone), -1)
+            b = np.array([list(f.probabilities().values()) for f in faces]).reshape(len(faces), -1)
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)
+        with pytest.raises(InputError, match=r"images\[1\]"):
+            det.detect_batch([paths[0], np.zeros((4, 4, 5), np.uint8), paths[1]])
