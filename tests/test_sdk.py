@@ -208,8 +208,8 @@ def test_detect_batch_pipelines_many_images_in_small_batches_and_names_a_bad_one
         assert [len(x) for x in batched] == [5, 1, 0] * 3
         for p, faces in zip(paths, batched):
             alone = det.detect(p)
-            a = np.array([list(f.probabilities().values()) for f in alone]).reshape(len(alone), -1)
-            b = np.array([list(f.probabilities().values()) for f in faces]).reshape(len(faces), -1)
-            assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)
+            a = [list(f.probabilities().values()) for f in alone]
+            b = [list(f.probabilities().values()) for f in faces]
+            assert len(a) == len(b) and np.allclose(np.array(a, float), np.array(b, float), atol=1e-5)
         with pytest.raises(InputError, match=r"images\[1\]"):
             det.detect_batch([paths[0], np.zeros((4, 4, 5), np.uint8), paths[1]])
