@@ -582,3 +582,19 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     fp32 = next(f for f in rep if f["precision"] == "fp32")
     assert fp32["checks"]["emotions_real_faces"]["max_abs_prob"] <= 1e-3 and fp32["passed"]
     assert report["heldout_man"]["top_expression_neutral_frames"]  # the held-out man's expressions are reported
+
+
+def test_a_recipe_variant_is_a_dict_of_overrides_over_the_shipped_recipe():
+    """The auxiliary-task ablation differs from the default model's recipe in its variant alone."""
+    from training.recipes import default_model, variants
+
+    ap = default_model._parser()
+    base = vars(ap.parse_args(variants.argv_for("no_aux", Path("f"), Path("m"), Path("o"))))
+    assert base["variant"] == "backbone" and base["emotions"] and base["intensity"] and base["steps"] == 2000
+    shipped = dict(variants.RECIPE)
+    variants.VARIANTS["_probe"] = {}
+    try:
+        plain = vars(ap.parse_args(variants.argv_for("_probe", Path("f"), Path("m"), Path("o"))))
+    finally:
+        del variants.VARIANTS["_probe"]
+    assert {k for k in base if base[k] != plain[k]} == {"variant"} and shipped == variants.RECIPE
