@@ -8,7 +8,7 @@
 The validation people are the default recipe's (``training.recipes.corpus.split_records`` with
 the same fraction and seed), so the model never trained on them. Each image is padded as in
 the recipe and goes through ``AUDetector(blendshapes=True)``: the student's probabilities (and
-the card's thresholds) and the teacher's scores (``rtatl_sdk.teacher``) come from the same face
+the card's thresholds) and the teacher's scores (``training.teacher``) come from the same face
 and the same landmarks, and ``training.recipes.measures`` judges both. Prints the table;
 ``--json`` writes everything. ``--compare`` judges a second model on the same faces and gives
 each difference a 95 % interval from resampling the people (``measures.paired_bootstrap``).
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtatl_sdk import AUDetector, InputError, load_image  # noqa: E402
-from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
+from training.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
 from training.recipes import corpus, measures, targets  # noqa: E402
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"

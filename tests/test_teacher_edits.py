@@ -5,7 +5,7 @@ import pytest
 
 from rtatl_sdk.contract import geometry as g
 from rtatl_sdk.contract.au import AU_SETS
-from rtatl_sdk.teacher import BLENDSHAPE_AUS, teacher_scores
+from training.teacher import BLENDSHAPE_AUS, teacher_scores
 from tests.helpers import mean_face
 
 AUS = AU_SETS["BP4D"]

@@ -52,15 +52,16 @@ def test_eval_refuses_a_folder_as_json_and_cuda_without_cuda_before_evaluating(c
         assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_a_checkpoint_without_its_configuration_is_named(ckpt, tmp_path):
-    from rtatl_sdk.errors import CheckpointError
+def test_eval_names_a_checkpoint_without_its_configuration(ckpt, tmp_path, capsys):
     from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.evaluate import main
 
     state = load_checkpoint(ckpt)
     del state["config"]
     save_checkpoint(tmp_path / "bare.ckpt", state)
-    with pytest.raises(CheckpointError, match="no training configuration"):
-        load_checkpoint(tmp_path / "bare.ckpt")
+    for extra in ([], ["--fold", "1"]):
+        assert main(["--ckpt", str(tmp_path / "bare.ckpt"), "--cache", str(tmp_path), *extra]) == 2
+        assert "no training configuration" in capsys.readouterr().err
 
 
 def test_export_refuses_a_file_as_its_output_folder(ckpt, tmp_path, capsys):

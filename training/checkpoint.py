@@ -54,18 +54,24 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); truncated or not a checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    cfg = state.get("config")
-    if not (isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and isinstance(cfg.get("data"), dict)
-            and isinstance(state.get("aus"), list)):
-        raise CheckpointError(f"checkpoint {path}: has no training configuration and AU list ('config', 'aus'); "
-                              "it was not written by rtatl-train or the recipes")
-    model_cfg = cfg["model"]
+    model_cfg = (state.get("config") or {}).get("model")
     if isinstance(model_cfg, dict):  # settings added since the checkpoint was written: what it was built with
         from .config import LEGACY_MODEL
 
         for key, value in LEGACY_MODEL.items():
             model_cfg.setdefault(key, value)
     return state
+
+
+def training_config(state: dict, path: Path) -> dict:
+    """A checkpoint's training configuration (``config``: data, model, ...), or a CheckpointError
+    naming what is missing (a checkpoint of weights alone cannot be evaluated or exported)."""
+    cfg = state.get("config")
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and isinstance(cfg.get("data"), dict)
+            and isinstance(state.get("aus"), list)):
+        raise CheckpointError(f"checkpoint {path}: has no training configuration and AU list ('config', 'aus'); "
+                              "it was not written by rtatl-train or the recipes")
+    return cfg
 
 
 def model_from_checkpoint(path: Path):

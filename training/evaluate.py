@@ -215,18 +215,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     try:
-        from .checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint, training_config
         from .data.dataset import all_subjects
         from .data.splits import check_present
-        from .train import _device
+        from .devices import resolve_device
 
         if args.json is not None and (args.json.is_dir() or (args.json.exists() and not args.json.is_file())):
             raise InputError(f"--json {args.json}", "is a folder (or not a regular file); give the report's file name")
-        args.device = str(_device(args.device.replace("--", ""), 0)).replace("run.device", "--device")
-
-
+        args.device = str(resolve_device(args.device))
         if args.folds:
-            ds = args.dataset or load_checkpoint(Path(str(args.ckpt).format(fold=args.folds[0])))["config"]["data"]["dataset"]
+            first = Path(str(args.ckpt).format(fold=args.folds[0]))
+            ds = args.dataset or training_config(load_checkpoint(first), first)["data"]["dataset"]
             res = three_folds(str(args.ckpt), args.cache, ds, tuple(args.folds), args.device)
             print(format_three_folds(res))
             if args.json:
@@ -235,10 +234,12 @@ def main(argv=None) -> int:
             return 0
         subjects = args.subjects
         if subjects is None and args.fold is not None:
-            ds = args.dataset or load_checkpoint(args.ckpt)["config"]["data"]["dataset"]
+            ds = args.dataset or training_config(load_checkpoint(args.ckpt), args.ckpt)["data"]["dataset"]
             _, subjects = check_present(ds, args.fold, all_subjects(args.cache))
         if subjects is None:
-            subjects = load_checkpoint(args.ckpt).get("test_subjects")
+            state = load_checkpoint(args.ckpt)
+            training_config(state, args.ckpt)
+            subjects = state.get("test_subjects")
         report = evaluate_checkpoint(args.ckpt, args.cache, subjects, store=args.store, device=args.device)
     except RTATLError as exc:
         print(f"rtatl-eval: error: {exc}", file=sys.stderr)

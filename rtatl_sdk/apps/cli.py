@@ -197,8 +197,6 @@ def run(args) -> int:
         print("rtatl-detect: no usable input", file=sys.stderr)
         return 1
     det = AUDetector(args.model, options=options)
-    run_options = RunOptions(max_frames=args.max_frames, quiet=args.quiet, camera=args.camera is not None,
-                             landmarks=args.landmarks, pose_axes=args.pose_axes)
     names = [str(f) for f in files] + ([f"camera:{args.camera}"] if args.camera is not None else [])
     writer = None
     sources: list = list(files) + ([args.camera] if args.camera is not None else [])
@@ -210,28 +208,10 @@ def run(args) -> int:
         writer = RowWriter(args.out, det, resume=args.resume, inputs=names) if args.out else None
         if writer:
             write_settings(Path(args.out), settings)
-        job = InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),
-                          plot_names(sources, Path(args.plot) if args.plot else None), report, report_names(files),
-                          {**settings, "max_frames": args.max_frames},
-                          openface=OpenFaceOutput(folder=Path(args.openface), names=openface_names(files),
-                                                  groups=check_groups(args.openface_groups), spaced=args.openface_spaced)
-                          if args.openface else None)
-        if report is not None:
-            from ..io.report import plotly
-
-            plotly()  # a missing Plotly is one line now, not after the first video
-            report.mkdir(parents=True, exist_ok=True)
+        job = _input_runner(args, det, writer, files, sources, {**settings, "max_frames": args.max_frames}, report)
         job.failures += [b for b in bad if b[1] != SKIPPED_OUTPUT]  # our own outputs are not failures
         for src in tqdm(sources, desc="rtatl-detect", unit="input", disable=args.quiet or len(sources) < 2):
-            name = f"camera:{src}" if isinstance(src, int) else str(src)
-            try:
-                if isinstance(src, int) or src.suffix.lower() in VIDEO_EXTENSIONS:
-                    job.video(src, name)
-                else:
-                    job.image(src, name)
-            except InputError as exc:
-                job.failures.append((name, exc.reason))
-                print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
+            _process(job, src)
         if report is not None and job.pages:
             from ..io.report import write_index
 
@@ -243,6 +223,36 @@ def run(args) -> int:
     for name, reason in bad:
         print(f"rtatl-detect: {name}: {reason}", file=sys.stderr)
     return 1 if job.failures else 0
+
+
+def _input_runner(args, det, writer, files: list[Path], sources: list, settings: dict, report: Path | None) -> InputRunner:
+    """The run's ``InputRunner``: every output's names decided once, before the first input."""
+    run_options = RunOptions(max_frames=args.max_frames, quiet=args.quiet, camera=args.camera is not None,
+                             landmarks=args.landmarks, pose_axes=args.pose_axes)
+    openface = (OpenFaceOutput(folder=Path(args.openface), names=openface_names(files),
+                               groups=check_groups(args.openface_groups), spaced=args.openface_spaced)
+                if args.openface else None)
+    if report is not None:
+        from ..io.report import plotly
+
+        plotly()  # a missing Plotly is one line now, not after the first video
+        report.mkdir(parents=True, exist_ok=True)
+    return InputRunner(run_options, det, writer, Path(args.annotate) if args.annotate else None, annotation_names(files),
+                       plot_names(sources, Path(args.plot) if args.plot else None, files), report, report_names(files),
+                       settings, openface=openface)
+
+
+def _process(job: InputRunner, src) -> None:
+    """One input; its failure is named and recorded, and the run goes on."""
+    name = f"camera:{src}" if isinstance(src, int) else str(src)
+    try:
+        if isinstance(src, int) or src.suffix.lower() in VIDEO_EXTENSIONS:
+            job.video(src, name)
+        else:
+            job.image(src, name)
+    except InputError as exc:
+        job.failures.append((name, exc.reason))
+        print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
 
 
 def settings_file(out: Path) -> Path:

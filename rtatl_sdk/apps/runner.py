@@ -126,10 +126,11 @@ def path_hash(f: Path) -> str:
     return hashlib.sha1(os.fsencode(str(Path(f).resolve()))).hexdigest()[:8]
 
 
-def output_names(files: list[Path], tail) -> dict[Path, str]:
+def output_names(files: list[Path], tail, taken: list[Path] | None = None) -> dict[Path, str]:
     """A file name per input: ``<stem><tail(input)>``, with a short hash of the input's full path
-    where two inputs would share a name or the name is itself an input's; never an input's name."""
-    taken = {f.name for f in files}
+    where two inputs would share a name or the name is itself an input's (of ``files``, or of
+    ``taken`` when given: every input of the run); never an input's name."""
+    taken = {f.name for f in (taken if taken is not None else files)}
     # names OpenCV can write: bytes that are not UTF-8 become U+FFFD (the path hash keeps them apart)
     stem = {f: os.fsencode(f.stem).decode("utf-8", "replace") for f in files}
     base = {f: f"{stem[f]}{tail(f)}" for f in files}
@@ -144,17 +145,18 @@ def output_names(files: list[Path], tail) -> dict[Path, str]:
     return out
 
 
-def plot_names(sources: list, plot: Path | None) -> dict:
+def plot_names(sources: list, plot: Path | None, inputs: list[Path] | None = None) -> dict:
     """Where each video's ``--plot`` goes (plots are of videos and cameras): the given file when
     there is one such input; for several, ``<stem>_<plot name>`` beside it (``output_names``: never
-    an input's name, never shared)."""
+    an input's name, photos' included (``inputs``: every input of the run), never shared)."""
     if plot is None:
         return {}
+    every = [s for s in (inputs if inputs is not None else sources) if not isinstance(s, int)]
     sources = [s for s in sources if isinstance(s, int) or s.suffix.lower() in VIDEO_EXTENSIONS]
     if len(sources) == 1:
         return {sources[0]: plot}
     files = [s for s in sources if not isinstance(s, int)]
-    names = output_names(files, lambda f: f"_{plot.name}")
+    names = output_names(files, lambda f: f"_{plot.name}", taken=every)
     out: dict = {f: plot.with_name(n) for f, n in names.items()}
     out.update({s: plot.with_name(f"camera{s}_{plot.name}") for s in sources if isinstance(s, int)})
     return out
@@ -249,22 +251,12 @@ class InputRunner:
 
         args, writer = self.options, self.writer
         done = writer.last_done.get(name, -1) if writer else -1
-        plot = self.plots.get(src)
-        report = None
-        if self.report is not None:
-            from ..io.report import VideoReport
-
-            report = VideoReport(name, self.det.aus, self.det.published_thresholds, self.det.card, self.settings)
+        plot, report = self.plots.get(src), self._video_report(name)
         # an OpenFace file is written whole for each input: it replays the video too
         stateful = self.det.options.carries_state or self.ann is not None or plot is not None or report is not None \
             or self.openface is not None
         start = 0 if (stateful and not isinstance(src, int)) else done + 1
-        of, fps = None, None
-        if self.openface is not None:
-            from ..io.openface import file_timestamp
-
-            of = self.openface.writer(src, still=False)
-            fps = None if isinstance(src, int) else _video_fps(src)
+        of, fps = self._openface_video(src)
         series, missing = [], []
         vw = _AnnotatedVideo(self, src, name) if self.ann is not None else None
         bar = tqdm(desc=Path(name).name, unit="frame", disable=args.quiet, leave=False)
@@ -274,7 +266,7 @@ class InputRunner:
             if report is not None:
                 report.add(fr)
             if of is not None:  # a frame without a picture is, to OpenFace, a frame without a face
-                of.frame(fr.index, file_timestamp(fr.index, fps, fr.timestamp), fr.faces)
+                of.frame(fr.index, _file_timestamp(fr.index, fps, fr.timestamp), fr.faces)
             new = fr.index > done or isinstance(src, int)
             if fr.error:
                 missing.append(fr.index)
@@ -303,6 +295,20 @@ class InputRunner:
             page = self.report_names.get(src, f"{Path(name).stem}_report.html")
             report.write(self.report / page)
             self.pages.append((name, page, f"video, {report.n_frames} frames, {len(report.tracks)} track(s)"))
+
+
+    def _video_report(self, name: str):
+        if self.report is None:
+            return None
+        from ..io.report import VideoReport
+
+        return VideoReport(name, self.det.aus, self.det.published_thresholds, self.det.card, self.settings)
+
+    def _openface_video(self, src):
+        """(the OpenFace writer of a video, its frame rate for OpenFace's timestamps), or (None, None)."""
+        if self.openface is None:
+            return None, None
+        return self.openface.writer(src, still=False), None if isinstance(src, int) else _video_fps(src)
 
 
 class _AnnotatedVideo:
@@ -345,6 +351,12 @@ def _ranges(idx: list[int]) -> str:
             parts.append(str(start) if start == i else f"{start}-{i}")
             start = None
     return "[" + ", ".join(parts) + "]"
+
+
+def _file_timestamp(index: int, fps: float | None, fallback: float) -> float:
+    from ..io.openface import file_timestamp
+
+    return file_timestamp(index, fps, fallback)
 
 
 def _video_fps(src: Path) -> float | None:

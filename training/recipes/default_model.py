@@ -47,7 +47,7 @@ from rtatl_sdk.contract import geometry
 from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError, RTATLError
-from rtatl_sdk.teacher import TEACHER_THRESHOLD, teacher_scores
+from ..teacher import TEACHER_THRESHOLD, teacher_scores
 
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
@@ -77,7 +77,8 @@ SMILE_FROM, NEUTRAL_UNTIL = 24, 18  # single_face.mp4: neutral frames 0-17, smil
 FLOW = FlowParams(scale=0.5)
 CHUNK = 200  #: faces per cache part (the unit of resumption)
 TERMS = ("Research use only: the weights are trained on face crops of Labeled Faces in the Wild (distributed for "
-         "research) with crowd emotion labels, 40 CC BY 4.0 portraits (DeBruine & Jones) and MIT-licensed test media.")
+         "research) with crowd emotion labels, FER2013 faces (no licence stated; research use) with the FER+ crowd votes "
+         "(MIT), 40 CC BY 4.0 portraits (DeBruine & Jones) and MIT-licensed test media.")
 
 
 # ---------------------------------------------------------------- faces -> cache parts
@@ -686,10 +687,24 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     """The published outputs (``operating``) and the report on the validation people, the test
     split and the held-out man; the final checkpoint carries the card's parameters."""
     from ..checkpoint import model_from_checkpoint, save_checkpoint
+
+    model, state = model_from_checkpoint(best)
+    val, test, op = judge_and_publish(model, data, args)
+    heldout = heldout_margin(model, data, op["thresholds"])
+    report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "test": test,
+              "heldout_man": heldout, "seconds_total": round(time.time() - args.t0)}
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    (args.out / "report.md").write_text(report_markdown(val, test))
+    card_state(state, args, data_summary, history, val, test, op, model)
+    save_checkpoint(args.out / "model.ckpt", state)
+    return report
+
+
+def judge_and_publish(model, data: Path, args) -> tuple[dict, dict | None, dict]:
+    """(validation report, test-split report or None, the operating point's card parameters)."""
     from ..data.dataset import CacheIndex
     from ..evaluate import predict_outputs
 
-    model, state = model_from_checkpoint(best)
     rates = getattr(args, "neutral_rate_au", NEUTRAL_RATE_AU)
     strict_rates = neutral_rates(args.neutral_rate, rates)
     outputs = predict_outputs(model, data / "val", AUS)
@@ -710,13 +725,13 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
         test_out = predict_outputs(model, data / "test", AUS)
         test = validate(model, data, thresholds=op["thresholds"], outputs=test_out, split="test")
         test["expressions"] = expression_reports(test_out, data, "test")
-    heldout = heldout_margin(model, data, op["thresholds"])
-    s, t = val["student"], val["teacher"]
-    report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "test": test,
-              "heldout_man": heldout, "seconds_total": round(time.time() - args.t0)}
-    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    return val, test, op
+
+
+def report_markdown(val: dict, test: dict | None) -> str:
+    s, t, strict = val["student"], val["teacher"], val["strict"]
     parts = ["## Validation people (thresholds: the card's operating point)", measures.table(s, t),
-             operating.tradeoff_table(held), "## The strict operating point (`thresholds=\"strict\"`)",
+             operating.tradeoff_table(val["held_apart"]), "## The strict operating point (`thresholds=\"strict\"`)",
              measures.table(strict["student"], t), measures.tradeoff_table(strict["tradeoff"]),
              edit_table(s["edit_contrasts"])]
     for src, rep in val["expressions"].items():
@@ -724,18 +739,21 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     if test is not None:
         parts += ["## Test split (never used for training, selection or fitting)", measures.table(test["student"], test["teacher"])]
         parts += [measures.expression_table(rep, f"Expressions, test ({src})") for src, rep in test["expressions"].items()]
-    (args.out / "report.md").write_text("\n\n".join(x for x in parts if x) + "\n")
-    # the same checkpoint dict: the card's parameters, metrics and provenance are added to it
+    return "\n\n".join(x for x in parts if x) + "\n"
+
+
+def card_state(state: dict, args, data_summary: dict, history: list[dict], val: dict, test: dict | None, op: dict,
+               model) -> None:
+    """What the checkpoint carries to the card: the operating point, calibration, rest levels,
+    expression classes, metrics (numbers only), training data, terms and notes."""
+    s, t, c = val["student"], val["teacher"], val["held_apart"]["chosen"]
     state["thresholds"] = [float(x) for x in op["thresholds"]]
     state["thresholds_strict"] = op["thresholds_strict"]
     state["calibration"] = op["calibration"]
     if "intensity_rest" in op:
         state["intensity_rest"] = op["intensity_rest"]
     if getattr(model.backbone, "emotions", 0):
-        from rtatl_sdk.contract.emotions import EMOTIONS
-
         state["emotions"] = list(EMOTIONS)
-    c = held["chosen"]
     metrics = {"val_auc_mean": s["auc_mean"], "teacher_val_auc_mean": t["auc_mean"],
                "val_contrast_auc": {k: v["auc"] for k, v in s["contrasts"].items()},
                "teacher_val_contrast_auc": {k: v["auc"] for k, v in t["contrasts"].items()},
@@ -751,12 +769,10 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     if test is not None:
         metrics["test_contrast_auc"] = {k: v["auc"] for k, v in test["student"]["contrasts"].items()}
         metrics["teacher_test_contrast_auc"] = {k: v["auc"] for k, v in test["teacher"]["contrasts"].items()}
-        for src, rep in test["expressions"].items():
-            metrics[f"expression_test_{src}_accuracy"] = rep["accuracy"]
-            metrics[f"expression_test_{src}_recall"] = {k: v for k, v in rep["recall"].items() if v is not None}
-    for src, rep in val["expressions"].items():
-        metrics[f"expression_val_{src}_accuracy"] = rep["accuracy"]
-        metrics[f"expression_val_{src}_recall"] = {k: v for k, v in rep["recall"].items() if v is not None}
+    for split, rep in (("val", val), ("test", test)):
+        for src, e in (rep or {}).get("expressions", {}).items():
+            metrics[f"expression_{split}_{src}_accuracy"] = e["accuracy"]
+            metrics[f"expression_{split}_{src}_recall"] = {k: v for k, v in e["recall"].items() if v is not None}
     state["metrics"] = {k: v for k, v in metrics.items() if v is not None and v == v}  # the card holds numbers only
     d = data_summary
     state["training_data"] = (
@@ -774,13 +790,12 @@ def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict
     start = next((h for h in history if h.get("start")), None)
     init = (f"training continued from {Path(start['start']).name} at step {start['step']}" if start
             else "ResNet-18 from random init")
+    rates = getattr(args, "neutral_rate_au", NEUTRAL_RATE_AU)
     state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; variant {args.variant}; "
                       f"{graph_note(args)}. Thresholds, calibration and rest levels: {s['faces']} faces of {s['people']} "
                       f"validation people never trained on (the best mean F1 against the targets with at most "
                       f"{args.budget} AUs called per neutral face in all; strict: at most "
                       f"{describe_rates(args.neutral_rate, rates)} of neutral faces per AU). Not a FACS benchmark result.")
-    save_checkpoint(args.out / "model.ckpt", state)
-    return report
 
 
 def _parser() -> argparse.ArgumentParser:

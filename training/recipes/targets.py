@@ -3,7 +3,7 @@
 How the three sources combine, per face and AU (targets in [0, 1]; the loss is binary cross
 entropy on soft targets, so a target is the probability the model should output):
 
-1. **Teacher**: the blendshape teacher's soft score ``t`` (``rtatl_sdk.teacher``), not its
+1. **Teacher**: the blendshape teacher's soft score ``t`` (``training.teacher``), not its
    thresholded decision: a half-raised brow is 0.4, not 0. It is the only source for most AUs
    and for faces without an emotion label.
 2. **Emotion prior** (weak, where the crowd label exists): for the emotion's prototype AUs the
