@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
     from .contract.card import ModelCard
     from .detector import AUDetector
     from .engines import Engine, EngineBase, load_engine, register_backend
+    from .contract.emotions import EMOTIONS
     from .io.draw import annotate, au_heatmap, draw_au_centres
+    from .io.openface import write_openface
     from .io.rows import face_row, frame_rows, to_dataframe
     from .io.writers import RowWriter
     from .options import DetectorOptions
@@ -47,7 +49,8 @@ _LAZY = {
     "FaceAUs": "results", "FrameResult": "results", "AUResult": "results", "Box": "results",
     "to_dataframe": "io.rows", "face_row": "io.rows", "frame_rows": "io.rows", "RowWriter": "io.writers",
     "annotate": "io.draw", "au_heatmap": "io.draw", "draw_au_centres": "io.draw",
-    "process_archive": "apps.cluster", "ModelCard": "contract.card",
+    "process_archive": "apps.cluster", "ModelCard": "contract.card", "write_openface": "io.openface",
+    "EMOTIONS": "contract.emotions",
     "Engine": "engines", "EngineBase": "engines", "load_engine": "engines", "register_backend": "engines",
 }
 
@@ -64,7 +67,7 @@ __all__ = [  # written out (not built from _LAZY) so that type checkers read it
     "__version__",
     "AUDetector", "DetectorOptions", "ReuseConfig", "FaceAUs", "FrameResult", "AUResult", "Box",
     "to_dataframe", "face_row", "frame_rows", "RowWriter", "annotate", "au_heatmap", "draw_au_centres",
-    "process_archive", "ModelCard", "Engine", "EngineBase", "load_engine", "register_backend",
+    "process_archive", "ModelCard", "write_openface", "EMOTIONS", "Engine", "EngineBase", "load_engine", "register_backend",
     "AU_NAMES", "AU_SETS", "au_label", "au_number", "load_image",
     "ClosedError", "InputError", "ModelCardError", "ModelFileError", "ModelNotFoundError", "RTATLError",
 ]

@@ -116,3 +116,17 @@ def test_py_feat_reads_it(outputs):
     fex = feat_io.read_openface(str(outputs / "all" / "single_face.csv"))
     assert fex.aus.shape[1] == 17 and fex.landmarks.shape[1] == 136
     assert float(fex.time.iloc[0]) == 0.0 and int(fex["frame"].iloc[0]) == 1
+
+
+def test_write_openface_from_results_equals_the_cli(outputs, media, tmp_path):
+    from rtatl_sdk import AUDetector, write_openface
+
+    with AUDetector() as det:
+        write_openface(tmp_path / "still.csv", det.detect(media / "multi_face.jpg"))
+        frames = list(det.detect_video(media / "single_face.mp4", max_frames=5))
+    write_openface(tmp_path / "video.csv", frames, fps=25.0)
+    assert (tmp_path / "still.csv").read_text() == (outputs / "all" / "multi_face.csv").read_text()
+    rows = _rows(tmp_path / "video.csv")
+    assert [r["frame"] for r in rows] == ["1", "2", "3", "4", "5"] and rows[1]["timestamp"] == "0.040"
+    cli = _rows(outputs / "spaced" / "single_face.csv")
+    assert [float(r["AU12_r"]) for r in rows] == [float(r[" AU12_r"]) for r in cli]
