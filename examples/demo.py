@@ -44,6 +44,9 @@ def main(argv=None) -> int:
         line = "  ".join(f"{a}{'?' if r.present is None else '*' if r.present else ' '}{r.probability:.2f}"
                          + ("" if r.intensity is None else f" ({r.intensity:.1f})") for a, r in f.aus.items())
         print(f"face {f.index} at x={f.box.x:.0f} y={f.box.y:.0f} w={f.box.w:.0f}: {line}")
+        if f.emotions:
+            top = sorted(f.emotions.items(), key=lambda kv: -kv[1])[:3]
+            print("    expression: " + ", ".join(f"{e} {p:.2f}" for e, p in top))
         if f.pose is not None:
             deg = 180 / 3.141592653589793
             gaze = (f"; gaze x {f.gaze.angle_x * deg:+.0f}, y {f.gaze.angle_y * deg:+.0f} deg" if f.gaze is not None
