@@ -57,9 +57,9 @@ AU_MODEL = ModelFile(
 #: the INT8 file export writes beside model.onnx only when its decisions agree with fp32 (>= 98 %)
 AU_MODEL_INT8 = FILE_NAMES["int8"]
 #: AU models shipped in the package, by the name ``AUDetector(name)`` and ``rtatl-detect --model
-#: NAME`` take: "v2", the earlier default (the full-size graph at 192 px, int8); "light", the
-#: name the current default (the lighter graph) had while it was an option
-BUNDLED = {"v2": Path("v2") / AU_MODEL_INT8, "light": Path(AU_MODEL_INT8)}
+#: NAME`` take: "v3", the default (int8); "light", the previous default (the lighter graph without
+#: FER's faces, calibration or expressions, int8); "v2", the one before (the full-size graph, int8)
+BUNDLED = {"v3": Path(AU_MODEL_INT8), "light": Path("light") / AU_MODEL_INT8, "v2": Path("v2") / AU_MODEL_INT8}
 
 
 def au_model_path(model: str | os.PathLike) -> Path:

@@ -368,8 +368,9 @@ def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]
 
 
 def rest_levels(intensity: np.ndarray, neutral: np.ndarray) -> list[float]:
-    """Per AU the intensity a resting (crowd-neutral) face reads: the median over those faces."""
-    return [round(float(v), 4) for v in np.median(intensity[np.asarray(neutral, bool)], axis=0)]
+    """Per AU the intensity a resting (crowd-neutral) face reads: the mean over those faces (the
+    distribution is skewed to the right, so the median resting face then reads 0 as well)."""
+    return [round(float(min(v, 4.9)), 4) for v in np.mean(intensity[np.asarray(neutral, bool)], axis=0)]
 
 
 def anchored(intensity: np.ndarray, rest) -> np.ndarray:

@@ -9,7 +9,7 @@ holds on people the fit never saw.
 * **Calibration** (``measures.fit_calibration``): per AU one slope, so the published probability
   is ``sigmoid(slope * (logit(p) - logit(threshold)))``: 0.5 is the decision threshold and the
   value follows how often the AU is there (log loss against the same labels).
-* **Rest** (``measures.rest_levels``): per AU the intensity a crowd-neutral face reads; the
+* **Rest** (``measures.rest_levels``): per AU the mean intensity of crowd-neutral faces; the
   published intensity is ``(r - rest) * 5 / (5 - rest)``, clipped to 0-5.
 
 ``held_apart`` fits all three on one half of the validation people and judges them on the other
