@@ -22,6 +22,7 @@ from pathlib import Path
 RECIPE: dict[str, str | None] = {
     "--aus": "OPENFACE", "--intensity": None, "--emotions": None, "--graph": "light", "--cap-per-emotion": "3000",
     "--steps": "2000", "--eval-every": "500", "--seed": "0", "--variant": "rtatl",
+    "--neutral-rate": "0.01", "--neutral-rate-au": "AU06=0.03 AU12=0.03",
 }
 #: name -> overrides of ``RECIPE`` (a flag with None is a switch)
 VARIANTS: dict[str, dict[str, str | None]] = {
@@ -34,7 +35,7 @@ def argv_for(name: str, faces: Path, media: Path, out: Path) -> list[str]:
     flags = {**RECIPE, **VARIANTS[name]}
     argv = ["--faces", str(faces), "--media", str(media), "--out", str(out)]
     for k, v in flags.items():
-        argv += [k] if v is None else [k, v]
+        argv += [k] if v is None else [k, *v.split()]
     return argv
 
 
