@@ -31,7 +31,8 @@ CANNOT_RUN = {
     "rtatl-export --verify": "needs a trained checkpoint",
     "python -m training.recipes.default_model": "trains the default model (about an hour)",
     "rtatl-export --ckpt runs/v2/model.ckpt": "needs v2's recipe checkpoint",
-    "rtatl-export --ckpt runs/light/model.ckpt": "needs the default model's recipe checkpoint",
+    "rtatl-export --ckpt runs/v3/model.ckpt": "needs the default model's recipe checkpoint",
+    "python -m training.recipes.variants": "trains a variant of the default model (about 40 minutes)",
 }
 #: commands run from the repository root (they name its files); the rest run in a scratch folder
 FROM_REPO = ("rtatl-stats",)
@@ -73,6 +74,7 @@ def scratch(media, tmp_path_factory):
     shutil.copy(media / "single_face.jpg", d / "photos" / "portrait.jpg")
     shutil.copy(media / "single_face.mp4", d / "talk.mp4")
     shutil.copy(media / "single_face.mp4", d / "long.mp4")
+    shutil.copy(media / "single_face.mp4", d / "single_face.mp4")
     (d / "archive").mkdir()
     shutil.copy(media / "multi_face.jpg", d / "archive" / "group.jpg")
     (d / "model.onnx").symlink_to(store.PACKAGE_MODELS / "model.onnx")
@@ -95,6 +97,10 @@ def test_readme_command_runs_as_written(cmd, scratch):
     if "--out results.csv" in cmd:
         assert (scratch / "results.csv").stat().st_size > 0 and (scratch / "au.png").is_file()
         assert any((scratch / "out").iterdir())  # the annotations
+    if "single_face.mp4 --openface out/" in cmd:  # OpenFace's layout, one row per frame from frame 1
+        lines = (scratch / "out" / "single_face.csv").read_text().splitlines()
+        assert lines[0].startswith("frame,face_id,timestamp,confidence,success,gaze_0_x") and lines[1].startswith("1,")
+        assert len(lines) == 1 + 72
     if "--out-dir results/" in cmd:
         assert (scratch / "results" / "manifest.json").is_file()
         assert (scratch / "results" / "group.csv").is_file()
