@@ -94,7 +94,8 @@ def test_model_resolution_lists_every_place(tmp_path, monkeypatch):
 def test_a_bundled_model_by_name_and_a_name_that_is_also_a_file(tmp_path, monkeypatch):
     v2 = store.au_model_path("v2")
     assert v2 == store.PACKAGE_MODELS / "v2" / "model.int8.onnx" and v2.is_file()
-    assert store.au_model_path("light") == store.PACKAGE_MODELS / "model.int8.onnx"  # the default's earlier name
+    assert store.au_model_path("v3") == store.PACKAGE_MODELS / "model.int8.onnx"  # the default's name
+    assert store.au_model_path("light") == store.PACKAGE_MODELS / "light" / "model.int8.onnx"  # the previous default
     assert store.au_model_path("model.onnx") == store.au_model_path(Path("model.onnx"))  # other text: a path
     monkeypatch.chdir(tmp_path)
     (tmp_path / "v2").write_bytes(b"x")

@@ -22,7 +22,8 @@ def test_detect_counts_and_typed_results(det, media):
     for r in face.aus.values():
         assert 0.0 <= r.probability <= 1.0 and r.present == (r.probability >= r.threshold)
     d = face.to_dict()
-    assert len(d["landmarks"]) == 68 and set(d["aus"]["AU12"]) == {"probability", "present", "threshold", "intensity"}
+    assert len(d["landmarks"]) == 68 and set(d["aus"]["AU12"]) == {"probability", "present", "threshold", "intensity",
+                                                                   "score"}
     assert d["aus"]["AU12"]["intensity"] is None  # a model without the intensity head
     assert len(det.detect(media / "multi_face.jpg")) == 5
     assert det.detect(media / "free-mountain-vector-01.jpg") == []
