@@ -267,3 +267,14 @@ def test_an_unreadable_folder_is_named_and_the_search_goes_on(inputs, monkeypatc
     files, bad = expand_inputs([str(inputs)])
     assert sorted(f.name for f in files) == ["a.jpg", "a.jpg"]
     assert [(Path(n).name, r) for n, r in bad] == [("locked", "cannot be searched (Permission denied)")]
+
+
+def test_two_links_to_one_file_get_two_output_names(tmp_path):
+    from rtatl_sdk.apps.runner import output_names
+
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jpg").symlink_to(tmp_path / "x.jpg")
+    names = output_names([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"], lambda f: ".csv")
+    assert len(set(names.values())) == 2, names

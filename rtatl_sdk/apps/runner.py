@@ -123,7 +123,9 @@ def path_hash(f: Path) -> str:
     """A short hash of a file's full path: what tells apart outputs of inputs that share a name."""
     import hashlib
 
-    return hashlib.sha1(os.fsencode(str(Path(f).resolve()))).hexdigest()[:8]
+    # the path as given (made absolute), not resolved: two links to one file are two inputs with two
+    # outputs, each holding its own input's rows
+    return hashlib.sha1(os.fsencode(os.path.abspath(f))).hexdigest()[:8]
 
 
 def output_names(files: list[Path], tail, taken: list[Path] | None = None) -> dict[Path, str]:
