@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtatl_sdk import AUDetector, InputError, load_image  # noqa: E402
-from training.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
 from training.recipes import corpus, measures, targets  # noqa: E402
+from training.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 

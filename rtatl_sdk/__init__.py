@@ -32,9 +32,9 @@ from .version import __version__
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
     from .apps.cluster import process_archive
     from .contract.card import ModelCard
+    from .contract.emotions import EMOTIONS
     from .detector import AUDetector
     from .engines import Engine, EngineBase, load_engine, register_backend
-    from .contract.emotions import EMOTIONS
     from .io.draw import annotate, au_heatmap, draw_au_centres
     from .io.openface import write_openface
     from .io.rows import face_row, frame_rows, to_dataframe

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import store
-from .contract.geometry import centres_in_image, inside_image
 from .contract.emotions import softmax
+from .contract.geometry import centres_in_image, inside_image
 from .contract.preprocess import model_inputs, sigmoid
 from .errors import ClosedError, InputError, RTATLError
 from .face.tracking import check_detect_every

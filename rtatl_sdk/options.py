@@ -19,7 +19,6 @@ from .errors import InputError
 from .face.tracking import DETECT_EVERY, check_detect_every
 from .stream.temporal import ReuseConfig
 
-
 #: the AU engine's threads at most (onnxruntime starts each one; a typo of 100000 would not finish starting)
 MAX_THREADS = 256
 #: the operating points a model card can carry (``DetectorOptions.thresholds``)

@@ -302,6 +302,7 @@ def test_tiff_size_is_checked_from_its_header_before_decoding(tmp_path, monkeypa
     from rtatl_sdk.io import images
 
     ok, buf = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.uint8))
+    assert ok
     data = bytearray(buf.tobytes())
     ifd = struct.unpack("<I", data[4:8])[0]
     for k in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):

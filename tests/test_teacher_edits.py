@@ -5,8 +5,8 @@ import pytest
 
 from rtatl_sdk.contract import geometry as g
 from rtatl_sdk.contract.au import AU_SETS
-from training.teacher import BLENDSHAPE_AUS, teacher_scores
 from tests.helpers import mean_face
+from training.teacher import BLENDSHAPE_AUS, teacher_scores
 
 AUS = AU_SETS["BP4D"]
 

@@ -26,17 +26,17 @@ from pathlib import Path
 
 from ..errors import InputError, RTATLError
 from ..io.images import VIDEO_EXTENSIONS
-from ..options import DetectorOptions
 from ..io.openface import GROUPS as OPENFACE_GROUPS
 from ..io.openface import check_groups
+from ..options import DetectorOptions
 from .runner import (
     SKIPPED_OUTPUT,
     InputRunner,
     OpenFaceOutput,
-    openface_names,
     RunOptions,
     annotation_names,
     expand_inputs,
+    openface_names,
     plot_names,
     report_names,
     row_settings,

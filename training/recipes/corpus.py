@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rtatl_sdk.contract.emotions import EMOTIONS, vote_shares  # noqa: E402
 from rtatl_sdk.errors import InputError
 from rtatl_sdk.io.images import IMAGE_EXTENSIONS
 
-from rtatl_sdk.contract.emotions import EMOTIONS, vote_shares  # noqa: E402
 LABELS_FILE = "labels.csv"
 _AMBIGUOUS = {"", "ambiguous", "unknown", "none"}
 PAD = 0.3  #: tight face crops: pad by this share of their larger side before face detection

@@ -47,10 +47,10 @@ from rtatl_sdk.contract import geometry
 from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError, RTATLError
-from ..teacher import TEACHER_THRESHOLD, teacher_scores
 
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
+from ..teacher import TEACHER_THRESHOLD, teacher_scores
 from . import corpus, distil, measures, operating, targets
 
 log = logging.getLogger("rtatl.recipe")
