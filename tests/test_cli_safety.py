@@ -278,3 +278,15 @@ def test_two_links_to_one_file_get_two_output_names(tmp_path):
         (tmp_path / d / "x.jpg").symlink_to(tmp_path / "x.jpg")
     names = output_names([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"], lambda f: ".csv")
     assert len(set(names.values())) == 2, names
+
+
+def test_a_resumed_run_with_a_report_keeps_the_pages_of_inputs_finished_before(inputs, tmp_path):
+    out, rep = tmp_path / "r.csv", tmp_path / "rep"
+    pytest.importorskip("plotly")
+    assert main([str(inputs / "a.jpg"), "--out", str(out), "--quiet"]) == 0
+    rows = out.read_bytes()
+    assert main([str(inputs / "a.jpg"), str(inputs / "sub" / "a.jpg"), "--out", str(out), "--resume", "--report",
+                 str(rep), "--quiet"]) == 0
+    index = (rep / "index.html").read_text()
+    assert index.count("<tr><td><a href=") == 2  # the input finished before has its page too
+    assert out.read_bytes().startswith(rows) and len(list(csv.DictReader(open(out, newline="")))) == 1 + 5

@@ -211,8 +211,9 @@ class InputRunner:
         from ..io.images import load_image
         from ..io.rows import frame_rows
 
-        if self.writer and self.writer.last_done.get(name, -1) >= 0:
-            return
+        done = bool(self.writer) and self.writer.last_done.get(name, -1) >= 0
+        if done and self.report is None and self.openface is None:
+            return  # its rows are in the resumed file; the report and OpenFace files are rewritten whole
         img = load_image(src)
         faces = self.det.detect(img)
         if self.report is not None:
@@ -225,6 +226,8 @@ class InputRunner:
         if self.openface is not None:
             with self.openface.writer(src, still=True) as w:
                 w.faces(faces)
+        if done:
+            return
         if self.writer:
             self.writer.write_rows(frame_rows(name, 0, 0.0, faces))
         elif self.openface is None:
