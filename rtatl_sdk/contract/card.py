@@ -23,6 +23,24 @@ CENTRE_RULES_VERSION = "roinet-jaa-v1"
 LANDMARK_SCHEME = "ibug68"
 
 
+def calibrated(probs, thresholds, slopes) -> np.ndarray:
+    """Published probabilities from raw sigmoid scores (..., N): sigmoid(slope * (logit(p) -
+    logit(threshold))) per AU, so 0.5 is the threshold. The one formula: the recipe fits the slopes
+    with it, the SDK publishes with it."""
+    def logit(x):
+        x = np.clip(np.asarray(x, np.float64), 1e-7, 1 - 1e-7)
+        return np.log(x / (1 - x))
+
+    z = np.asarray(slopes, np.float64) * (logit(probs) - logit(thresholds))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def anchored(raw, rest) -> np.ndarray:
+    """0-5 intensities measured from rest: (r - rest) * 5 / (5 - rest), clipped to 0-5."""
+    rest = np.asarray(rest, np.float64)
+    return np.clip((np.asarray(raw, np.float64) - rest) * 5.0 / np.maximum(5.0 - rest, 1e-6), 0.0, 5.0)
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -135,21 +153,15 @@ class ModelCard(BaseModel):
         """Published probabilities from raw sigmoid scores (..., N): sigmoid(slope * (logit(p) -
         logit(threshold))), so 0.5 is the decision threshold; the raw scores where the card has no
         calibration. ``thresholds``: the operating point in use (default: the card's)."""
-        p = np.asarray(probs, np.float64)
         if self.calibration is None:
-            return p
-        thr = np.asarray(self.thresholds if thresholds is None else thresholds, np.float64)
-        lp = np.clip(p, 1e-7, 1 - 1e-7)
-        z = np.asarray(self.calibration) * (np.log(lp / (1 - lp)) - np.log(thr / (1 - thr)))
-        return 1.0 / (1.0 + np.exp(-z))
+            return np.asarray(probs, np.float64)
+        return calibrated(probs, self.thresholds if thresholds is None else thresholds, self.calibration)
 
     def anchor_intensity(self, raw: np.ndarray) -> np.ndarray:
         """Published 0-5 intensities from the head's (..., N): (r - rest) * 5 / (5 - rest), in 0-5."""
-        r = np.asarray(raw, np.float64)
         if self.intensity_rest is None:
-            return np.clip(r, 0.0, 5.0)
-        rest = np.asarray(self.intensity_rest, np.float64)
-        return np.clip((r - rest) * 5.0 / (5.0 - rest), 0.0, 5.0)
+            return np.clip(np.asarray(raw, np.float64), 0.0, 5.0)
+        return anchored(raw, self.intensity_rest)
 
     @property
     def au_numbers(self) -> tuple[int, ...]:

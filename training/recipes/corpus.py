@@ -65,9 +65,10 @@ def parse_votes(text: str, where: str) -> tuple[float, ...] | None:
     return None if shares is None else tuple(float(x) for x in shares)
 
 
-def _read_labels(path: Path) -> dict[str, tuple]:
-    """image -> (identity, emotion, votes, split); copies (``same_as``) are left out."""
+def _read_labels(path: Path) -> tuple[dict[str, tuple], set[str]]:
+    """(image -> (identity, emotion, votes, split), the images that are copies (``same_as``): left out)."""
     out: dict[str, tuple] = {}
+    copies: set[str] = set()
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = {"image", "identity"} - set(reader.fieldnames or [])
@@ -82,7 +83,8 @@ def _read_labels(path: Path) -> dict[str, tuple]:
             if split and split not in SPLITS:
                 raise InputError(f"{path}:{line}", f"split {split!r} is not one of train, validation, test")
             if (row.get("same_as") or "").strip():
-                continue  # an identical copy of an earlier image: only the first copy is used
+                copies.add(image)  # an identical copy of an earlier image: only the first copy is used
+                continue
             if image and not identity and votes is not None:
                 identity = Path(image).stem
             if not image or not identity:
@@ -94,7 +96,7 @@ def _read_labels(path: Path) -> dict[str, tuple]:
             if image in out:
                 raise InputError(f"{path}:{line}", f"image {image!r} is listed twice")
             out[image] = (identity, emotion, votes, SPLITS.get(split, ""))
-    return out
+    return out, copies
 
 
 def read_corpus(root: Path) -> tuple[list[FaceRecord], dict]:
@@ -107,8 +109,8 @@ def read_corpus(root: Path) -> tuple[list[FaceRecord], dict]:
     copies: set[Path] = set()
     listed_missing = 0
     for lab in sorted(root.rglob(LABELS_FILE)):
-        rows = _read_labels(lab)
-        copies |= {(lab.parent / r["image"].strip()).resolve() for r in _copies(lab)}
+        rows, copied = _read_labels(lab)
+        copies |= {(lab.parent / image).resolve() for image in copied}
         for image, (identity, emotion, votes, split) in rows.items():
             p = (lab.parent / image).resolve()
             if not p.is_file():
@@ -127,11 +129,6 @@ def read_corpus(root: Path) -> tuple[list[FaceRecord], dict]:
               "with_emotion": sum(bool(r.emotion) for r in records), "with_votes": sum(r.votes is not None for r in records),
               "copies_left_out": len(copies), "listed_but_missing": listed_missing}
     return records, counts
-
-
-def _copies(lab: Path) -> list[dict]:
-    with open(lab, newline="", encoding="utf-8") as fh:
-        return [r for r in csv.DictReader(fh) if (r.get("same_as") or "").strip() and (r.get("image") or "").strip()]
 
 
 def cap_per_emotion(records: list[FaceRecord], cap: int | None, seed: int = 0) -> list[FaceRecord]:

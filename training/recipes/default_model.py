@@ -146,8 +146,6 @@ LABEL_SMOOTHING = 0.1
 
 def expression_votes(rec) -> np.ndarray:
     """(E,) vote shares of a record: its crowd votes, a smoothed one-hot of its single label, or -1."""
-    from rtatl_sdk.contract.emotions import EMOTIONS
-
     if rec.votes is not None:
         return np.asarray(rec.votes, np.float32)
     if rec.emotion in EMOTIONS:
@@ -464,8 +462,6 @@ def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTR
 def expression_reports(outputs: dict, data: Path, split: str) -> dict:
     """The expression head against the crowd on ``split``, per source folder of the corpus
     (``lfw``: one rater; ``fer``: ten votes per face)."""
-    from rtatl_sdk.contract.emotions import EMOTIONS
-
     from ..data.dataset import CacheIndex
 
     if "emotions" not in outputs:
@@ -545,8 +541,6 @@ def edit_table(contrasts: dict[str, dict]) -> str:
 def heldout_margin(model, data: Path, thresholds) -> dict:
     """The held-out man of ``single_face.mp4``: AU12 and the AUs called on his neutral and smiling
     frames, and his top expression on each (where the network has the expression head)."""
-    from rtatl_sdk.contract.emotions import EMOTIONS
-
     from ..data.dataset import CacheIndex
     from ..evaluate import predict_outputs
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from rtatl_sdk.contract.au import au_label
+from rtatl_sdk.contract.card import anchored as card_anchored
+from rtatl_sdk.contract.card import calibrated as card_calibrated
 
 #: (AU, emotion expected to show it, emotion expected not to)
 #: (the prototypes of the six basic emotions: happiness 6+12, surprise 1+2+5+25/26, anger 4+7+23,
@@ -166,17 +168,25 @@ def judge(scores: np.ndarray, thresholds, emotions: np.ndarray, identities: np.n
     return rep
 
 
+def halves(identities, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two identity-disjoint halves of the faces (masks: fit, judge), seeded; every held-apart
+    measure of the recipe uses this one split."""
+    identities = np.asarray(identities)
+    people = np.array(sorted(set(identities)))
+    rng = np.random.default_rng([seed, 5])
+    fit_people = set(rng.choice(people, size=len(people) // 2, replace=False))
+    a = np.array([w in fit_people for w in identities])
+    return a, ~a
+
+
 def tradeoff(probs, emotions, identities, aus, teacher_labels, target_labels, rates, seed: int = 0) -> dict:
     """Thresholds fitted (``fit_thresholds``) on one half of the people under each stated neutral
     rate per AU, judged on the other half (identity-disjoint halves, seeded): what a threshold
     chosen on held-apart people does to neutral faces and to smiles. Each of ``rates`` is one rate
     for every AU, or ``(label, per-AU rates)``."""
     emotions, identities = np.asarray(emotions), np.asarray(identities)
-    people = np.array(sorted(set(identities)))
-    rng = np.random.default_rng([seed, 5])
-    fit_people = set(rng.choice(people, size=len(people) // 2, replace=False))
-    a = np.array([w in fit_people for w in identities])
-    b = ~a
+    a, b = halves(identities, seed)
+    fit_people = set(identities[a])
     happy = emotions[b] == "happiness"
     rows = []
     for rate in rates:
@@ -329,10 +339,8 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def calibrated(probs: np.ndarray, thresholds, slopes) -> np.ndarray:
-    """The published probability: sigmoid(slope * (logit(p) - logit(threshold))), so that 0.5 is
-    the decision threshold (the SDK computes the same in ``rtatl_sdk.contract.card``)."""
-    z = np.asarray(slopes, np.float64) * (logit(probs) - logit(np.asarray(thresholds, np.float64)))
-    return 1.0 / (1.0 + np.exp(-z))
+    """The published probability, as the SDK computes it (``rtatl_sdk.contract.card.calibrated``)."""
+    return card_calibrated(probs, thresholds, slopes)
 
 
 def fit_calibration(probs: np.ndarray, labels: np.ndarray, thresholds) -> list[float]:
@@ -374,9 +382,8 @@ def rest_levels(intensity: np.ndarray, neutral: np.ndarray) -> list[float]:
 
 
 def anchored(intensity: np.ndarray, rest) -> np.ndarray:
-    """Intensities anchored at rest: (r - rest) * 5 / (5 - rest), clipped to 0-5 (the SDK the same)."""
-    rest = np.asarray(rest, np.float64)
-    return np.clip((np.asarray(intensity, np.float64) - rest) * 5.0 / np.maximum(5.0 - rest, 1e-6), 0.0, 5.0)
+    """Intensities anchored at rest, as the SDK computes them (``rtatl_sdk.contract.card.anchored``)."""
+    return card_anchored(intensity, rest)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

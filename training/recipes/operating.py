@@ -28,15 +28,6 @@ from . import measures
 BUDGETS = (0.1, 0.2, 0.3, 0.5, 0.8)
 
 
-def halves(identities: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two identity-disjoint halves of the faces (masks), seeded."""
-    people = np.array(sorted(set(identities)))
-    rng = np.random.default_rng([seed, 5])
-    fit_people = set(rng.choice(people, size=len(people) // 2, replace=False))
-    a = np.array([w in fit_people for w in identities])
-    return a, ~a
-
-
 def fit(outputs: dict, labels: np.ndarray, emotions: np.ndarray, aus, budget: float,
         strict_rates) -> dict:
     """The card's published-output parameters from the validation people's outputs."""
@@ -80,7 +71,7 @@ def held_apart(outputs: dict, labels: np.ndarray, targets: np.ndarray, emotions:
                aus, budget: float, seed: int = 0) -> dict:
     """Fit on one half of the people, judge on the other: the chosen budget in full, and the
     trade-off curve over ``BUDGETS``."""
-    a, b = halves(identities, seed)
+    a, b = measures.halves(identities, seed)
     probs, inten = outputs["probs"], outputs.get("intensity")
     e = np.asarray(emotions)
     rows = []
