@@ -112,11 +112,12 @@ def _train_speed(batch: int = 8, steps: int = 4) -> dict | None:
         import torch
 
         from rtatl_sdk.contract.au import AU_SETS
-        from training.rtatl import RTATL
+        from training.config import ModelConfig
+        from training.model import RTATL
     except ImportError:
         return None
     torch.manual_seed(0)
-    m = RTATL(AU_SETS["BP4D"], log_init=False)
+    m = RTATL(ModelConfig(), AU_SETS["BP4D"], init=False)
     opt = torch.optim.Adam(m.generator_parameters(), 3e-4)
     b = {"image": torch.randn(batch, 3, 192, 192), "centres": torch.rand(batch, 24, 2) * 120 + 36,
          "labels": torch.randint(0, 2, (batch, 12)).float(), "labelled": torch.ones(batch, dtype=torch.bool),

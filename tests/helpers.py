@@ -63,3 +63,23 @@ def pan_clip(image: Path, path: Path, frames: int = 40) -> Path:
         vw.write(cv2.resize(img[y:y + ch, x:x + cw], (640, 427), interpolation=cv2.INTER_AREA))
     vw.release()
     return path
+
+
+def onnx_fingerprint(path: Path) -> tuple[str, float]:
+    """An exported graph as (sha256 of everything but the weights' values: nodes, their names,
+    inputs, outputs, attributes, opset, the initialisers' names, types and shapes; the sum of the
+    absolute weights). The first must match exactly; the second, drawn by a seeded initialisation,
+    may move in its last bits between CPU kinds, so it is compared within a tolerance."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    total = 0.0
+    for t in m.graph.initializer:
+        total += float(np.abs(numpy_helper.to_array(t).astype(np.float64)).sum())
+        t.ClearField("raw_data")
+        del t.float_data[:], t.int64_data[:], t.int32_data[:]
+    m.ClearField("producer_version")
+    return hashlib.sha256(m.SerializeToString(deterministic=True)).hexdigest(), total

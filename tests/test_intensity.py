@@ -29,12 +29,12 @@ def test_icc31_matches_shrout_and_fleiss_on_their_worked_numbers():
 
 
 def test_the_intensity_loss_counts_only_known_kept_intensities():
-    from training.rtatl import RTATL
+    from training import losses
 
     pred = torch.tensor([[1.0, 2.0], [3.0, 0.0]], requires_grad=True)
     target = torch.tensor([[2.0, -1.0], [3.0, 5.0]])
     mask = torch.tensor([[True, True], [True, False]])
-    loss = RTATL.intensity_loss(pred, target, mask)
+    loss = losses.intensity(pred, target, mask)
     assert float(loss) == pytest.approx((1.0 + 0.0) / 2)  # (1-2)^2 and (3-3)^2; unknown and masked left out
     loss.backward()
     assert pred.grad[0, 1] == 0 and pred.grad[1, 1] == 0 and pred.grad[0, 0] != 0

@@ -9,9 +9,10 @@ from rtatl_sdk.contract import geometry as g
 from rtatl_sdk.contract import landmarks as lm
 from rtatl_sdk.contract.au import AU_SETS
 from tests.helpers import REPO
-from training.aux_heads import crop_patches
-from training.model import InferenceModel, count_parameters
-from training.rtatl import RTATL
+from training import losses
+from training.config import ModelConfig
+from training.model import RTATL, InferenceModel, count_parameters
+from training.model.roii import crop_patches
 
 AUS = AU_SETS["BP4D"]
 
@@ -32,10 +33,15 @@ def make_batch(b=4, seed=0):
     }
 
 
+def make(**model) -> RTATL:
+    """The training graph of ``ModelConfig(**model)`` for BP4D's AUs."""
+    return RTATL(ModelConfig(**model), AUS)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return RTATL(AUS)
+    return make()
 
 
 def test_shapes_and_parameter_counts(model):
@@ -51,7 +57,7 @@ def test_paper_config_counts_parameters_and_flops_like_the_paper():
     from training.stats import PAPER, part_stats, summary
 
     cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml")
-    tot = summary(part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True)))
+    tot = summary(part_stats(RTATL(cfg.model, AUS, init=False)))
     assert tot["inference_gflops"] == pytest.approx(PAPER["inference_gflops"], rel=0.02)  # 12x12 RoI cells: 5.51
     # the auxiliary heads: the paper's training graph minus its inference graph (35.50 M), within 1 %
     aux = tot["training_params"] - tot["inference_params"]
@@ -81,7 +87,7 @@ def test_crop_probability_keeps_some_labelled_images_intact(model):
     assert 20 <= int(crop.sum()) <= 44  # crop_prob 0.5
     assert torch.equal(cropped[~crop], b["image"][~crop]) and keep[~crop].all()
     assert not torch.equal(cropped[crop], b["image"][crop])
-    none = RTATL(AUS, crop_prob=0.0)
+    none = make(crop_prob=0.0)
     *_, crop = none.crop_random_au(b["image"], b["centres"], labelled, torch.Generator().manual_seed(0))
     assert int(crop.sum()) == 1  # a batch always has one cropped image for RoII
 
@@ -101,14 +107,14 @@ def test_an_au_whose_roi_is_mostly_whitened_leaves_the_supervised_loss(media):
     lost = RTATL.lost_area(centres, centres[:, [2 * k4, 2 * k4 + 1]])[0].view(len(AUS), 2).amax(1)
     assert lost[k4] == pytest.approx(1.0)
     assert lost[AUS.index(7)] > 0.3 and lost[AUS.index(17)] == 0.0
-    m = RTATL(AUS, variant="roii")
+    m = make(variant="roii")
     for seed in range(200):  # a draw that crops AU4 on this one image
         gen = torch.Generator().manual_seed(seed)
         if int(torch.randint(0, len(AUS), (1,), generator=gen)) == k4:
             break
     img = torch.zeros(1, 3, 192, 192)
     *_, keep, crop = m.crop_random_au(img, centres, torch.zeros(1, dtype=torch.bool), torch.Generator().manual_seed(seed))
-    expected = (lost <= m.crop_max_lost)
+    expected = (lost <= m.cfg.crop_max_lost)
     expected[k4] = False
     assert crop.all() and torch.equal(keep[0], expected)
     assert not keep[0, AUS.index(7)] and keep[0, AUS.index(17)]
@@ -144,7 +150,7 @@ def test_masked_aus_give_no_gradient(model):
     labels = b["labels"].clone()
     labels[1, 7] = -1  # unknown label (BP4D 9)
     mask &= labels >= 0
-    loss = model.supervised_loss(SimpleNamespace(logits=logits, local_logits=local, global_logits=glob), labels, mask)
+    loss = losses.supervised(SimpleNamespace(logits=logits, local_logits=local, global_logits=glob), labels, mask)
     loss.backward()
     for t in (logits, local, glob):
         assert torch.all(t.grad[~mask] == 0)
@@ -161,7 +167,7 @@ def _changed(before, params):
 
 def test_alternating_steps_touch_only_their_own_parameters():
     torch.manual_seed(0)
-    m = RTATL(AUS)
+    m = make()
     opt_g = torch.optim.Adam(m.generator_parameters(), lr=1e-3)
     opt_d = torch.optim.Adam(m.discriminator_parameters(), lr=1e-3)
     b = make_batch(4)
@@ -184,7 +190,7 @@ def test_alternating_steps_touch_only_their_own_parameters():
 
 def test_every_loss_term_is_finite_and_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
-    m = RTATL(AUS)
+    m = make()
     m.train()
     opt_g = torch.optim.Adam(m.generator_parameters(), lr=3e-4)
     b = make_batch(4, seed=1)
@@ -217,10 +223,10 @@ def test_every_loss_term_is_finite_and_decreases_on_a_fixed_batch():
 def test_variants_switch_the_auxiliary_tasks():
     b = make_batch(2)
     for variant, keys in [("backbone", {"sup"}), ("ofe", {"sup", "flow"}), ("roii", {"sup", "adv_g", "rec", "cls_g", "G"})]:
-        m = RTATL(AUS, variant=variant)
+        m = make(variant=variant)
         assert set(m(b, mode="g").terms) == keys
     with pytest.raises(ValueError, match="variant"):
-        RTATL(AUS, variant="nope")
+        make(variant="nope")
 
 
 def test_flipped_face_gives_mirrored_roi_patches():
@@ -247,10 +253,10 @@ def test_positive_weights_raise_the_loss_of_positive_labels(model):
     labels = torch.zeros(2, 12)
     labels[:, 0] = 1
     mask = torch.ones(2, 12, dtype=torch.bool)
-    plain = model.supervised_loss(out, labels, mask)
+    plain = losses.supervised(out, labels, mask)
     w = torch.ones(12)
     w[0] = 3.0
-    weighted = model.supervised_loss(out, labels, mask, w)
+    weighted = losses.supervised(out, labels, mask, w)
     # at logit 0 every term is log 2; the two positives now count three times
     assert torch.isclose(plain, torch.tensor(np.log(2.0), dtype=plain.dtype))
     assert torch.isclose(weighted, plain * (24 + 2 * 2) / 24)
@@ -265,31 +271,31 @@ def test_pretrained_weights_load_strictly_and_a_wrong_file_is_refused_by_name(tm
     ref = resnet18(weights=None).state_dict()
     good = tmp_path / "resnet18.pth"
     torch.save(ref, good)
-    net = RTATLBackbone(len(AUS), pretrained=str(good))
+    net = RTATLBackbone(ModelConfig(pretrained=good), len(AUS))
     assert torch.equal(net.stem[0].weight, ref["conv1.weight"]) and torch.equal(net.layers[3][1].bn2.bias, ref["layer4.1.bn2.bias"])
     wrong = dict(ref)
     del wrong["layer2.0.conv1.weight"]
     wrong["head.weight"] = torch.zeros(3)
     torch.save(wrong, tmp_path / "wrong.pth")
     with pytest.raises(CheckpointError, match=r"missing 1 keys: layer2\.0\.conv1\.weight; unexpected 1 keys: head\.weight"):
-        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "wrong.pth"))
+        RTATLBackbone(ModelConfig(pretrained=tmp_path / "wrong.pth"), len(AUS))
     wider = dict(ref, **{"conv1.weight": torch.zeros(32, 3, 7, 7)})
     torch.save(wider, tmp_path / "wider.pth")
     with pytest.raises(CheckpointError, match=r"other shapes: conv1\.weight \(32, 3, 7, 7\) \(needs \(64, 3, 7, 7\)\)"):
-        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "wider.pth"))
+        RTATLBackbone(ModelConfig(pretrained=tmp_path / "wider.pth"), len(AUS))
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="not a state dict"):
-        RTATLBackbone(len(AUS), pretrained=str(tmp_path / "list.pth"))
+        RTATLBackbone(ModelConfig(pretrained=tmp_path / "list.pth"), len(AUS))
 
 
 def test_a_checkpoint_from_before_the_graph_settings_loads_with_the_graph_it_was_built_with(tmp_path):
     from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_initial_checkpoint
-    from training.config import LEGACY_MODEL, TrainConfig
+    from training.config import COMPACT_GRAPH, TrainConfig
 
-    cfg = TrainConfig.model_validate({"data": {"cache": "-"}, "model": LEGACY_MODEL})
+    cfg = TrainConfig.model_validate({"data": {"cache": "-"}, "model": COMPACT_GRAPH})
     path = write_initial_checkpoint(tmp_path / "old.ckpt", cfg, AUS)
     state = load_checkpoint(path)
-    for key in LEGACY_MODEL:  # as written before these settings existed
+    for key in COMPACT_GRAPH:  # as written before these settings existed
         del state["config"]["model"][key]
     save_checkpoint(path, state)
     model, _ = model_from_checkpoint(path)
@@ -298,7 +304,7 @@ def test_a_checkpoint_from_before_the_graph_settings_loads_with_the_graph_it_was
 
 
 def test_jigsaw_and_rotation_inputs_are_what_they_claim():
-    from training.aux_heads import jigsaw_batch, jigsaw_permutations, rotate_batch
+    from training.model.ssl import jigsaw_batch, jigsaw_permutations, rotate_batch
 
     x = torch.arange(2 * 3 * 192 * 192, dtype=torch.float32).view(2, 3, 192, 192)
     perms = jigsaw_permutations()
@@ -319,7 +325,7 @@ def test_jigsaw_and_rotation_inputs_are_what_they_claim():
                                               ("exemplar", "transformer"), ("backbone", "gcn")])
 def test_table1_variants_train_and_their_loss_falls_on_a_fixed_batch(variant, relation):
     torch.manual_seed(0)
-    m = RTATL(AUS, variant=variant, relation=relation)
+    m = make(variant=variant, relation=relation)
     if relation == "gcn":
         labels = torch.tensor([[1] * 6 + [0] * 6, [1] * 6 + [0] * 6, [0] * 6 + [1] * 6], dtype=torch.float32)
         m.backbone.transformer.set_prior(labels)
@@ -347,9 +353,9 @@ def test_gradient_norms_show_which_parts_each_loss_reaches():
 
     b = make_batch(4)
     torch.manual_seed(0)
-    plain = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4)
+    plain = make(variant="roii", ff=64, g_width=64, dc_width=16, flow_width=16, roi_cells=4)
     torch.manual_seed(0)
-    detached = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4, roii_detach=True)
+    detached = make(variant="roii", ff=64, g_width=64, dc_width=16, flow_width=16, roi_cells=4, roii_detach=True)
     torch.manual_seed(5)  # dropout draws from the global generator
     g1 = gradient_norms(plain, b, torch.Generator().manual_seed(1))
     torch.manual_seed(5)
@@ -360,21 +366,21 @@ def test_gradient_norms_show_which_parts_each_loss_reaches():
         assert g2[term]["trunk"] == 0 and g2[term]["roi"] == 0  # G alone learns from L_G
     assert g1["sup"]["trunk"] == pytest.approx(g2["sup"]["trunk"], rel=1e-4)  # L_Sup is untouched by the detach
     assert g1["sup"]["cos_sup_trunk"] == pytest.approx(1.0)
-    warm = RTATL(AUS, variant="rtatl", ff=64, widths=(64, 16, 16), roi_cells=4, aux_warmup=10)
+    warm = make(variant="rtatl", ff=64, g_width=64, dc_width=16, flow_width=16, roi_cells=4, aux_warmup=10)
     warm.set_step(0)
     out0 = warm.generator_step(b, torch.Generator().manual_seed(1))
     assert float(out0.total) == pytest.approx(float(out0.terms["sup"]), rel=1e-6)  # auxiliary weight 0 at step 0
     warm.set_step(5)
     out5 = warm.generator_step(b, torch.Generator().manual_seed(1))
     t = out5.terms
-    assert float(out5.total) == pytest.approx(float(t["sup"] + 0.5 * (t["G"] + warm.lambda_f * t["flow"])), rel=1e-5)
+    assert float(out5.total) == pytest.approx(float(t["sup"] + 0.5 * (t["G"] + warm.cfg.lambda_f * t["flow"])), rel=1e-5)
 
 
 def test_batchnorm_reestimation_changes_only_running_statistics():
     from training.diagnosis import reestimate_batchnorm
 
     torch.manual_seed(0)
-    m = RTATL(AUS, variant="roii", ff=64, widths=(64, 16, 16), roi_cells=4)
+    m = make(variant="roii", ff=64, g_width=64, dc_width=16, flow_width=16, roi_cells=4)
     weights = {k: v.clone() for k, v in m.state_dict().items() if "running" not in k and "num_batches" not in k}
     bn = m.backbone.stem[1]
     before = bn.running_mean.clone()
@@ -391,11 +397,11 @@ def test_the_linear_roi_vector_reads_where_in_the_roi_and_counts_like_the_paper(
     flattened 12x12x128 map): the paper's sizes within 3 %, and a change confined to one cell of
     one RoI moves that RoI's token (a mean over cells would not see a moved activation)."""
     from training.config import load_config
-    from training.model import PerAUConvs
+    from training.model.roi import PerAUConvs
     from training.stats import PAPER, part_stats, summary
 
     cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml", ["model.roi_vector=linear"])
-    tot = summary(part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True)))
+    tot = summary(part_stats(RTATL(cfg.model, AUS, init=False)))
     assert tot["inference_params"] == pytest.approx(PAPER["inference_params"], rel=0.03)  # 18.62 M vs 19.12 M
     assert tot["inference_gflops"] == pytest.approx(PAPER["inference_gflops"], rel=0.03)  # 5.63 vs 5.57
     torch.manual_seed(0)
@@ -422,10 +428,10 @@ def test_a_lighter_graph_is_the_same_network_on_the_resized_crop():
     from training.stats import part_stats, summary
 
     torch.manual_seed(0)
-    light = RTATLBackbone(len(AUS), d=32, heads=4, roi_cells=4, ff=64, log_init=False, intensity=True,
-                          work_size=96).eval()
-    plain = RTATLBackbone(len(AUS), d=32, heads=4, roi_cells=4, ff=64, log_init=False, intensity=True,
-                          roi_size=24).eval()
+    small_graph = {"d": 32, "heads": 4, "roi_cells": 4, "ff": 64, "intensity": True}
+    light = RTATLBackbone(ModelConfig(**small_graph, work_size=96), len(AUS), init=False).eval()
+    plain = RTATLBackbone(ModelConfig(**small_graph), len(AUS), init=False).eval()
+    plain.roi_size = 24  # RoIs of the scaled size on the resized crop
     plain.load_state_dict(light.state_dict())
     image = torch.randn(2, 3, 192, 192)
     centres = torch.rand(2, 2 * len(AUS), 2) * 120 + 36
@@ -442,9 +448,45 @@ def test_a_lighter_graph_is_the_same_network_on_the_resized_crop():
 
     def rows(*overrides):
         cfg = load_config(REPO / "training" / "configs" / "bp4d.yaml", list(overrides))
-        return {r["part"]: r for r in part_stats(RTATL.from_config(cfg, AUS, from_checkpoint=True))}
+        return {r["part"]: r for r in part_stats(RTATL(cfg.model, AUS, init=False))}
 
     full, lite = rows(), rows("model.work_size=128")
     trunk = "ResNet-18 (stem + 4 stages)"
     assert lite[trunk]["gflops"] == pytest.approx(full[trunk]["gflops"] * (128 / 192) ** 2, rel=0.02)
     assert summary(list(lite.values()))["inference_params"] == summary(list(full.values()))["inference_params"]
+
+
+#: What the exported inference graphs of seeded, freshly initialised models look like
+#: (``helpers.onnx_fingerprint``): written by the code before the network moved into
+#: ``training/model/`` and checked byte for byte then; a change of the graph, its node names or
+#: its weights' layout changes them. Rewrite them only when the exported graph changes on purpose.
+EXPORTED_GRAPHS = {
+    "smoke": ("BP4D", [], "0bc2690fc3aaafec62c3cc38e79ec09d72e63ba5a2d897d8ebb813f09f18c748", 317516.59642145527),
+    "default_v3": ("OPENFACE", ["model.roi_cells=6", "model.d=64", "model.work_size=128", "model.g_width=256", "model.dc_width=32",
+                                "model.flow_width=64", "model.intensity=true", "model.emotions=8", "model.ff=512"],
+                   "2d5430dd126da639f13881880767843577c764b7dca27737c4be0e8ad25c5c2a", 262653.3240847487),
+    "gcn": ("BP4D", ["model.relation=gcn", "model.variant=backbone", "model.roi_cells=4"],
+            "cae78a2edc0956033b62219fba225e085248104b57c8bd3e8ccb62004882b9ba", 279529.41971785005),
+    "linear": ("DISFA", ["model.roi_vector=linear", "model.roi_cells=4", "model.variant=jigsaw"],
+               "c3ea7c5069966a518d14f3379625128abef2e8b9b4ae9cdb4067285c26ea6ca4", 302926.6791207457),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED_GRAPHS))
+def test_the_exported_graph_of_each_kind_of_model_is_unchanged(name, tmp_path):
+    """The tiny recipe (training/configs/smoke.yaml) with the settings of the shipped default, the
+    GCN baseline and the linear RoI vectors: a checkpoint written by this code loads and exports
+    the same ONNX graph as before (node for node, name for name, same weights)."""
+    from export.api import export_onnx, inference_model
+    from tests.helpers import onnx_fingerprint
+    from training.checkpoint import write_initial_checkpoint
+    from training.config import load_config
+
+    aus, overrides, structure, weights = EXPORTED_GRAPHS[name]
+    cfg = load_config(REPO / "training/configs/smoke.yaml", overrides)
+    ckpt = write_initial_checkpoint(tmp_path / "m.ckpt", cfg, AU_SETS[aus], seed=0)
+    net, _ = inference_model(ckpt)
+    export_onnx(net, tmp_path / "m.onnx")
+    got_structure, got_weights = onnx_fingerprint(tmp_path / "m.onnx")
+    assert got_structure == structure
+    assert got_weights == pytest.approx(weights, rel=1e-6)

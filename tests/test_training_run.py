@@ -146,10 +146,10 @@ def test_resume_continues_with_identical_losses(caches, tmp_path):
 
 
 def test_non_finite_loss_stops_or_skips(caches, tmp_path, monkeypatch, caplog):
-    from training.rtatl import RTATL
+    from training import losses
 
-    real = RTATL.supervised_loss
-    monkeypatch.setattr(RTATL, "supervised_loss", staticmethod(lambda *a: real(*a) * float("nan")))
+    real = losses.supervised
+    monkeypatch.setattr(losses, "supervised", lambda *a: real(*a) * float("nan"))
     with pytest.raises(RTATLError, match="step 0: non-finite loss"):
         train.train(smoke_cfg(caches, tmp_path / "s", **{"optim.steps": 2}), progress=False)
     with caplog.at_level(logging.WARNING):
@@ -256,12 +256,12 @@ def test_a_nan_on_one_rank_is_skipped_by_every_rank(caches, tmp_path):
     driver.write_text(
         "import os, sys\n"
         "from training import train\n"
-        "from training.rtatl import RTATL\n"
-        "real = RTATL.supervised_loss\n"
+        "from training import losses\n"
+        "real = losses.supervised\n"
         "def sup(*a, **k):\n"
         "    v = real(*a, **k)\n"
         "    return v * float('nan') if os.environ['RANK'] == '1' else v\n"
-        "RTATL.supervised_loss = staticmethod(sup)\n"
+        "losses.supervised = sup\n"
         "sys.exit(train.main(sys.argv[1:]))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(driver),
            "--config", "training/configs/smoke.yaml", f"data.cache={caches['bp4d']}", f"data.unlabelled_cache={caches['unl']}",

@@ -56,9 +56,9 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path}: not an RTATL checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     model_cfg = (state.get("config") or {}).get("model")
     if isinstance(model_cfg, dict):  # settings added since the checkpoint was written: what it was built with
-        from .config import LEGACY_MODEL
+        from .config import COMPACT_GRAPH
 
-        for key, value in LEGACY_MODEL.items():
+        for key, value in COMPACT_GRAPH.items():
             model_cfg.setdefault(key, value)
     return state
 
@@ -77,13 +77,13 @@ def training_config(state: dict, path: Path) -> dict:
 def model_from_checkpoint(path: Path):
     """(RTATL model with the checkpoint's weights, eval mode; the checkpoint dict)."""
     from .config import TrainConfig
-    from .rtatl import RTATL
+    from .model import RTATL
 
     state = load_checkpoint(path)
     try:
         cfg = TrainConfig.model_validate(state["config"])
         aus = tuple(state["aus"])
-        model = RTATL.from_config(cfg, aus, from_checkpoint=True)
+        model = RTATL(cfg.model, aus, init=False)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {path}: does not match the RTATL model ({type(exc).__name__}: {str(exc)[:300]})") from None
@@ -97,10 +97,10 @@ def write_initial_checkpoint(path: Path, cfg, aus, seed: int = 0) -> Path:
 
     import torch
 
-    from .rtatl import RTATL
+    from .model import RTATL
 
     torch.manual_seed(seed)
-    model = RTATL.from_config(cfg, tuple(aus))
+    model = RTATL(cfg.model, tuple(aus))
     save_checkpoint(Path(path), {"model": model.state_dict(), "step": 0, "config": json.loads(cfg.model_dump_json()),
                                  "aus": list(aus), "training_data": "none: randomly initialised, untrained",
                                  "notes": "untrained weights; for testing the pipeline only"})

@@ -35,8 +35,10 @@ class DataConfig(_Strict):
     scale: float = 0.0  #: training only: canvas zoom in [1-s, 1+s] before the crop (paper: 0)
 
 
-#: Values of model settings that checkpoints written before the setting existed were trained with.
-LEGACY_MODEL = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
+#: The compact graph (8x8 RoI cells, narrow auxiliary heads; the paper's are 12x12 and 35 M
+#: parameters of heads): what checkpoints written before these settings existed were built with,
+#: and the base of the default-model recipe's graphs (``recipes.default_model.GRAPHS``).
+COMPACT_GRAPH = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
 
 
 class ModelConfig(_Strict):

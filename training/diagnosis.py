@@ -17,8 +17,9 @@ from torch import nn
 #: Loss terms of ``RTATL.generator_step`` whose gradient reaches the backbone, with their weight in
 #: Eq. 9 given the model's lambdas (L_G = lambda1 L_adv + (1 - lambda1) L_rec + lambda2 L_cls, Eq. 7).
 def _weights(model) -> dict[str, float]:
-    return {"sup": 1.0, "adv_g": model.lambda1, "rec": 1.0 - model.lambda1, "cls_g": model.lambda2,
-            "flow": model.lambda_f, "ssl": model.lambda_ssl, "int": model.lambda_int}
+    c = model.cfg
+    return {"sup": 1.0, "adv_g": c.lambda1, "rec": 1.0 - c.lambda1, "cls_g": c.lambda2,
+            "flow": c.lambda_f, "ssl": c.lambda_ssl, "int": c.lambda_int}
 
 
 def parameter_groups(model) -> dict[str, list[nn.Parameter]]:

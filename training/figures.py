@@ -81,7 +81,7 @@ def flow_figure(model, batch) -> np.ndarray | None:
 def inpainting_figure(model, batch, aus) -> np.ndarray | None:
     import torch
 
-    from .aux_heads import crop_patches
+    from .model.roii import crop_patches
 
     if not model.use_roii:
         return None

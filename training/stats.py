@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     from rtatl_sdk.errors import RTATLError
 
     from .config import load_config
-    from .rtatl import RTATL
+    from .model import RTATL
 
     ap = argparse.ArgumentParser(prog="rtatl-stats", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, required=True)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     except RTATLError as exc:
         print(f"rtatl-stats: {exc}", file=sys.stderr)
         return 2
-    model = RTATL.from_config(cfg, tuple(cfg.data.aus or AU_SETS[cfg.data.dataset]), from_checkpoint=True)
+    model = RTATL(cfg.model, tuple(cfg.data.aus or AU_SETS[cfg.data.dataset]), init=False)
     rows = part_stats(model)
     tot = summary(rows)
     print("| part | graph | parameters (M) | GFLOPs per image |\n|---|---|---|---|")

@@ -165,12 +165,11 @@ class Trainer:
     def _model(self) -> None:
         import torch
 
-        from .model import count_parameters
-        from .rtatl import RTATL
+        from .model import RTATL, count_parameters
 
         cfg = self.cfg
         torch.manual_seed(cfg.run.seed)
-        self.model = model = RTATL.from_config(cfg, self.aus).to(self.device)
+        self.model = model = RTATL(cfg.model, self.aus).to(self.device)
         known = self.labelled.index.labels[:, self.labelled.cols]
         if cfg.model.relation == "gcn":  # Backbone^G: the training labels' co-occurrence graph (a resume reloads it)
             model.backbone.transformer.set_prior(torch.from_numpy(known).to(self.device))

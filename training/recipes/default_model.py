@@ -48,6 +48,7 @@ from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError, RTATLError
 
+from ..config import COMPACT_GRAPH
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
 from ..teacher import TEACHER_THRESHOLD, teacher_scores
@@ -561,14 +562,12 @@ def heldout_margin(model, data: Path, thresholds) -> dict:
     return rep
 
 
-#: Graph settings of the shipped default model (its card says so): they keep the recipe about an
-#: hour on two CPU cores; the paper's are 12x12 cells and 35 M parameters of auxiliary heads.
-SHIPPED_GRAPH = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
-#: ``--graph``: the shipped graph, or a lighter one for several faces in real time on a CPU:
-#: the trunk reads the crop resized to 128 px, RoI maps of 6x6 cells, d = 64 (about 1.5 of the
-#: shipped graph's 4.8 GFLOPs); same recipe, targets and auxiliary tasks
-GRAPHS = {"shipped": SHIPPED_GRAPH,
-          "light": {**SHIPPED_GRAPH, "roi_cells": 6, "d": 64, "work_size": 128}}
+#: ``--graph``: "shipped", the compact graph (``config.COMPACT_GRAPH``: it keeps the recipe about
+#: an hour on two CPU cores), or "light", for several faces in real time on a CPU: the trunk reads
+#: the crop resized to 128 px, RoI maps of 6x6 cells, d = 64 (about 1.5 of the compact graph's 4.8
+#: GFLOPs); same recipe, targets and auxiliary tasks. The default model v3 is "light".
+GRAPHS = {"shipped": COMPACT_GRAPH,
+          "light": {**COMPACT_GRAPH, "roi_cells": 6, "d": 64, "work_size": 128}}
 
 
 def graph_settings(args) -> dict:

@@ -118,7 +118,7 @@ def run_factor(args, data: Path, factor: str, seed: int) -> dict:
     import torch
 
     from ..checkpoint import model_from_checkpoint
-    from ..rtatl import RTATL
+    from ..model import RTATL
     from ..train import train
 
     t = time.time()
@@ -141,7 +141,7 @@ def run_factor(args, data: Path, factor: str, seed: int) -> dict:
                                  if k in FACTORS[factor][1] or k == "crop_prob"}
         aus = recipe.AUS
         torch.manual_seed(seed)
-        init = RTATL.from_config(cfg, aus)
+        init = RTATL(cfg.model, aus)
         grads_init = _grad_table(init, _batches(cfg, aus, GRAD_BATCHES, seed), seed)
         del init
         res = train(cfg, progress=args.progress)
