@@ -149,7 +149,7 @@ def test_thresholds_fit_each_au_and_keep_half_without_data():
 
 
 def test_neutral_rates_per_au_fit_each_column_under_its_own_rate_and_bad_overrides_are_named():
-    from training.recipes import default_model
+    from training.recipes import spec
 
     rng = np.random.default_rng(2)
     y = (rng.random((300, 2)) < 0.3).astype(np.int64)
@@ -157,15 +157,15 @@ def test_neutral_rates_per_au_fit_each_column_under_its_own_rate_and_bad_overrid
     neutral = y.sum(1) == 0
     thr, _ = measures.fit_thresholds(probs, y, neutral=neutral, max_neutral_rate=[0.02, 0.3])
     assert (probs[neutral, 0] >= thr[0]).mean() <= 0.02 < (probs[neutral, 1] >= thr[1]).mean() <= 0.3
-    assert default_model.parse_rate_overrides(["AU12=0.08", "6=0.1"]) == {12: 0.08, 6: 0.1}
+    assert spec.parse_rate_overrides(["AU12=0.08", "6=0.1"], AUS) == {12: 0.08, 6: 0.1}
     for bad, why in (("AU12", "AU=RATE"), ("AU12=1.5", "between 0 and 1"), ("AU99=0.1", "not in the recipe's AU set"),
                      ("x=0.1", "AU=RATE")):
         with pytest.raises(InputError, match=why) as exc:
-            default_model.parse_rate_overrides([bad])
+            spec.parse_rate_overrides([bad], AUS)
         assert bad in str(exc.value)
-    assert default_model.describe_rates(0.02, {6: 0.08, 12: 0.08}) == "2% per AU (8% for AU06, AU12)"
-    assert default_model.describe_rates(0.05, {}) == "5% per AU"
-    assert default_model.neutral_rates(0.02, {12: 0.08})[list(AUS).index(12)] == 0.08
+    assert spec.describe_rates(0.02, {6: 0.08, 12: 0.08}, AUS) == "2% per AU (8% for AU06, AU12)"
+    assert spec.describe_rates(0.05, {}, AUS) == "5% per AU"
+    assert spec.neutral_rates(0.02, {12: 0.08}, AUS)[list(AUS).index(12)] == 0.08
 
 
 def test_paired_bootstrap_resamples_people_and_finds_only_real_differences():
@@ -529,14 +529,11 @@ def test_recipe_with_openface_aus_and_the_intensity_head(tiny_corpus, media, tmp
     from training.recipes import default_model
 
     out = tmp_path / "v2"
-    try:
-        assert default_model.main(["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out),
-                                   "--val-fraction", "0.5", "--edits", "6", "--batch", "4", "--unlabelled-batch", "2",
-                                   "--ff", "64", "--workers", "1", "--clip-frames", "12", "--no-progress",
-                                   "--steps", "1", "--eval-every", "1", "--aus", "openface", "--intensity",
-                                   "--emotions"]) == 0
-    finally:
-        default_model.set_aus("BP4D")  # the module's AU set is process-wide
+    assert default_model.main(["--faces", str(tiny_corpus), "--media", str(media), "--out", str(out),
+                               "--val-fraction", "0.5", "--edits", "6", "--batch", "4", "--unlabelled-batch", "2",
+                               "--ff", "64", "--workers", "1", "--clip-frames", "12", "--no-progress",
+                               "--steps", "1", "--eval-every", "1", "--aus", "openface", "--intensity",
+                               "--emotions"]) == 0
     idx = CacheIndex(out / "data" / "train")
     assert idx.aus == AU_SETS["OPENFACE"] and ((idx.intensities >= 0) & (idx.intensities <= 5)).any()
     edits = np.char.startswith(idx.keys.astype(str), "edits")
@@ -588,13 +585,18 @@ def test_a_recipe_variant_is_a_dict_of_overrides_over_the_shipped_recipe():
     """The auxiliary-task ablation differs from the default model's recipe in its variant alone."""
     from training.recipes import default_model, variants
 
-    ap = default_model._parser()
-    base = vars(ap.parse_args(variants.argv_for("no_aux", Path("f"), Path("m"), Path("o"))))
-    assert base["variant"] == "backbone" and base["emotions"] and base["intensity"] and base["steps"] == 2000
-    shipped = dict(variants.RECIPE)
-    variants.VARIANTS["_probe"] = {}
-    try:
-        plain = vars(ap.parse_args(variants.argv_for("_probe", Path("f"), Path("m"), Path("o"))))
-    finally:
-        del variants.VARIANTS["_probe"]
-    assert {k for k in base if base[k] != plain[k]} == {"variant"} and shipped == variants.RECIPE
+    base = variants.recipe_for("no_aux", Path("f"), Path("m"), Path("o"))
+    assert base.variant == "backbone" and base.emotions and base.intensity and base.steps == 2000
+    assert base.au_set == AU_SETS["OPENFACE"] and base.neutral_rate_au == {6: 0.03, 12: 0.03}
+    plain = variants.recipe_for("_probe", Path("f"), Path("m"), Path("o"), variants={"_probe": {}})
+    a, b = base.model_dump(), plain.model_dump()
+    assert {k for k in a if a[k] != b[k]} == {"variant"}
+    # the shipped recipe as README "Models" gives its command line: the same settings
+    readme = Path(REPO / "README.md").read_text()
+    command = readme.split("python -m training.recipes.default_model --faces ../shared/faces --out runs/v3", 1)[1]
+    argv = command.split("\nrtatl-export", 1)[0].replace("\\\n", " ").split()
+    cli = default_model.Recipe.parse(vars(default_model._parser().parse_args(argv)))
+    assert cli.model_dump(exclude={"faces", "media", "out", "workers", "progress"}) == \
+        plain.model_dump(exclude={"faces", "media", "out", "workers", "progress"})
+    with pytest.raises(InputError, match="variant"):
+        variants.recipe_for("_bad", Path("f"), Path("m"), Path("o"), variants={"_bad": {"steps": 0}})

@@ -102,3 +102,26 @@ def test_no_function_outside_tests_and_bench_is_longer_than_60_lines():
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert long == []
+
+
+def test_recipes_hold_no_module_level_mutable_state():
+    """A recipe's settings travel in its ``spec.Recipe`` and its data's manifests, never in a module
+    global: no ``global`` statement, and no module attribute a function could change in place (a
+    dict, list or set, a writable array). Mappings are read-only (``MappingProxyType``)."""
+    import importlib
+
+    import numpy as np
+
+    folder = REPO / "training" / "recipes"
+    bad = []
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        bad += [f"{path.name}:{n.lineno}: global {', '.join(n.names)}" for n in ast.walk(tree) if isinstance(n, (ast.Global, ast.Nonlocal))]
+        mod = importlib.import_module(f"training.recipes.{path.stem}")
+        own = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+               for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        for name in sorted(own):
+            value = getattr(mod, name)
+            if isinstance(value, (dict, list, set, bytearray)) or (isinstance(value, np.ndarray) and value.flags.writeable):
+                bad.append(f"{path.name}: {name} is a mutable {type(value).__name__}")
+    assert not bad, bad

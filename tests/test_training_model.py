@@ -292,7 +292,7 @@ def test_a_checkpoint_from_before_the_graph_settings_loads_with_the_graph_it_was
     from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_initial_checkpoint
     from training.config import COMPACT_GRAPH, TrainConfig
 
-    cfg = TrainConfig.model_validate({"data": {"cache": "-"}, "model": COMPACT_GRAPH})
+    cfg = TrainConfig.model_validate({"data": {"cache": "-"}, "model": dict(COMPACT_GRAPH)})
     path = write_initial_checkpoint(tmp_path / "old.ckpt", cfg, AUS)
     state = load_checkpoint(path)
     for key in COMPACT_GRAPH:  # as written before these settings existed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,7 +39,7 @@ class DataConfig(_Strict):
 #: The compact graph (8x8 RoI cells, narrow auxiliary heads; the paper's are 12x12 and 35 M
 #: parameters of heads): what checkpoints written before these settings existed were built with,
 #: and the base of the default-model recipe's graphs (``recipes.default_model.GRAPHS``).
-COMPACT_GRAPH = {"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64}
+COMPACT_GRAPH = MappingProxyType({"roi_cells": 8, "g_width": 256, "dc_width": 32, "flow_width": 64})
 
 
 class ModelConfig(_Strict):

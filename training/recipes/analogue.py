@@ -43,6 +43,7 @@ from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
 from . import table1
+from .spec import Recipe
 
 log = logging.getLogger("rtatl.analogue")
 VARIANTS = ("backbone", "ofe", "roii", "rtatl")
@@ -57,8 +58,8 @@ def run_name(variant: str, seed: int, steps: int, label_fraction: float, init: s
 
 def _config(args, data: Path, variant: str, seed: int, steps: int, out: Path, pretrained: Path | None,
             label_fraction: float = 1.0):
-    cfg = recipe._train_config(args, data, steps)
-    cfg.model.variant, cfg.run.seed, cfg.run.out = variant, seed, out
+    cfg = Recipe.from_options(args, crop_prob=None).train_config(data, steps, variant=variant)  # the paper's RoII setting
+    cfg.run.seed, cfg.run.out = seed, out
     cfg.model.pretrained = pretrained
     cfg.data.label_fraction, cfg.data.subjects_seed = label_fraction, seed
     return cfg
@@ -143,8 +144,7 @@ def _weights_hash(state: dict) -> str:
 def _data(args, data: Path, half: str, summary_path: Path) -> dict:
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
-    summary = recipe.build_data(args.faces, args.media, data, args.val_fraction, 0, 0, args.workers, args.limit,
-                                args.clip_frames, half=half, half_seed=args.half_seed)
+    summary = recipe.build_data(Recipe.from_options(args, seed=0, edits=0), data, half=half, half_seed=args.half_seed)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
@@ -193,7 +193,7 @@ def run(args) -> list[dict]:
             t = time.time()
             cfg = _config(args, data, variant, seed, args.steps, args.out / name, weights, args.label_fraction)
             model, curve = _segments(cfg, args.steps, args.eval_every, data, args.progress)
-            card = recipe.validate(model, data, thresholds=[0.5] * len(recipe.AUS))["student"]
+            card = recipe.validate(model, data, thresholds=[0.5] * len(cfg.data.aus))["student"]
             fitted = recipe.validate(model, data)["student"]  # thresholds fitted on the validation people
             row = {"variant": variant, "seed": seed, "steps": args.steps, "init": weights.name, "init_sha256": trunk,
                    "label_fraction": args.label_fraction, "auc_mean": fitted["auc_mean"],
@@ -257,7 +257,6 @@ def main(argv=None) -> int:
         ap.error("--steps and --eval-every must be at least 1")
     if not 0.0 < args.label_fraction <= 1.0:
         ap.error(f"--label-fraction {args.label_fraction}: must be in (0, 1]")
-    args.roi_vector, args.crop_prob = "mean", None  # the recipe's config reads both; crop_prob: the variant's own
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         if args.what == "pretrain":

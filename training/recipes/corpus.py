@@ -23,6 +23,7 @@ import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from rtatl_sdk.errors import InputError
 from rtatl_sdk.io.images import IMAGE_EXTENSIONS
 
 LABELS_FILE = "labels.csv"
-_AMBIGUOUS = {"", "ambiguous", "unknown", "none"}
+_AMBIGUOUS = frozenset({"", "ambiguous", "unknown", "none"})
 PAD = 0.3  #: tight face crops: pad by this share of their larger side before face detection
 
 
@@ -45,8 +46,8 @@ class FaceRecord:
     split: str = ""  #: the corpus's own split (train / validation / test), "" where it has none
 
 
-SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test", "publictest": "val",
-          "privatetest": "test", "training": "train"}
+SPLITS = MappingProxyType({"train": "train", "validation": "val", "val": "val", "test": "test", "publictest": "val",
+                           "privatetest": "test", "training": "train"})
 
 
 def parse_votes(text: str, where: str) -> tuple[float, ...] | None:

@@ -33,29 +33,29 @@ Data (``OUT/data``):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from rtatl_sdk import load_image
 from rtatl_sdk.contract import geometry
-from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError, RTATLError
 
-from ..config import COMPACT_GRAPH
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
 from ..teacher import TEACHER_THRESHOLD, teacher_scores
 from . import corpus, distil, measures, operating, targets
+from .spec import GRAPHS, Recipe, describe_rates, neutral_rates
 
 log = logging.getLogger("rtatl.recipe")
-AUS = AU_SETS["BP4D"]  #: the recipe's AU set (``--aus``; ``set_aus`` before anything is built)
 #: what the default model's 0-5 intensities mean (``--intensity``): not FACS A-E coding
 INTENSITY_SCALE = ("0-5: 5 x the AU's training target (the blendshape teacher's score, AU6 also from the smile, raised by "
                    "the crowd's emotion votes, pulled down on neutral faces) and 4 x a synthetic edit's strength; "
@@ -64,13 +64,6 @@ INTENSITY_SCALE = ("0-5: 5 x the AU's training target (the blendshape teacher's 
 EDIT_INTENSITY = 4.0
 
 
-def set_aus(name: str) -> tuple[int, ...]:
-    """Use AU set ``name`` (``rtatl_sdk.contract.au.AU_SETS``: BP4D or OPENFACE) for this process."""
-    global AUS
-    if name.upper() not in AU_SETS:
-        raise InputError(f"--aus {name}", f"is not one of {', '.join(AU_SETS)}")
-    AUS = AU_SETS[name.upper()]
-    return AUS
 TRAIN_VIDEO = "WolfgangLanger_Pexels.mp4"
 TRAIN_IMAGES = ("multi_face.jpg",)
 HELD_VIDEO = "single_face.mp4"
@@ -83,28 +76,43 @@ TERMS = ("Research use only: the weights are trained on face crops of Labeled Fa
 
 
 # ---------------------------------------------------------------- faces -> cache parts
-_W: dict = {}
+class FaceRow(NamedTuple):
+    """One face of a cache part as the recipe writes it."""
+
+    frame: int
+    teacher: np.ndarray  #: (N,) the blendshape teacher's scores (-1: none, an edit)
+    target: np.ndarray  #: (N,) the combined training target (-1: unknown)
+    landmarks: np.ndarray
+    matrix: np.ndarray
+    record: corpus.FaceRecord
 
 
-def _init_worker(aus: tuple[int, ...] | None = None) -> None:
-    """A worker's face pipeline, and the parent's AU set (a spawned process starts with the default)."""
-    global AUS
+class Job(NamedTuple):
+    """A chunk of work for a worker: write ``items`` into part ``key`` of ``cache`` for AU set ``aus``."""
+
+    cache: Path
+    key: str
+    items: list
+    aus: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline():
+    """This process's face pipeline (one per worker, made at its first job)."""
     import cv2
 
     from rtatl_sdk.face import FacePipeline
 
-    if aus is not None:
-        AUS = tuple(aus)
     cv2.setNumThreads(1)
-    _W["pipe"] = FacePipeline(blendshapes=True)
+    return FacePipeline(blendshapes=True)
 
 
-def _face_chunk(job) -> tuple[str, int, int]:
+def _face_chunk(job: Job) -> tuple[str, int, int]:
     """Faces of one chunk of records -> one cache part with targets, teacher scores, emotions."""
     from rtatl_sdk.face.pipeline import largest_face
 
-    cache, key, records = job
-    pipe = _W["pipe"]
+    cache, key, records, aus = job
+    pipe = _pipeline()
     rows, skipped = [], {"unreadable": 0, "no face": 0}
     for rec in records:
         try:
@@ -118,11 +126,11 @@ def _face_chunk(job) -> tuple[str, int, int]:
             skipped["no face"] += 1
             continue
         f = largest_face(faces)
-        t = teacher_scores(f.blendshapes, AUS)
+        t = teacher_scores(f.blendshapes, aus)
         n = len(rows)
         cache_format.write_frame(cache, key, n, f.aligned.image)
-        rows.append((n, t, targets.combine(t, rec.emotion, AUS, rec.votes), f.aligned.landmarks, f.aligned.matrix, rec))
-    _write_rows(cache, key, rows, skipped)
+        rows.append(FaceRow(n, t, targets.combine(t, rec.emotion, aus, rec.votes), f.aligned.landmarks, f.aligned.matrix, rec))
+    _write_rows(cache, key, rows, skipped, aus)
     return key, len(rows), sum(skipped.values())
 
 
@@ -156,23 +164,23 @@ def expression_votes(rec) -> np.ndarray:
     return np.full(len(EMOTIONS), -1.0, np.float32)
 
 
-def _write_rows(cache: Path, key: str, rows, skipped: dict, has_flow=None, intensities=None) -> None:
+def _write_rows(cache: Path, key: str, rows: list[FaceRow], skipped: dict, aus, has_flow=None, intensities=None) -> None:
     """A part of the recipe's cache; ``intensities`` (n, N) 0-5 or -1 unknown, by default 5 x the
     combined target (``targets.intensity``)."""
     n = len(rows)
-    tgt = np.array([r[2] for r in rows], np.float32).reshape(n, len(AUS))
-    teacher = np.array([r[1] for r in rows], np.float32).reshape(n, len(AUS))
+    tgt = np.array([r.target for r in rows], np.float32).reshape(n, len(aus))
+    teacher = np.array([r.teacher for r in rows], np.float32).reshape(n, len(aus))
     if intensities is None:
         intensities = targets.intensity(tgt)
     cache_format.write_part(cache, cache_format.Part(
-        key=key, subject=key, sequence=key, frames=[r[0] for r in rows], labels=targets.hard(tgt),
-        landmarks=[r[3] for r in rows], matrices=[r[4] for r in rows],
+        key=key, subject=key, sequence=key, frames=[r.frame for r in rows], labels=targets.hard(tgt),
+        landmarks=[r.landmarks for r in rows], matrices=[r.matrix for r in rows],
         has_flow=has_flow if has_flow is not None else [False] * n, skipped=skipped, targets=tgt,
-        extra={"teacher": teacher, "intensities": np.asarray(intensities, np.float32).reshape(n, len(AUS)),
-               "emotion": np.array([r[5].emotion for r in rows], dtype=str),
-               "identity": np.array([r[5].identity for r in rows], dtype=str),
-               "source": np.array([str(r[5].path) for r in rows], dtype=str),
-               "votes": np.array([expression_votes(r[5]) for r in rows], np.float32).reshape(n, -1)}))
+        extra={"teacher": teacher, "intensities": np.asarray(intensities, np.float32).reshape(n, len(aus)),
+               "emotion": np.array([r.record.emotion for r in rows], dtype=str),
+               "identity": np.array([r.record.identity for r in rows], dtype=str),
+               "source": np.array([str(r.record.path) for r in rows], dtype=str),
+               "votes": np.array([expression_votes(r.record) for r in rows], np.float32).reshape(n, -1)}))
 
 
 def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
@@ -181,20 +189,20 @@ def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
     if not jobs:
         return []
     if workers <= 1:
-        _init_worker()
         return [fn(j) for j in tqdm(jobs, desc=desc)]
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers, _init_worker, (AUS,)) as pool:
+    with mp.get_context("spawn").Pool(workers) as pool:
         return list(tqdm(pool.imap_unordered(fn, jobs), total=len(jobs), desc=desc))
 
 
-def _pending(cache: Path, prefix: str, records: list, chunk: int) -> list:
+def _pending(cache: Path, prefix: str, records: list, chunk: int, aus) -> list[Job]:
+    """The jobs of the chunks of ``records`` whose part is not in ``cache`` yet (the unit of resumption)."""
     jobs = []
     for c in range(0, len(records), chunk):
         key = f"{prefix}_{c // chunk:04d}"
         if not cache_format.has_part(cache, key):
-            jobs.append((cache, key, records[c:c + chunk]))
+            jobs.append(Job(cache, key, records[c:c + chunk], tuple(aus)))
     return jobs
 
 
@@ -215,7 +223,7 @@ def _faces_of_video(pipe, path: Path, limit: int | None = None):
     return out
 
 
-def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict:
+def build_media(media: Path, data: Path, aus, clip_frames: int | None = None) -> dict:
     """Training clip (even frames labelled, odd unlabelled, both with flow), stills, held-out man."""
     from rtatl_sdk import load_image
     from rtatl_sdk.face import FacePipeline
@@ -236,29 +244,29 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
         half = "even" if i % 2 == 0 else "odd"
         cache = data / ("train" if half == "even" else "unlabelled")
         cache_format.write_frame(cache, f"clip_{half}", i, f.aligned.image, flow)
-        t = teacher_scores(f.blendshapes, AUS)
-        tgt = targets.combine(t, "", AUS) if half == "even" else np.full(len(AUS), -1, np.float32)
-        rows[half].append((i, t, tgt, f.aligned.landmarks, f.aligned.matrix, clip))
+        t = teacher_scores(f.blendshapes, aus)
+        tgt = targets.combine(t, "", aus) if half == "even" else np.full(len(aus), -1, np.float32)
+        rows[half].append(FaceRow(i, t, tgt, f.aligned.landmarks, f.aligned.matrix, clip))
         flows[half].append(flow is not None)
-    _write_rows(data / "unlabelled", "clip_odd", rows["odd"], {}, flows["odd"])
-    _write_rows(data / "train", "clip_even", rows["even"], {}, flows["even"])
+    _write_rows(data / "unlabelled", "clip_odd", rows["odd"], {}, aus, flows["odd"])
+    _write_rows(data / "train", "clip_even", rows["even"], {}, aus, flows["even"])
     still_rows = []
     for name in TRAIN_IMAGES:
         for f in pipe.process(load_image(media / name)):
             n = len(still_rows)
             cache_format.write_frame(data / "train", "stills", n, f.aligned.image)
-            t = teacher_scores(f.blendshapes, AUS)
-            still_rows.append((n, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
-                               corpus.FaceRecord(media / name, f"media/{name}#{n}", "")))
-    _write_rows(data / "train", "stills", still_rows, {})
+            t = teacher_scores(f.blendshapes, aus)
+            still_rows.append(FaceRow(n, t, targets.combine(t, "", aus), f.aligned.landmarks, f.aligned.matrix,
+                                      corpus.FaceRecord(media / name, f"media/{name}#{n}", "")))
+    _write_rows(data / "train", "stills", still_rows, {}, aus)
     held = _faces_of_video(pipe, media / HELD_VIDEO)
     held_rows = []
     for i, _img, f in held:
         cache_format.write_frame(data / "heldout", "video", i, f.aligned.image)
-        t = teacher_scores(f.blendshapes, AUS)
-        held_rows.append((i, t, targets.combine(t, "", AUS), f.aligned.landmarks, f.aligned.matrix,
-                          corpus.FaceRecord(media / HELD_VIDEO, f"media/{HELD_VIDEO}", "")))
-    _write_rows(data / "heldout", "video", held_rows, {})
+        t = teacher_scores(f.blendshapes, aus)
+        held_rows.append(FaceRow(i, t, targets.combine(t, "", aus), f.aligned.landmarks, f.aligned.matrix,
+                                 corpus.FaceRecord(media / HELD_VIDEO, f"media/{HELD_VIDEO}", "")))
+    _write_rows(data / "heldout", "video", held_rows, {}, aus)
     pipe.close()
     counts = {"clip_labelled": len(rows["even"]), "clip_unlabelled": len(rows["odd"]), "stills": len(still_rows),
               "heldout_frames": len(held_rows)}
@@ -267,12 +275,23 @@ def build_media(media: Path, data: Path, clip_frames: int | None = None) -> dict
 
 
 # ---------------------------------------------------------------- synthetic edits
-def _edit_chunk(job) -> tuple[str, int, int]:
+class EditItem(NamedTuple):
+    """One synthetic edit: ``edited`` AUs of the face at ``path`` (``landmarks``, ``target``) by ``strength``."""
+
+    path: Path
+    landmarks: np.ndarray
+    target: np.ndarray
+    edited: tuple[int, ...]
+    strength: float
+    record: corpus.FaceRecord
+
+
+def _edit_chunk(job: Job) -> tuple[str, int, int]:
     import cv2
 
     from ..edits import apply_edit
 
-    cache, key, items = job
+    cache, key, items, au_set = job
     rows, flows, failed, inten = [], [], 0, []
     for path, pts, tgt, aus, strength, rec in items:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -284,16 +303,17 @@ def _edit_chunk(job) -> tuple[str, int, int]:
             continue
         n = len(rows)
         cache_format.write_frame(cache, key, n, out, flow)
-        rows.append((n, np.full(len(AUS), -1, np.float32), targets.edited(tgt, aus, AUS), new_pts, np.eye(2, 3), rec))
+        rows.append(FaceRow(n, np.full(len(au_set), -1, np.float32), targets.edited(tgt, aus, au_set), new_pts, np.eye(2, 3), rec))
         flows.append(True)
-        row = np.full(len(AUS), -1.0, np.float32)  # the edited AUs' strength is exact; the others unknown
-        row[[AUS.index(a) for a in aus]] = min(5.0, EDIT_INTENSITY * strength)
+        row = np.full(len(au_set), -1.0, np.float32)  # the edited AUs' strength is exact; the others unknown
+        row[[au_set.index(a) for a in aus]] = min(5.0, EDIT_INTENSITY * strength)
         inten.append(row)
-    _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, flows, np.array(inten).reshape(len(rows), len(AUS)))
+    _write_rows(cache, key, rows, {"edit failed": failed} if failed else {}, au_set, flows,
+                np.array(inten).reshape(len(rows), len(au_set)))
     return key, len(rows), failed
 
 
-def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
+def edit_jobs(cache: Path, n_edits: int, seed: int, aus) -> list[Job]:
     """Edits of training faces without an expression label other than neutral, spread over identities."""
     from ..data.dataset import CacheIndex
     from ..edits import AU_EDITS
@@ -308,13 +328,13 @@ def edit_jobs(cache: Path, n_edits: int, seed: int) -> list:
         return []
     rng = np.random.default_rng([seed, 17])
     chosen = rng.choice(base, size=min(n_edits, len(base)), replace=False)
-    editable = [a for a in AUS if a in AU_EDITS]
+    editable = [a for a in aus if a in AU_EDITS]
     items = []
     for i in chosen:
-        aus = tuple(int(a) for a in rng.choice(editable, size=int(rng.integers(1, 3)), replace=False))
-        rec = corpus.FaceRecord(Path(str(ex["source"][i])), str(ex["identity"][i]), "edit:" + "+".join(map(str, aus)))
-        items.append((idx.image_path(i), idx.landmarks[i], idx.targets[i], aus, float(rng.uniform(0.8, 1.6)), rec))
-    return _pending(cache, "edits", items, CHUNK)
+        edited = tuple(int(a) for a in rng.choice(editable, size=int(rng.integers(1, 3)), replace=False))
+        rec = corpus.FaceRecord(Path(str(ex["source"][i])), str(ex["identity"][i]), "edit:" + "+".join(map(str, edited)))
+        items.append(EditItem(idx.image_path(i), idx.landmarks[i], idx.targets[i], edited, float(rng.uniform(0.8, 1.6)), rec))
+    return _pending(cache, "edits", items, CHUNK, aus)
 
 
 def read_extras(cache: Path) -> dict[str, np.ndarray]:
@@ -324,17 +344,17 @@ def read_extras(cache: Path) -> dict[str, np.ndarray]:
         n = len(part)
         for k in out:
             out[k].append(part.extra[k] if k in part.extra else
-                          np.full((n, len(AUS)) if k == "teacher" else n, -1 if k == "teacher" else ""))
+                          np.full((n, part.labels.shape[1]) if k == "teacher" else n, -1 if k == "teacher" else ""))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edits: int, seed: int, workers: int,
-               limit: int | None = None, clip_frames: int | None = None, half: str | None = None,
-               half_seed: int = 0, cap: int | None = None) -> dict:
-    """Build the caches under ``data`` (the module says what each holds). ``half``: only the people
-    of that identity half of ``faces`` (``corpus.identity_half``), for a pretrained start that no
-    evaluation person has seen."""
-    records, counts = corpus.read_corpus(faces)
+def build_data(rec: Recipe, data: Path, half: str | None = None, half_seed: int = 0) -> dict:
+    """Build the caches under ``data`` (the module says what each holds) from ``rec``'s faces and
+    media, for its AU set, split, edits, limits and cap. ``half``: only the people of that identity
+    half of the faces (``corpus.identity_half``), for a pretrained start that no evaluation person
+    has seen."""
+    aus, seed, limit, cap = rec.au_set, rec.seed, rec.limit, rec.cap_per_emotion
+    records, counts = corpus.read_corpus(rec.faces)
     if half is not None:
         if half not in corpus.HALVES:
             raise InputError(f"half {half!r}", f"is not one of {', '.join(corpus.HALVES)}")
@@ -342,19 +362,19 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
         counts = {**counts, "half": half, "half_seed": half_seed, "half_images": len(records)}
     if limit:
         records = records[:limit]
-    train, val = corpus.split_records(records, val_fraction, seed)
+    train, val = corpus.split_records(records, rec.val_fraction, seed)
     test = corpus.test_records(records)
     train = corpus.cap_per_emotion(train, cap, seed)
     shared = {r.identity for r in train} & {r.identity for r in val}
     assert not shared, shared  # the split is by identity; a failure here is a bug, not bad data
     names = ("train", "unlabelled", "val", "heldout") + (("test",) if test else ())
     for name in names:
-        cache_format.write_manifest(data / name, "DEFAULT", AUS, FLOW)
-    jobs = _pending(data / "train", "corpus", train, CHUNK) + _pending(data / "val", "corpus", val, CHUNK) \
-        + _pending(data / "test", "corpus", test, CHUNK)
-    results = _run_jobs(_face_chunk, jobs, workers, "faces")
-    media_counts = build_media(media, data, clip_frames)
-    results += _run_jobs(_edit_chunk, edit_jobs(data / "train", n_edits, seed), workers, "edits")
+        cache_format.write_manifest(data / name, "DEFAULT", aus, FLOW)
+    jobs = _pending(data / "train", "corpus", train, CHUNK, aus) + _pending(data / "val", "corpus", val, CHUNK, aus) \
+        + _pending(data / "test", "corpus", test, CHUNK, aus)
+    results = _run_jobs(_face_chunk, jobs, rec.workers, "faces")
+    media_counts = build_media(rec.media, data, aus, rec.clip_frames)
+    results += _run_jobs(_edit_chunk, edit_jobs(data / "train", rec.edits, seed, aus), rec.workers, "edits")
     for key, _, skipped in results:
         if skipped:
             log.info("%s: %d images without a usable face", key, skipped)
@@ -380,46 +400,6 @@ def build_data(faces: Path, media: Path, data: Path, val_fraction: float, n_edit
 #: the neutral rates per AU of the trade-off curve in the report (thresholds fitted on half of the
 #: validation people, judged on the other half)
 TRADEOFF_RATES = (0.02, 0.03, 0.05, 0.08, 0.12)
-#: the card's thresholds: at most this share of the validation people's neutral faces called present
-#: per AU (``--neutral-rate``), except the smile's AUs (``--neutral-rate-au``): the crowd's "neutral"
-#: faces often carry a faint smile, and with 2 % for AU06/AU12 too the held-apart half lost AU12
-#: on a third of its happy faces (default model v2: 0.64 of them kept at 2-3 %, 0.83 at 8 %)
-NEUTRAL_RATE = 0.02
-NEUTRAL_RATE_AU = {6: 0.08, 12: 0.08}
-
-
-def neutral_rates(rate: float, per_au: dict[int, float]) -> list[float]:
-    """One neutral rate per AU of the recipe's set."""
-    return [float(per_au.get(a, rate)) for a in AUS]
-
-
-def describe_rates(rate: float, per_au: dict[int, float]) -> str:
-    """In words, as the card says it: '2 % per AU (8 % for AU06, AU12)'."""
-    extra = {a: r for a, r in per_au.items() if a in AUS and r != rate}
-    groups: dict[float, list[str]] = {}
-    for a, r in sorted(extra.items()):
-        groups.setdefault(r, []).append(f"AU{a:02d}")
-    tail = "; ".join(f"{measures.pct(r)} for {', '.join(v)}" for r, v in groups.items())
-    return f"{measures.pct(rate)} per AU" + (f" ({tail})" if tail else "")
-
-
-def parse_rate_overrides(items) -> dict[int, float]:
-    """``["AU12=0.08", "6=0.08"]`` -> {12: 0.08, 6: 0.08}; a bad item is an InputError naming it."""
-    out = {}
-    for item in items or ():
-        au, sep, val = str(item).partition("=")
-        try:
-            a, r = int(au.upper().removeprefix("AU")), float(val)
-        except ValueError:
-            raise InputError(f"--neutral-rate-au {item}", "must be AU=RATE, for example AU12=0.08") from None
-        if not sep or not 0.0 < r < 1.0:
-            raise InputError(f"--neutral-rate-au {item}", "must be AU=RATE with RATE between 0 and 1")
-        if a not in AUS:
-            raise InputError(f"--neutral-rate-au {item}", f"AU{a:02d} is not in the recipe's AU set")
-        out[a] = r
-    return out
-
-
 def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTRAL_RATE,
              curve: bool = False, outputs: dict | None = None, split: str = "val") -> dict:
     """Student and teacher on the validation people, through the same measures; thresholds fitted
@@ -430,9 +410,10 @@ def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTR
     from ..data.dataset import CacheIndex
     from ..evaluate import intensity_scores, predict_outputs
 
-    out = outputs if outputs is not None else predict_outputs(model, data / split, AUS)
-    probs = out["probs"]
     idx = CacheIndex(data / split)
+    aus = idx.aus
+    out = outputs if outputs is not None else predict_outputs(model, data / split, aus)
+    probs = out["probs"]
     ex = read_extras(data / split)
     teacher = ex["teacher"]
     teacher_labels = (teacher >= TEACHER_THRESHOLD).astype(np.int8)
@@ -441,21 +422,21 @@ def validate(model, data: Path, thresholds=None, neutral_rate=measures.MAX_NEUTR
     if thresholds is None:
         thresholds, why = measures.fit_thresholds(probs, target_labels, neutral=ex["emotion"] == "neutral",
                                                   max_neutral_rate=neutral_rate)
-    student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels)
+    student = measures.judge(probs, thresholds, ex["emotion"], ex["identity"], aus, teacher_labels, target_labels)
     if "intensity" in out:  # intensity against the teacher's strength, per AU
         strength = np.where(teacher >= 0, 5.0 * np.clip(teacher, 0, 1), -1.0)
         per = intensity_scores(out["intensity"], strength)
-        student["intensity_pearson_vs_teacher"] = {f"AU{a:02d}": round(r["pearson"], 3) for a, r in zip(AUS, per)}
-        student["intensity_mae_vs_teacher"] = {f"AU{a:02d}": round(r["mae"], 3) for a, r in zip(AUS, per)}
-    teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(AUS), ex["emotion"], ex["identity"], AUS,
+        student["intensity_pearson_vs_teacher"] = {f"AU{a:02d}": round(r["pearson"], 3) for a, r in zip(aus, per)}
+        student["intensity_mae_vs_teacher"] = {f"AU{a:02d}": round(r["mae"], 3) for a, r in zip(aus, per)}
+    teach = measures.judge(teacher, [TEACHER_THRESHOLD] * len(aus), ex["emotion"], ex["identity"], aus,
                            teacher_labels, target_labels)
-    rates = np.broadcast_to(np.asarray(neutral_rate, np.float64), (len(AUS),))
+    rates = np.broadcast_to(np.asarray(neutral_rate, np.float64), (len(aus),))
     res = {"student": student, "teacher": teach, "thresholds": list(thresholds), "threshold_reasons": why,
-           "neutral_rate": {f"AU{a:02d}": float(r) for a, r in zip(AUS, rates)}}
+           "neutral_rate": {f"AU{a:02d}": float(r) for a, r in zip(aus, rates)}}
     if curve:
         chosen = ("the card's: " + describe_rates(float(np.median(rates)),
-                                                  {a: float(r) for a, r in zip(AUS, rates)}), list(rates))
-        res["tradeoff"] = measures.tradeoff(probs, ex["emotion"], ex["identity"], AUS, teacher_labels, target_labels,
+                                                  {a: float(r) for a, r in zip(aus, rates)}, aus), list(rates))
+        res["tradeoff"] = measures.tradeoff(probs, ex["emotion"], ex["identity"], aus, teacher_labels, target_labels,
                                             (*TRADEOFF_RATES, chosen))
     return res
 
@@ -489,16 +470,16 @@ def build_val_edits(data: Path, n_faces: int = VAL_EDIT_FACES, seed: int = 0) ->
     from ..edits import AU_EDITS
 
     out = data / "val_edits"
-    cache_format.write_manifest(out, "DEFAULT", AUS, FLOW)
     idx, ex = CacheIndex(data / "val"), read_extras(data / "val")
+    cache_format.write_manifest(out, "DEFAULT", idx.aus, FLOW)
     size = geometry.ALIGNED_SIZE
     inside = ((idx.landmarks >= 4) & (idx.landmarks <= size - 5)).all(axis=(1, 2))  # the warp needs the face inside
     base = np.flatnonzero((ex["emotion"] == "neutral") & inside)
     chosen = np.sort(np.random.default_rng([seed, 23]).choice(base, size=min(n_faces, len(base)), replace=False))
-    items = [(idx.image_path(i), idx.landmarks[i], idx.targets[i], (au,), 1.0,
-              corpus.FaceRecord(Path(str(ex["source"][i])), str(ex["identity"][i]), f"edit:{au}"))
-             for i in chosen for au in AUS if au in AU_EDITS]
-    _run_jobs(_edit_chunk, _pending(out, "edits", items, CHUNK), 1, "validation edits")
+    items = [EditItem(idx.image_path(i), idx.landmarks[i], idx.targets[i], (au,), 1.0,
+                      corpus.FaceRecord(Path(str(ex["source"][i])), str(ex["identity"][i]), f"edit:{au}"))
+             for i in chosen for au in idx.aus if au in AU_EDITS]
+    _run_jobs(_edit_chunk, _pending(out, "edits", items, CHUNK, idx.aus), 1, "validation edits")
     return out
 
 
@@ -513,13 +494,14 @@ def edit_contrasts(model, data: Path) -> dict[str, dict]:
     edits = data / "val_edits"
     if not (edits.is_dir() and len(CacheIndex(edits))):
         return {}
-    pe, _ = predict_cache(model, edits, None, AUS)
-    pv, _ = predict_cache(model, data / "val", None, AUS)
+    aus = CacheIndex(edits).aus
+    pe, _ = predict_cache(model, edits, None, aus)
+    pv, _ = predict_cache(model, data / "val", None, aus)
     exe, exv = read_extras(edits), read_extras(data / "val")
     row_of = {s: i for i, s in enumerate(exv["source"])}
     orig = np.array([row_of[s] for s in exe["source"]])
     out = {}
-    for j, au in enumerate(AUS):
+    for j, au in enumerate(aus):
         m = exe["emotion"] == f"edit:{au}"
         if m.any():
             a, b = pe[m, j], pv[orig[m], j]
@@ -545,10 +527,11 @@ def heldout_margin(model, data: Path, thresholds) -> dict:
     from ..data.dataset import CacheIndex
     from ..evaluate import predict_outputs
 
-    out = predict_outputs(model, data / "heldout", AUS)
+    idx = CacheIndex(data / "heldout")
+    out = predict_outputs(model, data / "heldout", idx.aus)
     probs = out["probs"]
-    frames = CacheIndex(data / "heldout").frames
-    j = AUS.index(12)
+    frames = idx.frames
+    j = idx.aus.index(12)
     smile, neutral = frames >= SMILE_FROM, frames < NEUTRAL_UNTIL
     present = probs >= np.asarray(thresholds)
     rep = {"au12_neutral_mean": round(float(probs[neutral, j].mean()), 4),
@@ -562,70 +545,32 @@ def heldout_margin(model, data: Path, thresholds) -> dict:
     return rep
 
 
-#: ``--graph``: "shipped", the compact graph (``config.COMPACT_GRAPH``: it keeps the recipe about
-#: an hour on two CPU cores), or "light", for several faces in real time on a CPU: the trunk reads
-#: the crop resized to 128 px, RoI maps of 6x6 cells, d = 64 (about 1.5 of the compact graph's 4.8
-#: GFLOPs); same recipe, targets and auxiliary tasks. The default model v3 is "light".
-GRAPHS = {"shipped": COMPACT_GRAPH,
-          "light": {**COMPACT_GRAPH, "roi_cells": 6, "d": 64, "work_size": 128}}
-
-
-def graph_settings(args) -> dict:
-    return GRAPHS[getattr(args, "graph", "shipped")]
-
-
-def graph_note(args) -> str:
-    g = graph_settings(args)
-    size = f"the 192-px crop resized to {g['work_size']} px, d = {g['d']}, " if g.get("work_size") else ""
-    return f"{size}RoI features of {g['roi_cells']}x{g['roi_cells']} cells (the paper's are 12x12)"
-
-
-def _train_config(args, data: Path, steps: int):
-    from ..config import load_config
-
-    return load_config(None, [
-        f"data.cache={data / 'train'}", f"data.unlabelled_cache={data / 'unlabelled'}", "data.fold=null",
-        "data.dataset=BP4D", "data.colour_jitter=0.3", "data.greyscale=0.5", "data.blur=0.2", "data.jpeg=0.3",
-        "data.scale=0.08", f"model.ff={args.ff}", "optim.balance_labels=true",
-        f"model.intensity={'true' if getattr(args, 'intensity', False) else 'false'}", f"data.aus={list(AUS)}",
-        f"model.emotions={len(EMOTIONS) if getattr(args, 'emotions', False) else 0}",
-        f"model.variant={getattr(args, 'variant', 'rtatl')}",
-        # the default model whitens only unlabelled images (the RoII diagnosis: whitening half of the
-        # labelled ones cost 0.08 F1); the Table 1 analogue keeps the paper's setting (its args lack it)
-        *([f"model.crop_prob={args.crop_prob}"] if getattr(args, "crop_prob", None) is not None else []),
-        # the shipped model's graph: 8x8 RoI cells and narrow auxiliary heads (CPU-sized), not the paper's
-        *(f"model.{k}={v}" for k, v in graph_settings(args).items()),
-        f"optim.steps={steps}", f"optim.batch_size={args.batch}", f"optim.unlabelled_batch_size={args.unlabelled_batch}",
-        f"run.out={args.out / 'train'}", f"run.seed={args.seed}", "run.workers=0", "run.log_every=10",
-        f"run.ckpt_every={min(50, args.eval_every)}"])
-
-
 def _score(entry: dict) -> float:
     """Model selection: the mean prototype-AU AUC; F1 against the targets where no contrast exists."""
     return entry["auc_mean"] if entry["auc_mean"] is not None else entry["f1_vs_targets_mean"]
 
 
-def train_and_select(args, data: Path) -> tuple[Path, list[dict]]:
+def train_and_select(rec: Recipe, data: Path) -> tuple[Path, list[dict]]:
     """Train in segments of ``--eval-every`` steps; after each, validate; keep the best (mean AUC)."""
     from ..checkpoint import model_from_checkpoint
     from ..train import train
 
-    sel_path = args.out / "selection.json"
+    sel_path = rec.out / "selection.json"
     history = json.loads(sel_path.read_text()) if sel_path.is_file() else []
-    best = args.out / "best.ckpt"
+    best = rec.out / "best.ckpt"
     first = 0
-    if getattr(args, "start_from", None):
-        first = _start(args, data, history, best)
+    if rec.start_from:
+        first = _start(rec, data, history, best)
         sel_path.write_text(json.dumps(history, indent=1))
     done = {h["step"] for h in history}
-    for stop in list(range(args.eval_every, args.steps, args.eval_every)) + [args.steps]:
+    for stop in list(range(rec.eval_every, rec.steps, rec.eval_every)) + [rec.steps]:
         if stop in done or stop <= first:
             continue
-        res = train(_train_config(args, data, stop), progress=args.progress)
+        res = train(rec.train_config(data, stop), progress=rec.progress)
         model, _ = model_from_checkpoint(Path(res["checkpoint"]))
         rep = validate(model, data)["student"]
         entry = {"step": stop, "auc_mean": rep["auc_mean"], "neutral_present": rep["neutral_present"],
-                 "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - args.t0)}
+                 "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - rec.started)}
         log.info("validation at step %d: %s", stop, entry)
         if not history or _score(entry) > max(_score(h) for h in history) or not best.is_file():
             shutil.copyfile(res["checkpoint"], best)
@@ -640,7 +585,7 @@ GRAPH_KEYS = ("variant", "d", "heads", "ff", "roi_cells", "roi_vector", "work_si
               "g_width", "dc_width", "flow_width")
 
 
-def _start(args, data: Path, history: list[dict], best: Path) -> int:
+def _start(rec: Recipe, data: Path, history: list[dict], best: Path) -> int:
     """``--start-from``: training goes on from that checkpoint (a run of the same graph; its
     weights, optimiser state and step). Its own validation is the first entry of the selection, so
     the continued training is kept only where it does better. Returns the start step."""
@@ -648,21 +593,21 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
 
     from ..checkpoint import model_from_checkpoint
 
-    src = Path(args.start_from)
+    src = Path(rec.start_from)
     if not src.is_file():
         raise InputError(f"--start-from {src}", "no such checkpoint")
     model, state = model_from_checkpoint(src)
-    want = _train_config(args, data, args.steps).model.model_dump(mode="json")
+    want = rec.train_config(data, rec.steps).model.model_dump(mode="json")
     differ = [f"{k}={state['config']['model'].get(k)!r} (this recipe: {want[k]!r})" for k in GRAPH_KEYS
               if state["config"]["model"].get(k) != want[k]]
-    if list(state["aus"]) != list(AUS):
-        differ.insert(0, f"AUs {state['aus']} (this recipe: {list(AUS)})")
+    if list(state["aus"]) != list(rec.au_set):
+        differ.insert(0, f"AUs {state['aus']} (this recipe: {list(rec.au_set)})")
     if differ:
         raise InputError(f"--start-from {src}", "is another model's checkpoint: " + "; ".join(differ))
     step = int(state["step"])
-    if step >= args.steps:
-        raise InputError(f"--start-from {src}", f"is at step {step}, not before --steps {args.steps}")
-    last = args.out / "train" / "last.ckpt"
+    if step >= rec.steps:
+        raise InputError(f"--start-from {src}", f"is at step {step}, not before --steps {rec.steps}")
+    last = rec.out / "train" / "last.ckpt"
     if not last.is_file():
         last.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, last)
@@ -671,51 +616,50 @@ def _start(args, data: Path, history: list[dict], best: Path) -> int:
         shutil.copyfile(src, best)
         history.insert(0, {"step": step, "start": str(src), "start_sha256": file_sha256(src),
                            "auc_mean": rep["auc_mean"], "neutral_present": rep["neutral_present"],
-                           "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - args.t0),
+                           "f1_vs_targets_mean": rep["f1_vs_targets_mean"], "seconds": round(time.time() - rec.started),
                            "best": True})
     return step
 
 
-def finish(args, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
+def finish(rec: Recipe, data: Path, best: Path, history: list[dict], data_summary: dict) -> dict:
     """The published outputs (``operating``) and the report on the validation people, the test
     split and the held-out man; the final checkpoint carries the card's parameters."""
     from ..checkpoint import model_from_checkpoint, save_checkpoint
 
     model, state = model_from_checkpoint(best)
-    val, test, op = judge_and_publish(model, data, args)
+    val, test, op = judge_and_publish(model, data, rec)
     heldout = heldout_margin(model, data, op["thresholds"])
     report = {"step": state["step"], "selection": history, "data": data_summary, "validation": val, "test": test,
-              "heldout_man": heldout, "seconds_total": round(time.time() - args.t0)}
-    (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    (args.out / "report.md").write_text(report_markdown(val, test))
-    card_state(state, args, data_summary, history, val, test, op, model)
-    save_checkpoint(args.out / "model.ckpt", state)
+              "heldout_man": heldout, "seconds_total": round(time.time() - rec.started)}
+    (rec.out / "report.json").write_text(json.dumps(report, indent=1))
+    (rec.out / "report.md").write_text(report_markdown(val, test))
+    card_state(state, rec, data_summary, history, val, test, op, model)
+    save_checkpoint(rec.out / "model.ckpt", state)
     return report
 
 
-def judge_and_publish(model, data: Path, args) -> tuple[dict, dict | None, dict]:
+def judge_and_publish(model, data: Path, rec: Recipe) -> tuple[dict, dict | None, dict]:
     """(validation report, test-split report or None, the operating point's card parameters)."""
     from ..data.dataset import CacheIndex
     from ..evaluate import predict_outputs
 
-    rates = getattr(args, "neutral_rate_au", NEUTRAL_RATE_AU)
-    strict_rates = neutral_rates(args.neutral_rate, rates)
-    outputs = predict_outputs(model, data / "val", AUS)
+    strict_rates = neutral_rates(rec.neutral_rate, rec.neutral_rate_au, rec.au_set)
+    outputs = predict_outputs(model, data / "val", rec.au_set)
     idx, ex = CacheIndex(data / "val"), read_extras(data / "val")
-    op = operating.fit(outputs, idx.labels, ex["emotion"], AUS, args.budget, strict_rates)
-    held = operating.held_apart(outputs, idx.labels, idx.targets, ex["emotion"], ex["identity"], AUS, args.budget,
-                                args.seed)
+    op = operating.fit(outputs, idx.labels, ex["emotion"], rec.au_set, rec.budget, strict_rates)
+    held = operating.held_apart(outputs, idx.labels, idx.targets, ex["emotion"], ex["identity"], rec.au_set, rec.budget,
+                                rec.seed)
     val = validate(model, data, thresholds=op["thresholds"], outputs=outputs)
     strict = validate(model, data, neutral_rate=strict_rates, curve=True, outputs=outputs)
     val["strict"] = {k: strict[k] for k in ("thresholds", "student", "tradeoff", "neutral_rate")}
     val["operating_point"] = {k: v for k, v in op.items() if k != "thresholds"}
     val["held_apart"] = held
     val["expressions"] = expression_reports(outputs, data, "val")
-    build_val_edits(data, seed=args.seed)
+    build_val_edits(data, seed=rec.seed)
     val["student"]["edit_contrasts"] = edit_contrasts(model, data)
     test = None
     if (data / "test").is_dir() and any(True for _ in cache_format.iter_parts(data / "test", extra=False)):
-        test_out = predict_outputs(model, data / "test", AUS)
+        test_out = predict_outputs(model, data / "test", rec.au_set)
         test = validate(model, data, thresholds=op["thresholds"], outputs=test_out, split="test")
         test["expressions"] = expression_reports(test_out, data, "test")
     return val, test, op
@@ -735,7 +679,7 @@ def report_markdown(val: dict, test: dict | None) -> str:
     return "\n\n".join(x for x in parts if x) + "\n"
 
 
-def card_state(state: dict, args, data_summary: dict, history: list[dict], val: dict, test: dict | None, op: dict,
+def card_state(state: dict, rec: Recipe, data_summary: dict, history: list[dict], val: dict, test: dict | None, op: dict,
                model) -> None:
     """What the checkpoint carries to the card: the operating point, calibration, rest levels,
     expression classes, metrics (numbers only), training data, terms and notes."""
@@ -775,7 +719,7 @@ def card_state(state: dict, args, data_summary: dict, history: list[dict], val: 
         "MediaPipe-blendshape teacher soft scores (AU6 also from the smile), emotion priors from the crowd's labels and "
         "votes, exact labels of the edits; expressions: the crowd's vote shares. Not BP4D/DISFA.")
     state["licence"] = "research use only (see notes)"
-    if getattr(args, "intensity", False):
+    if rec.intensity:
         state["intensity_scale"] = INTENSITY_SCALE
     dist = data_summary.get("distilled")
     also = (f", and (weight {dist['weight']}) from the outputs of {Path(dist['model']).name} "
@@ -783,54 +727,54 @@ def card_state(state: dict, args, data_summary: dict, history: list[dict], val: 
     start = next((h for h in history if h.get("start")), None)
     init = (f"training continued from {Path(start['start']).name} at step {start['step']}" if start
             else "ResNet-18 from random init")
-    rates = getattr(args, "neutral_rate_au", NEUTRAL_RATE_AU)
-    state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; variant {args.variant}; "
-                      f"{graph_note(args)}. Thresholds, calibration and rest levels: {s['faces']} faces of {s['people']} "
+    state["notes"] = (TERMS + f" Distilled from a blendshape teacher{also}; {init}; variant {rec.variant}; "
+                      f"{rec.graph_note()}. Thresholds, calibration and rest levels: {s['faces']} faces of {s['people']} "
                       f"validation people never trained on (the best mean F1 against the targets with at most "
-                      f"{args.budget} AUs called per neutral face in all; strict: at most "
-                      f"{describe_rates(args.neutral_rate, rates)} of neutral faces per AU). Not a FACS benchmark result.")
+                      f"{rec.budget} AUs called per neutral face in all; strict: at most "
+                      f"{describe_rates(rec.neutral_rate, rec.neutral_rate_au, rec.au_set)} of neutral faces per AU). Not a FACS benchmark result.")
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--faces", type=Path, default=Path("../shared/faces"), help="folder of face images (see corpus.py)")
-    ap.add_argument("--media", type=Path, default=Path("media"), help="the project's real media folder (media/)")
-    ap.add_argument("--out", type=Path, default=Path("runs/default"))
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--unlabelled-batch", type=int, default=4)
-    ap.add_argument("--ff", type=int, default=512)
-    ap.add_argument("--edits", type=int, default=2000)
-    ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2, help="processes for the face pipeline and the edits")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of --faces (smoke runs)")
-    ap.add_argument("--clip-frames", type=int, default=None, help="use only the first N frames of the training clip")
-    ap.add_argument("--aus", default="BP4D", help="AU set: BP4D (12, default model v1's) or OPENFACE (OpenFace 2.2's 18, the shipped v2's)")
+    # defaults and ranges live on ``spec.Recipe``: an option not given is left out and the Recipe's default applies
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 argument_default=argparse.SUPPRESS)
+    ap.add_argument("--faces", type=Path, help="folder of face images (see corpus.py; default ../shared/faces)")
+    ap.add_argument("--media", type=Path, help="the project's real media folder (default media/)")
+    ap.add_argument("--out", type=Path, help="the run's folder (default runs/default)")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--eval-every", type=int)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--unlabelled-batch", type=int)
+    ap.add_argument("--ff", type=int)
+    ap.add_argument("--edits", type=int)
+    ap.add_argument("--val-fraction", type=float)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--workers", type=int, help="processes for the face pipeline and the edits")
+    ap.add_argument("--limit", type=int, help="use only the first N images of --faces (smoke runs)")
+    ap.add_argument("--clip-frames", type=int, help="use only the first N frames of the training clip")
+    ap.add_argument("--aus", help="AU set: BP4D (12, default model v1's) or OPENFACE (OpenFace 2.2's 18, the shipped v2's)")
     ap.add_argument("--intensity", action="store_true", help="train the intensity head on the teacher's strength (0-5)")
-    ap.add_argument("--crop-prob", type=float, default=0.0,
+    ap.add_argument("--crop-prob", type=float,
                     help="RoII: share of labelled images whitened (0: unlabelled only, the RoII diagnosis's finding; "
                          "the paper's setting is 0.5)")
-    ap.add_argument("--budget", type=float, default=measures.NEUTRAL_BUDGET,
+    ap.add_argument("--budget", type=float,
                     help="the operating point: best mean F1 with at most this many AUs called per neutral face in all")
-    ap.add_argument("--neutral-rate", type=float, default=NEUTRAL_RATE,
+    ap.add_argument("--neutral-rate", type=float,
                     help="the strict operating point: at most this share of the validation people's neutral faces called present per AU")
-    ap.add_argument("--neutral-rate-au", nargs="*", default=[f"AU{a:02d}={r}" for a, r in NEUTRAL_RATE_AU.items()],
-                    metavar="AU=RATE", help="other rates for some AUs (default: %(default)s; give none for one rate)")
-    ap.add_argument("--graph", choices=sorted(GRAPHS), default="shipped",
+    ap.add_argument("--neutral-rate-au", nargs="*", metavar="AU=RATE", help="other rates for some AUs (default: AU06=0.08 AU12=0.08; give none for one rate)")
+    ap.add_argument("--graph", choices=sorted(GRAPHS),
                     help="network size: the shipped default model's graph, or a lighter one (128-px trunk input, "
                          "6x6 RoI cells, d 64) for speed")
-    ap.add_argument("--distil-from", type=Path, default=None, metavar="ONNX",
+    ap.add_argument("--distil-from", type=Path, metavar="ONNX",
                     help="blend the training targets with this exported model's outputs (training.recipes.distil)")
-    ap.add_argument("--distil-weight", type=float, default=0.5, help="weight of --distil-from's outputs (default %(default)s)")
-    ap.add_argument("--start-from", type=Path, default=None, metavar="CKPT",
+    ap.add_argument("--distil-weight", type=float, help="weight of --distil-from's outputs (default 0.5)")
+    ap.add_argument("--start-from", type=Path, metavar="CKPT",
                     help="go on training from this training checkpoint of the same graph (its step counts towards --steps)")
     ap.add_argument("--emotions", action="store_true",
                     help="train the expression head (eight classes) on the corpus's crowd votes and labels")
-    ap.add_argument("--variant", choices=("rtatl", "backbone"), default="rtatl",
+    ap.add_argument("--variant", choices=("rtatl", "backbone"),
                     help="rtatl: both auxiliary tasks (RoI inpainting, flow); backbone: none (the ablation)")
-    ap.add_argument("--cap-per-emotion", type=int, default=None, metavar="N",
+    ap.add_argument("--cap-per-emotion", type=int, metavar="N",
                     help="at most N crowd-voted training faces per plurality emotion (FER's neutral and happy faces "
                          "outnumber its disgust faces 50 to 1)")
     ap.add_argument("--data-only", action="store_true", help="build (or complete) OUT/data and stop")
@@ -838,62 +782,56 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check_built_data(rec: Recipe, summary: dict) -> None:
+    """Refuse a ``--out`` whose data were built from another faces folder or cap (they would be
+    trained on silently)."""
+    built = {"faces": summary.get("faces_folder"), "cap_per_emotion": summary.get("cap_per_emotion", None)}
+    asked = {"faces": str(rec.faces.resolve()), "cap_per_emotion": rec.cap_per_emotion}
+    differ = [f"--{k.replace('_', '-')} {built[k]} (asked: {asked[k]})" for k in built
+              if k in summary or (k == "faces" and "faces_folder" in summary) if built[k] != asked[k]]
+    if differ:
+        raise InputError(f"--out {rec.out}", "its data were built with other settings (" + "; ".join(differ)
+                         + "): use another --out, or delete its data to rebuild them")
+
+
+def run(rec: Recipe) -> dict | None:
+    """The recipe: data (built once, resumable), training in segments with validation, the
+    published outputs and the report. Returns the report (None with ``data_only``)."""
+    for name in ("faces", "media"):
+        if not getattr(rec, name).is_dir():
+            raise InputError(f"--{name} {getattr(rec, name)}", "not a folder")
+    data = rec.out / "data"
+    summary_path = rec.out / "data_summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        _check_built_data(rec, summary)
+    else:
+        summary = build_data(rec, data)
+        summary["data_seconds"] = round(time.time() - rec.started)
+        summary["faces_folder"] = str(rec.faces.resolve())
+        summary_path.write_text(json.dumps(summary, indent=1))
+    if rec.distil_from is not None:
+        summary["distilled"] = distil.distil_cache(data / "train", rec.distil_from, rec.distil_weight, rec.au_set)
+    log.info("data: %s", summary)
+    if rec.data_only:
+        print(json.dumps(summary))
+        return None
+    best, history = train_and_select(rec, data)
+    return finish(rec, data, best, history, summary)
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        set_aus(args.aus)
+        rec = Recipe.parse(vars(_parser().parse_args(argv)), "default_model")
+        report = run(rec)
     except RTATLError as exc:
         print(f"default_model: error: {exc}", file=sys.stderr)
         return 2
-    for name in ("faces", "media"):
-        if not getattr(args, name).is_dir():
-            print(f"default_model: error: --{name} {getattr(args, name)}: not a folder", file=sys.stderr)
-            return 2
-    if not 0.0 < args.neutral_rate < 1.0:
-        print(f"default_model: error: --neutral-rate {args.neutral_rate}: must be between 0 and 1", file=sys.stderr)
-        return 2
-    try:
-        args.neutral_rate_au = parse_rate_overrides(args.neutral_rate_au)
-    except RTATLError as exc:
-        print(f"default_model: error: {exc}", file=sys.stderr)
-        return 2
-    if args.steps < 1 or args.eval_every < 1:
-        print("default_model: error: --steps and --eval-every must be positive", file=sys.stderr)
-        return 2
-    args.t0 = time.time()
-    data = args.out / "data"
-    try:
-        summary_path = args.out / "data_summary.json"
-        if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
-            built = {"faces": summary.get("faces_folder"), "cap_per_emotion": summary.get("cap_per_emotion", None)}
-            asked = {"faces": str(args.faces.resolve()), "cap_per_emotion": args.cap_per_emotion}
-            differ = [f"--{k.replace('_', '-')} {built[k]} (asked: {asked[k]})" for k in built
-                      if k in summary or (k == "faces" and "faces_folder" in summary) if built[k] != asked[k]]
-            if differ:
-                raise InputError(f"--out {args.out}", "its data were built with other settings (" + "; ".join(differ)
-                                 + "): use another --out, or delete its data to rebuild them")
-        else:
-            summary = build_data(args.faces, args.media, data, args.val_fraction, args.edits, args.seed, args.workers,
-                                 args.limit, args.clip_frames, cap=args.cap_per_emotion)
-            summary["data_seconds"] = round(time.time() - args.t0)
-            summary["faces_folder"] = str(args.faces.resolve())
-            summary_path.write_text(json.dumps(summary, indent=1))
-        if args.distil_from is not None:
-            summary["distilled"] = distil.distil_cache(data / "train", args.distil_from, args.distil_weight, AUS)
-        log.info("data: %s", summary)
-        if args.data_only:
-            print(json.dumps(summary))
-            return 0
-        best, history = train_and_select(args, data)
-        report = finish(args, data, best, history, summary)
-    except RTATLError as exc:
-        print(f"default_model: error: {exc}", file=sys.stderr)
-        return 2
-    print((args.out / "report.md").read_text())
-    print(json.dumps({"checkpoint": str(args.out / "model.ckpt"), "heldout_man": report["heldout_man"],
-                      "seconds_total": report["seconds_total"]}))
+    if report is not None:
+        print((rec.out / "report.md").read_text())
+        print(json.dumps({"checkpoint": str(rec.out / "model.ckpt"), "heldout_man": report["heldout_man"],
+                          "seconds_total": report["seconds_total"]}))
     return 0
 
 

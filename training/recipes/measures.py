@@ -296,6 +296,7 @@ def paired_bootstrap(scores_a: np.ndarray, scores_b: np.ndarray, emotions: np.nd
 #: the budget of the default operating point: AUs called present per neutral face, all AUs together
 NEUTRAL_BUDGET = 0.3
 _GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
+_GRID.setflags(write=False)
 
 
 def _curves(probs: np.ndarray, labels: np.ndarray, neutral: np.ndarray):

@@ -32,7 +32,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -44,24 +46,23 @@ from . import table1
 log = logging.getLogger("rtatl.diagnosis")
 
 #: factor -> (variant, model settings that differ from the variant's defaults)
-FACTORS: dict[str, tuple[str, dict]] = {
-    "backbone": ("backbone", {}),
-    "roii": ("roii", {}),
-    "roii_crop0": ("roii", {"crop_prob": 0.0}),
-    "roii_detach": ("roii", {"roii_detach": True}),
-    "roii_lambda1_0": ("roii", {"lambda1": 0.0}),
-    "roii_warmup": ("roii", {"aux_warmup": "half"}),
-}
+FACTORS: Mapping[str, tuple[str, Mapping]] = MappingProxyType({
+    "backbone": ("backbone", MappingProxyType({})),
+    "roii": ("roii", MappingProxyType({})),
+    "roii_crop0": ("roii", MappingProxyType({"crop_prob": 0.0})),
+    "roii_detach": ("roii", MappingProxyType({"roii_detach": True})),
+    "roii_lambda1_0": ("roii", MappingProxyType({"lambda1": 0.0})),
+    "roii_warmup": ("roii", MappingProxyType({"aux_warmup": "half"})),
+})
 #: post-hoc factors: (trained factor whose checkpoint they start from, what is done to it)
-POST_HOC = {"roii_bn_intact": "roii"}
+POST_HOC = MappingProxyType({"roii_bn_intact": "roii"})
 GRAD_BATCHES = 3
 
 
 def _config(args, data: Path, factor: str, seed: int):
     variant, over = FACTORS[factor]
-    cfg = recipe._train_config(args, data, args.steps)
     over = {k: (args.steps // 2 if v == "half" else v) for k, v in over.items()}
-    cfg.model = type(cfg.model).model_validate({**cfg.model.model_dump(), "variant": variant, **over})
+    cfg = table1.analogue_recipe(args).train_config(data, args.steps, variant=variant, **over)
     cfg.run.seed = seed
     cfg.run.out = args.out / f"{factor}_s{seed}"
     return cfg
@@ -106,7 +107,9 @@ def _grad_table(model, batches, seed: int) -> dict:
 
 
 def _scores(model, data: Path) -> dict:
-    card = recipe.validate(model, data, thresholds=[0.5] * len(recipe.AUS))["student"]
+    from ..data.dataset import CacheIndex
+
+    card = recipe.validate(model, data, thresholds=[0.5] * len(CacheIndex(data / "val").aus))["student"]
     fitted = recipe.validate(model, data)["student"]
     return {"f1_card_mean": card["f1_vs_teacher_mean"], "f1_fitted_mean": fitted["f1_vs_teacher_mean"],
             "auc_mean": fitted["auc_mean"], "neutral_present_card": card["neutral_present"],
@@ -139,7 +142,7 @@ def run_factor(args, data: Path, factor: str, seed: int) -> dict:
         row["variant"] = cfg.model.variant
         row["model_settings"] = {k: v for k, v in cfg.model.model_dump(mode="json").items()
                                  if k in FACTORS[factor][1] or k == "crop_prob"}
-        aus = recipe.AUS
+        aus = tuple(cfg.data.aus)
         torch.manual_seed(seed)
         init = RTATL(cfg.model, aus)
         grads_init = _grad_table(init, _batches(cfg, aus, GRAD_BATCHES, seed), seed)
@@ -192,15 +195,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error(f"--steps must be at least 1, got {args.steps}")
-    args.seed, args.eval_every = 0, args.steps  # the data split's seed; the recipe's config reads both
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.results.mkdir(parents=True, exist_ok=True)
     try:
         if not args.report:
             data = args.data or args.out / "data"
             if args.data is None and not (args.out / "data_summary.json").is_file():
-                summary = recipe.build_data(args.faces, args.media, data, args.val_fraction, 0, 0, args.workers, args.limit,
-                                             args.clip_frames)
+                summary = recipe.build_data(table1.analogue_recipe(args), data)
                 (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
             for seed in args.seeds:
                 for factor in args.factors:

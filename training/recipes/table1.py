@@ -34,6 +34,7 @@ import numpy as np
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
+from .spec import Recipe
 
 log = logging.getLogger("rtatl.table1")
 VARIANTS = ("backbone", "ofe", "roii", "rtatl", "rotation")
@@ -46,9 +47,9 @@ def run_one(args, data: Path, variant: str, seed: int) -> dict:
     from ..checkpoint import model_from_checkpoint
     from ..train import train
 
-    cfg = recipe._train_config(args, data, args.steps)
+    cfg = analogue_recipe(args).train_config(data, args.steps, variant=variant)
     frac = args.label_fraction
-    cfg.model.variant, cfg.run.seed, cfg.model.roi_vector = variant, seed, args.roi_vector
+    cfg.run.seed = seed
     cfg.run.out = args.out / (f"{variant}_s{seed}" + (f"_labels{frac:g}" if frac < 1 else "")
                               + ("_roilinear" if args.roi_vector == "linear" else ""))
     cfg.data.label_fraction, cfg.data.subjects_seed = frac, seed
@@ -151,6 +152,13 @@ def report(out: Path, rows: list[dict]) -> str:
     return text
 
 
+def analogue_recipe(args) -> Recipe:
+    """The default model's recipe as the analogue's runs use it: BP4D's 12 AUs, the data split's
+    seed 0, no synthetic edits, one training segment, and the paper's RoII setting (labelled images
+    whitened too: ``crop_prob`` the variant's own)."""
+    return Recipe.from_options(args, seed=0, edits=0, eval_every=args.steps, crop_prob=None)
+
+
 def add_data_args(ap: argparse.ArgumentParser) -> None:
     """The options the analogue's recipes share: where the data come from and the batch shapes."""
     ap.add_argument("--faces", type=Path, default=Path("../shared/faces"))
@@ -178,7 +186,6 @@ def main(argv=None) -> int:
                     help="how each RoI map becomes a transformer token (model.roi_vector)")
     ap.add_argument("--report", action="store_true", help="only write the table and plot of the finished runs")
     args = ap.parse_args(argv)
-    args.seed, args.eval_every = 0, args.steps  # the data split's seed; the recipe's config reads both
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     results = args.out / "results.json"
     rows = json.loads(results.read_text()) if results.is_file() else []
@@ -186,8 +193,7 @@ def main(argv=None) -> int:
         if not args.report:
             data = args.out / "data"
             if not (args.out / "data_summary.json").is_file():
-                summary = recipe.build_data(args.faces, args.media, data, args.val_fraction, 0, 0, args.workers, args.limit,
-                                             args.clip_frames)
+                summary = recipe.build_data(analogue_recipe(args), data)
                 (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
             for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
                 for variant in args.variants:

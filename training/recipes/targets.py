@@ -35,12 +35,15 @@ Hard labels (for F1, thresholds and the positive weights of L_Sup) are the targe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 
 #: emotion -> {AU: prior strength}; the corpus README's prototypes ("usually" ~0.9-1, "often" ~0.6-0.8)
 #: (the FACS prototypes: happiness 6+12, surprise 1+2+5+26 (lips part: 25), anger 4+5+7+23,
 #: sadness 1+4+15, disgust 9+10 (+4), fear 1+2+4+5+20+26, contempt 14 (unilateral))
-EMOTION_PRIORS: dict[str, dict[int, float]] = {
+EMOTION_PRIORS: Mapping[str, Mapping[int, float]] = MappingProxyType({k: MappingProxyType(v) for k, v in {
     "happiness": {12: 1.0, 6: 0.8, 25: 0.4},
     "surprise": {1: 0.9, 2: 0.9, 5: 0.7, 25: 0.8, 26: 0.7},
     "anger": {4: 0.8, 7: 0.6, 23: 0.5},
@@ -48,7 +51,7 @@ EMOTION_PRIORS: dict[str, dict[int, float]] = {
     "disgust": {9: 0.7, 10: 0.8, 4: 0.5},
     "fear": {1: 0.7, 2: 0.6, 4: 0.6, 5: 0.6, 20: 0.7, 25: 0.6},
     "contempt": {14: 0.7},
-}
+}.items()})
 #: AU6 evidence from the teacher's smile where its cheekSquint stays at 0 (``teacher_evidence``)
 AU06_FROM_SMILE = 0.7
 W_PRIOR = 0.65  #: weight of an emotion's prior against the teacher

@@ -3,7 +3,7 @@ settings, trained on the base run's data (the same faces, targets, steps and see
 
     python -m training.recipes.variants no_aux --base runs/v3 --out runs/v3_no_aux
 
-``RECIPE`` is the command line the default model v3 was trained with (README, "Models"); a variant
+``RECIPE`` is the default model v3's recipe (the settings of README "Models"' command); a variant
 changes only what its entry says. ``no_aux`` switches both auxiliary tasks off (RoI inpainting and
 optical-flow estimation: the Backbone of the paper's Table 1), so a FACS-coded check can tell
 whether they help on real coding. Like the recipe, a killed run continues when started again.
@@ -17,26 +17,28 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
-#: the default model v3's recipe (``training.recipes.default_model``'s flags)
-RECIPE: dict[str, str | None] = {
-    "--aus": "OPENFACE", "--intensity": None, "--emotions": None, "--graph": "light", "--cap-per-emotion": "3000",
-    "--steps": "2000", "--eval-every": "500", "--seed": "0", "--variant": "rtatl",
-    "--neutral-rate": "0.01", "--neutral-rate-au": "AU06=0.03 AU12=0.03",
-}
-#: name -> overrides of ``RECIPE`` (a flag with None is a switch)
-VARIANTS: dict[str, dict[str, str | None]] = {
-    "no_aux": {"--variant": "backbone"},
-}
+from rtatl_sdk.errors import RTATLError
+
+from .spec import Recipe
+
+#: the default model v3's recipe (``spec.Recipe``'s settings; README, "Models")
+RECIPE = MappingProxyType({
+    "aus": "OPENFACE", "intensity": True, "emotions": True, "graph": "light", "cap_per_emotion": 3000,
+    "steps": 2000, "eval_every": 500, "seed": 0, "variant": "rtatl",
+    "neutral_rate": 0.01, "neutral_rate_au": MappingProxyType({6: 0.03, 12: 0.03}),
+})
+#: name -> overrides of ``RECIPE``
+VARIANTS = MappingProxyType({
+    "no_aux": MappingProxyType({"variant": "backbone"}),
+})
 
 
-def argv_for(name: str, faces: Path, media: Path, out: Path) -> list[str]:
-    """The recipe's command line with the variant's overrides."""
-    flags = {**RECIPE, **VARIANTS[name]}
-    argv = ["--faces", str(faces), "--media", str(media), "--out", str(out)]
-    for k, v in flags.items():
-        argv += [k] if v is None else [k, *v.split()]
-    return argv
+def recipe_for(name: str, faces: Path, media: Path, out: Path, variants=VARIANTS) -> Recipe:
+    """The shipped recipe with the variant's overrides, reading ``faces`` and ``media`` into ``out``."""
+    over = {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in {**RECIPE, **variants[name]}.items()}
+    return Recipe.parse({**over, "faces": faces, "media": media, "out": out}, f"variant {name}")
 
 
 def share_data(base: Path, out: Path) -> None:
@@ -49,6 +51,8 @@ def share_data(base: Path, out: Path) -> None:
 
 
 def main(argv=None) -> int:
+    import logging
+
     from . import default_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,10 +65,19 @@ def main(argv=None) -> int:
     if not (args.base / "data_summary.json").is_file():
         print(f"variants: error: --base {args.base}: no finished data (data_summary.json)", file=sys.stderr)
         return 2
-    share_data(args.base, args.out)
-    (args.out / "variant.json").write_text(json.dumps({"variant": args.variant, "overrides": VARIANTS[args.variant],
-                                                       "base": str(args.base)}, indent=1))
-    return default_model.main(argv_for(args.variant, args.faces, args.media, args.out))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        rec = recipe_for(args.variant, args.faces, args.media, args.out)
+        share_data(args.base, args.out)
+        (args.out / "variant.json").write_text(json.dumps({"variant": args.variant, "overrides": dict(VARIANTS[args.variant]),
+                                                           "base": str(args.base)}, indent=1))
+        report = default_model.run(rec)
+    except RTATLError as exc:
+        print(f"variants: error: {exc}", file=sys.stderr)
+        return 2
+    if report is not None:
+        print((rec.out / "report.md").read_text())
+    return 0
 
 
 if __name__ == "__main__":
