@@ -6,7 +6,7 @@ rounds of ``--repeats``, interleaved), and the share of AU decisions equal to fp
 never saw (WolfgangLanger_Pexels.mp4 every 4th frame, calibration on single_face.mp4 and
 multi_face.jpg).
 
-    python bench/bench_au_engines.py [--model rtatl_sdk/models/model.onnx] [--repeats 20]
+    python -m bench.bench_au_engines [--model rtatl_sdk/models/model.onnx] [--repeats 20]
 
 Needs the training extras (onnx) to build the INT8 variants. Prints a table and writes
 out/bench/au_engines.json; the variant files stay in out/bench/engines/.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import MEDIA, header, save, table, timeit
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from bench.common import MEDIA, header, save, table, timeit  # noqa: E402
 
 VARIANTS = {  # name -> quantize_static options beyond calibration
     "qdq per-channel reduce_range (shipped recipe)": dict(fmt="QDQ", per_channel=True, reduce_range=True, ops="conv"),

@@ -2,7 +2,7 @@
 Ray cluster) with 1 and 2 workers, on the same inputs (the media clips and images), each as a
 whole command (start-up, model loading and, for the cluster, Ray's start included).
 
-    python bench/bench_cluster.py [--workers 1 2]
+    python -m bench.bench_cluster [--workers 1 2]
 
 Prints frames per second (all frames of all inputs / wall seconds) and writes out/bench/cluster.json.
 """
@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.common import MEDIA, header, save, table
 
 INPUTS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "noface_face.mov", "no_face.mp4",
           "single_face.jpg", "multi_face.jpg", "free-mountain-vector-01.jpg"]

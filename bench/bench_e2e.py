@@ -4,7 +4,7 @@ same video, decoding included on both sides (our pipeline contains it, so it is 
 the ratio ours/peer. ``bench_video.py`` is the fuller side-by-side (interleaved repeats, engines,
 tracking and reuse settings, decisions against per-frame detection).
 
-    python bench/bench_e2e.py [--model PATH] [--video PATH] [--frames 200]
+    python -m bench.bench_e2e [--model PATH] [--video PATH] [--frames 200]
 
 Prints a table and writes out/bench/e2e.json.
 """
@@ -16,8 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, peak_rss_mb, save, table  # noqa: E402
+from bench.common import MEDIA, header, peak_rss_mb, save, table
 
 
 def peer_fps(video: Path, frames: int) -> float:

@@ -1,6 +1,6 @@
 """One face and four faces, side by side with the peer, whole process and steady state.
 
-    python bench/bench_faces.py [--repeats 2] [--frames 240] [--model v2] [--no-landmark-tracking] [--threads N]
+    python -m bench.bench_faces [--repeats 2] [--frames 240] [--model v2] [--no-landmark-tracking] [--threads N]
 
 The peer is MediaPipe's Face Landmarker with blendshapes in video mode (landmarks only, no AU
 model), with ``num_faces`` matched to the clip. Clips: ``WolfgangLanger_Pexels.mp4`` (one
@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table, timeit  # noqa: E402
+from bench.common import MEDIA, header, save, table, timeit
 
 REPO = Path(__file__).resolve().parents[1]
 #: the peer's whole process: MediaPipe and OpenCV only (nothing of the SDK is imported in it)

@@ -1,6 +1,6 @@
 """Where each millisecond of a video frame goes, the Python side included (steady state).
 
-    python bench/bench_frame_profile.py [--clip media/WolfgangLanger_Pexels.mp4] [--frames 200] [--threads 0]
+    python -m bench.bench_frame_profile [--clip media/WolfgangLanger_Pexels.mp4] [--frames 200] [--threads 0]
 
 Runs ``AUDetector.detect_video`` with every stage in one thread (``lookahead=0``) under cProfile,
 skips the first ``--skip`` frames (start-up, first detection), and prints the time per frame of
@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.common import MEDIA, header, save, table
 
 #: (part, test on a Python function's (file, name)); the first that matches takes the function's own
 #: time; a built-in (C) function's time goes to the part of the Python function that called it

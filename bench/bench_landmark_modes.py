@@ -1,7 +1,7 @@
 """Video-mode Landmarkers per track (``landmark_tracking``, the default) against image mode on
 every frame: how far the landmarks move, how many AU decisions change, and the time, per clip.
 
-    python bench/bench_landmark_modes.py [--frames 240]
+    python -m bench.bench_landmark_modes [--frames 240]
 
 Clips: ``single_face.mp4``, ``WolfgangLanger_Pexels.mp4`` and the four-face pan of
 ``bench_faces.py``. Both modes run the same tracking, detector period and keyframe reuse; only
@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench.bench_faces import four_face_clip
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_faces import four_face_clip  # noqa: E402
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.common import MEDIA, header, save, table
 
 
 def run(landmark_tracking: bool, clips: list[Path], frames: int) -> dict:

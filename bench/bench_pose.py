@@ -1,6 +1,6 @@
 """Head pose and gaze: what they cost per face, and how equivariant they are on real faces.
 
-    python bench/bench_pose.py
+    python -m bench.bench_pose
 
 Cost: the pose fit and gaze of one face (``AUDetector._geometry``: solvePnP on 33 stable mesh
 points, two eyeball-ray intersections) beside the Landmarker's own time for that face, on the
@@ -12,12 +12,10 @@ measured on every 15th frame of ``WolfgangLanger_Pexels.mp4`` and on ``single_fa
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, table, timeit  # noqa: E402
+from bench.common import MEDIA, header, table, timeit
 
 
 def main() -> int:

@@ -3,7 +3,7 @@ keeps, replayed offline on tracked faces of real clips (every frame inferred onc
 rule applied to the recorded landmarks, thumbnails and probabilities exactly as
 ``rtatl_sdk.stream.temporal.KeyframeReuse`` applies it).
 
-    python bench/bench_reuse.py [--clips media/WolfgangLanger_Pexels.mp4 media/single_face.mp4]
+    python -m bench.bench_reuse [--clips media/WolfgangLanger_Pexels.mp4 media/single_face.mp4]
 
 Prints a table (reused share, AU decisions equal to inferring every frame) and writes
 out/bench/reuse.json.
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.common import MEDIA, header, save, table
 
 
 def record(det, clip: Path) -> list:

@@ -1,7 +1,7 @@
 """Per-stage latency: decode, detector, landmarker, alignment, AU model (fp32/int8 x batch
 1/8/32, per face), writer, preprocessing cost per frame, training images per second.
 
-    python bench/bench_stages.py [--model rtatl_sdk/models/model.onnx] [--threads 1] [--repeats 20]
+    python -m bench.bench_stages [--model rtatl_sdk/models/model.onnx] [--threads 1] [--repeats 20]
 
 Prints tables (median and p10-p90 over repeats) and writes out/bench/stages.json.
 """
@@ -12,8 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table, timeit  # noqa: E402
+from bench.common import MEDIA, header, save, table, timeit
 
 
 def main(argv=None) -> int:

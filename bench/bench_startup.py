@@ -1,6 +1,6 @@
 """Start-up: a whole process from launch to its first face's result, ours against the peer.
 
-    python bench/bench_startup.py [--repeats 5]
+    python -m bench.bench_startup [--repeats 5]
 
 Interleaved fresh processes on one still (``single_face.jpg``), wall clock from launch to exit:
 
@@ -25,9 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_faces import whole_process  # noqa: E402
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.bench_faces import whole_process
+
+from bench.common import MEDIA, header, save, table
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = """

@@ -1,7 +1,7 @@
 """The AU engine's thread count in videos, interleaved: steady-state frames per second of
 ``detect_video`` on one face and on four, for each ``--threads`` setting in turn.
 
-    python bench/bench_threads.py [--threads 1 2] [--rounds 3] [--frames 240] [--model v2]
+    python -m bench.bench_threads [--threads 1 2] [--rounds 3] [--frames 240] [--model v2]
 
 Each round builds one detector per setting (the order alternates between rounds, so neither
 setting always runs first) and runs both clips of ``bench_faces.py`` (``WolfgangLanger_Pexels.mp4``
@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_faces import four_face_clip, steady_ours  # noqa: E402
-from common import MEDIA, header, save, table  # noqa: E402
+from bench.bench_faces import four_face_clip, steady_ours
+
+from bench.common import MEDIA, header, save, table
 
 
 def main(argv=None) -> int:

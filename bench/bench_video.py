@@ -5,7 +5,7 @@ video mode on the same frames (the peer). Both sides read the file through the s
 and are timed from the first frame read to the last result (models loaded and warmed first).
 Runs are interleaved (peer, ours, peer, ...) so that a slower minute hits both.
 
-    python bench/bench_video.py [--video media/WolfgangLanger_Pexels.mp4] [--repeats 2]
+    python -m bench.bench_video [--video media/WolfgangLanger_Pexels.mp4] [--repeats 2]
         [--engines rtatl_sdk/models/model.int8.onnx openvino:rtatl_sdk/models/model.int8.onnx ...]
         [--threads 0 1] [--detect-every 5 10 20]
 
@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEDIA, header, save, table  # noqa: E402
-
-from rtatl_sdk.face.tracking import DETECT_EVERY  # noqa: E402
+from bench.common import MEDIA, header, save, table
+from rtatl_sdk.face.tracking import DETECT_EVERY
 
 MODELS = Path(__file__).resolve().parents[1] / "rtatl_sdk" / "models"
 MODES = {  # name -> (detect_every, reuse); None: each of --detect-every
@@ -115,7 +113,6 @@ def recall(det) -> list[dict]:
     noface_face.mov (a face appears part-way) and a pan over multi_face.jpg (five people)."""
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.helpers import pan_clip
 
     rows = []

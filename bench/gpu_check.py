@@ -1,6 +1,6 @@
 """The checks to run the first time a GPU machine is available, in order, each printing its numbers.
 
-    python bench/gpu_check.py [--out out/gpu] [--json out/bench/gpu_check.json]
+    python -m bench.gpu_check [--out out/gpu] [--json out/bench/gpu_check.json]
 
 1. environment: GPU, driver/CUDA, torch, onnxruntime providers, TensorRT and cuda-python versions;
 2. the `gpu` tests (pytest -m gpu);
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import MEDIA, header
 
-from bench.common import MEDIA, header  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 
 def _ckpt(out: Path) -> Path:

@@ -142,12 +142,8 @@ def _weights_hash(state: dict) -> str:
 
 
 def _data(args, data: Path, half: str, summary_path: Path) -> dict:
-    if summary_path.is_file():
-        return json.loads(summary_path.read_text())
-    summary = recipe.build_data(Recipe.from_options(args, seed=0, edits=0), data, half=half, half_seed=args.half_seed)
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=1))
-    return summary
+    return recipe.data_once(Recipe.from_options(args, seed=0, edits=0), data, summary_path, half=half,
+                            half_seed=args.half_seed)
 
 
 def _trunk_hash(weights: Path) -> str:

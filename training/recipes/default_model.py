@@ -348,6 +348,22 @@ def read_extras(cache: Path) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def data_once(rec: Recipe, data: Path, summary_path: Path, **kw) -> dict:
+    """The recipe's data under ``data``, built once: the summary of an earlier build (the faces
+    folder and cap it was built from must be ``rec``'s), or a new build (``build_data``, ``kw``
+    passed on) whose summary is written to ``summary_path`` when it is complete."""
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        _check_built_data(rec, summary)
+        return summary
+    summary = build_data(rec, data, **kw)
+    summary["data_seconds"] = round(time.time() - rec.started)
+    summary["faces_folder"] = str(rec.faces.resolve())
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
 def build_data(rec: Recipe, data: Path, half: str | None = None, half_seed: int = 0) -> dict:
     """Build the caches under ``data`` (the module says what each holds) from ``rec``'s faces and
     media, for its AU set, split, edits, limits and cap. ``half``: only the people of that identity
@@ -801,15 +817,7 @@ def run(rec: Recipe) -> dict | None:
         if not getattr(rec, name).is_dir():
             raise InputError(f"--{name} {getattr(rec, name)}", "not a folder")
     data = rec.out / "data"
-    summary_path = rec.out / "data_summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        _check_built_data(rec, summary)
-    else:
-        summary = build_data(rec, data)
-        summary["data_seconds"] = round(time.time() - rec.started)
-        summary["faces_folder"] = str(rec.faces.resolve())
-        summary_path.write_text(json.dumps(summary, indent=1))
+    summary = data_once(rec, data, rec.out / "data_summary.json")
     if rec.distil_from is not None:
         summary["distilled"] = distil.distil_cache(data / "train", rec.distil_from, rec.distil_weight, rec.au_set)
     log.info("data: %s", summary)

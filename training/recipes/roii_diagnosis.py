@@ -200,9 +200,8 @@ def main(argv=None) -> int:
     try:
         if not args.report:
             data = args.data or args.out / "data"
-            if args.data is None and not (args.out / "data_summary.json").is_file():
-                summary = recipe.build_data(table1.analogue_recipe(args), data)
-                (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
+            if args.data is None:
+                recipe.data_once(table1.analogue_recipe(args), data, args.out / "data_summary.json")
             for seed in args.seeds:
                 for factor in args.factors:
                     path = args.results / f"{factor}_s{seed}_steps{args.steps}.json"

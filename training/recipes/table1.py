@@ -192,9 +192,7 @@ def main(argv=None) -> int:
     try:
         if not args.report:
             data = args.out / "data"
-            if not (args.out / "data_summary.json").is_file():
-                summary = recipe.build_data(analogue_recipe(args), data)
-                (args.out / "data_summary.json").write_text(json.dumps(summary, indent=1))
+            recipe.data_once(analogue_recipe(args), data, args.out / "data_summary.json")
             for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
                 for variant in args.variants:
                     if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps

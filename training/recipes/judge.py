@@ -1,9 +1,9 @@
 """Judge an exported AU model against its blendshape teacher on people it never saw, through the SDK.
 
-    python bench/judge_default_model.py                       # the installed default model
-    python bench/judge_default_model.py --model model.onnx --faces ../shared/faces
-    python bench/judge_default_model.py --agree-with rtatl_sdk/models/model.onnx   # int8 vs fp32 on these people
-    python bench/judge_default_model.py --model a.onnx --compare b.onnx            # two models, paired bootstrap
+    python -m training.recipes.judge                       # the installed default model
+    python -m training.recipes.judge --model model.onnx --faces ../shared/faces
+    python -m training.recipes.judge --agree-with rtatl_sdk/models/model.onnx   # int8 vs fp32 on these people
+    python -m training.recipes.judge --model a.onnx --compare b.onnx            # two models, paired bootstrap
 
 The validation people are the default recipe's (``training.recipes.corpus.split_records`` with
 the same fraction and seed), so the model never trained on them. Each image is padded as in
@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rtatl_sdk import AUDetector, InputError, load_image  # noqa: E402
-from training.recipes import corpus, measures, targets  # noqa: E402
-from training.teacher import TEACHER_THRESHOLD, teacher_scores  # noqa: E402
+from rtatl_sdk import AUDetector, InputError, load_image
+from training.recipes import corpus, measures, targets
+from training.teacher import TEACHER_THRESHOLD, teacher_scores
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 

@@ -1,6 +1,6 @@
 """What ``calibration=True`` does to a person's resting offsets: the README's measured example.
 
-    python bench/calibration_example.py [--model model.onnx] [--video media/single_face.mp4]
+    python examples/calibration_example.py [--model model.onnx] [--video media/single_face.mp4]
 
 ``single_face.mp4`` shows one man (never trained on) neutral for its first 18 frames and smiling
 from frame 30 on. Prints, without and with per-track calibration: the AUs called present per
@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rtatl_sdk import AUDetector  # noqa: E402
+from rtatl_sdk import AUDetector
 
 MEDIA = Path(__file__).resolve().parents[1] / "media"
 NEUTRAL_UNTIL, SMILE_FROM = 18, 30  # frames 0-17 neutral, 30 on smiling (the recipe's held-out man)
