@@ -39,13 +39,12 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
     from .io.openface import write_openface
     from .io.rows import face_row, frame_rows, to_dataframe
     from .io.writers import RowWriter
-    from .options import DetectorOptions
+    from .options import DetectorOptions, ReuseConfig
     from .results import AUResult, Box, FaceAUs, FrameResult
-    from .stream.temporal import ReuseConfig
 
 #: public name -> module that defines it (imported on first use)
 _LAZY = {
-    "AUDetector": "detector", "DetectorOptions": "options", "ReuseConfig": "stream.temporal",
+    "AUDetector": "detector", "DetectorOptions": "options", "ReuseConfig": "options",
     "FaceAUs": "results", "FrameResult": "results", "AUResult": "results", "Box": "results",
     "to_dataframe": "io.rows", "face_row": "io.rows", "frame_rows": "io.rows", "RowWriter": "io.writers",
     "annotate": "io.draw", "au_heatmap": "io.draw", "draw_au_centres": "io.draw",

@@ -10,14 +10,13 @@ from its start (``DetectorOptions.carries_state``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
-from .face.tracking import DETECT_EVERY, check_detect_every
-from .stream.temporal import ReuseConfig
 
 #: the AU engine's threads at most (onnxruntime starts each one; a typo of 100000 would not finish starting)
 MAX_THREADS = 256
@@ -27,6 +26,41 @@ OPERATING_POINTS = ("default", "strict")
 
 def _flag(flag: str | None = None, *, stateful: bool = False, metavar: str | None = None) -> dict:
     return {"flag": flag, "stateful": stateful, "metavar": metavar}
+
+
+#: Default detection period in frames; chosen by ``python -m bench.bench_video`` (see docs/benchmarks.md).
+DETECT_EVERY = 10
+
+
+def check_detect_every(value, name: str = "detect_every") -> int:
+    """The detection period, checked: a whole number of frames, 1 or more (InputError otherwise)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name}={value!r}", "must be a whole number of frames, 1 or more")
+    return value
+
+
+
+@dataclass(frozen=True)
+class ReuseConfig:
+    """When a track's face counts as unchanged since its last AU inference (keyframe reuse).
+
+    Both must hold: no landmark of the aligned 192x192 crop has moved more than ``max_shift``
+    pixels, and the crop's 48x48 grey thumbnail differs by at most ``max_pixel`` grey levels on
+    average. A result is reused for at most ``max_age`` frames in a row.
+
+    The defaults were chosen on the project's two talking-face clips (``python -m bench.bench_video`` and
+    docs/benchmarks.md): 58 % of AU inferences reused with 99.3 % of AU decisions equal to
+    inferring every frame.
+    """
+
+    max_shift: float = 2.0
+    max_pixel: float = 5.0
+    max_age: int = 3
+
+    def __post_init__(self):
+        if not (self.max_shift >= 0 and self.max_pixel >= 0 and self.max_age >= 1):
+            raise ValueError(f"reuse: max_shift and max_pixel must be >= 0 and max_age >= 1, got {self}")
+
 
 
 class DetectorOptions(BaseModel):

@@ -102,6 +102,17 @@ def test_examples_import_only_from_the_public_door():
 
 
 # ---------------------------------------------------------------- options
+def test_the_options_import_no_room():
+    """The options object is what every room reads: it imports none of them at module level (the
+    detection period and the reuse settings live in it), so a room never drags another in."""
+    import ast
+
+    tree = ast.parse((REPO / "rtatl_sdk" / "options.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    relative = {n.module for n in top if isinstance(n, ast.ImportFrom) and n.level}
+    assert relative == {"errors"}, relative
+
+
 def test_options_are_validated_once_with_errors_naming_the_option():
     cases = {"max_batch": (0, "max_batch=0"), "reuse": ("yes", "reuse='yes'"), "smoothing": ("0.5", "smoothing='0.5'"),
              "detect_every": (0, "detect_every=0"), "threads": (-1, "threads=-1"), "backend": ("tpu", "backend='tpu'")}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contract import landmarks as lm
-from ..errors import InputError
+from ..options import DETECT_EVERY, check_detect_every
 from ..results import Box
 from .boxes import greedy_match, iou
 from .pipeline import Face, FacePipeline
@@ -29,8 +29,6 @@ from .pipeline import Face, FacePipeline
 #: of its width and height): centre offset (x, y) / s and size (w, h) / s. Means over 77 faces
 #: of the project's media (std 0.02 / 0.04 / 0.06 / 0.07), measured with the bundled detector.
 BOX_FROM_LANDMARKS = (0.004, -0.152, 0.972, 1.340)
-#: Default detection period in frames; chosen by ``bench/bench_video.py`` (see docs/benchmarks.md).
-DETECT_EVERY = 10
 #: Largest change of a face's size between two frames that is still the same face (ratio).
 MAX_SCALE_STEP = 1.5
 #: Two tracked faces overlapping this much are one face: the later track ends.
@@ -66,13 +64,6 @@ def looks_like_a_face(face: Face, previous: Face | None) -> bool:
         if not 1 / MAX_SCALE_STEP <= ratio <= MAX_SCALE_STEP:
             return False
     return True
-
-
-def check_detect_every(value, name: str = "detect_every") -> int:
-    """The detection period, checked: a whole number of frames, 1 or more (InputError otherwise)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name}={value!r}", "must be a whole number of frames, 1 or more")
-    return value
 
 
 @dataclass

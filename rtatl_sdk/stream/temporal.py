@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ..options import ReuseConfig  # the settings live with the other options
 
 
 class Smoother:
@@ -57,28 +57,6 @@ class NeutralBaseline:
         if b is None:
             return probs
         return np.clip((probs - b) / np.maximum(1e-6, 1 - b), 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class ReuseConfig:
-    """When a track's face counts as unchanged since its last AU inference (keyframe reuse).
-
-    Both must hold: no landmark of the aligned 192x192 crop has moved more than ``max_shift``
-    pixels, and the crop's 48x48 grey thumbnail differs by at most ``max_pixel`` grey levels on
-    average. A result is reused for at most ``max_age`` frames in a row.
-
-    The defaults were chosen on the project's two talking-face clips (bench/bench_video.py and
-    docs/benchmarks.md): 58 % of AU inferences reused with 99.3 % of AU decisions equal to
-    inferring every frame.
-    """
-
-    max_shift: float = 2.0
-    max_pixel: float = 5.0
-    max_age: int = 3
-
-    def __post_init__(self):
-        if not (self.max_shift >= 0 and self.max_pixel >= 0 and self.max_age >= 1):
-            raise ValueError(f"reuse: max_shift and max_pixel must be >= 0 and max_age >= 1, got {self}")
 
 
 def _thumbnail(crop: np.ndarray) -> np.ndarray:
