@@ -351,27 +351,28 @@ def test_an_annotated_video_that_cannot_be_opened_is_named_and_the_rows_are_kept
     assert len(list(csv.DictReader(out.open(newline="")))) == 5
 
 
-def test_a_full_disk_while_writing_rows_is_one_line_not_a_traceback(tmp_path):
+def test_a_full_disk_while_writing_rows_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """The disk takes half of a write, then refuses: one InputError naming the file, the half row
+    cut off again (the file ends at its last whole row), and closing the writer raises nothing
+    (no buffered rest is flushed at close, as Python's buffered files would)."""
     import errno
 
+    from rtatl_sdk.io import writers
     from rtatl_sdk.io.writers import RowWriter
 
     w = RowWriter(tmp_path / "r.csv", ["AU01"])
+    w.write_rows([{"input": "a.jpg", "frame": 0, "timestamp": 0.0, "success": 1, "AU01_p": 0.25}])
+    whole = (tmp_path / "r.csv").read_bytes()
+    real_write = os.write
 
-    class Full:
-        def __init__(self, fh):
-            self.fh = fh
+    def half_then_full(fd, data):
+        if len(data) > 4:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-        def write(self, text):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-    real = w._fh
-    w._fh = Full(real)
-    with pytest.raises(InputError, match="No space left on device"):
-        w.write_rows([{"input": "a.jpg", "frame": 0, "timestamp": 0.0, "success": 0}])
-    w._fh = real
+    monkeypatch.setattr(writers.os, "write", half_then_full)
+    with pytest.raises(InputError, match=r"r\.csv: cannot be written \(No space left on device\); the rows before are kept"):
+        w.write_rows([{"input": "b.jpg", "frame": 0, "timestamp": 0.0, "success": 1, "AU01_p": 0.75}])
+    monkeypatch.setattr(writers.os, "write", real_write)
     w.close()
-    assert (tmp_path / "r.csv").read_text().startswith("input,")  # the header written before is kept
+    assert (tmp_path / "r.csv").read_bytes() == whole  # the header and the first row, nothing torn

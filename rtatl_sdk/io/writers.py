@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -147,10 +148,20 @@ class RowWriter:
         self._fh.seek(0, io.SEEK_END)
 
     def _write(self, text: str) -> None:
+        """Append ``text`` straight to the file (no Python buffer: nothing is left to fail at close).
+        A write the disk refuses part-way (full, a vanished mount) is cut off again, so the file
+        always ends at its last whole row."""
+        fd = self._fh.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(text.encode(ENCODING, ERRORS))
         try:
-            self._fh.write(text)
-            self._fh.flush()
+            while view:
+                view = view[os.write(fd, view):]
         except OSError as exc:  # a full disk, a vanished mount
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
             raise InputError(str(self.path), f"cannot be written ({exc.strerror or exc}); the rows before are kept") from None
 
     def write_rows(self, rows: list[dict]) -> None:
