@@ -96,6 +96,32 @@ def test_a_second_cluster_run_with_files_of_the_same_name_gets_other_output_name
     assert _names([first], m)[first] == "x.csv"  # the same input keeps its name
 
 
+@pytest.mark.media
+def test_an_input_whose_output_name_would_be_too_long_does_not_fail_its_chunk(media, tmp_path):
+    """A cluster task of images where one has a 240-byte name: every image of the task is done
+    (its output name keeps the start of the stem and gets a hash), none fails with the long one."""
+    from rtatl_sdk.apps.cluster import Manifest, Worker, _names, _units
+    from rtatl_sdk.apps.runner import MAX_OUTPUT_NAME
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_a = folder / ("a" * 236 + ".jpg")
+    long_b = folder / ("a" * 235 + "b.jpg")  # the same first 200 bytes: the hash tells them apart
+    plain = folder / "plain.jpg"
+    for f in (long_a, long_b, plain):
+        shutil.copyfile(media / "single_face.jpg", f)
+    out = tmp_path / "out"
+    out.mkdir()
+    files = [long_a, long_b, plain]
+    names = _names(files, Manifest(out))
+    assert all(len(os.fsencode(n)) <= MAX_OUTPUT_NAME for n in names.values()) and len(set(names.values())) == 3
+    assert names[plain] == "plain.csv" and names[long_a].startswith("a" * 150)
+    (unit,) = _units(files, {f: str(out / n) for f, n in names.items()}, images_per_task=32)
+    entries = Worker(None, {}).process_many(unit)
+    assert [e["status"] for e in entries] == ["done"] * 3, entries
+    assert all((out / n).is_file() for n in names.values())
+
+
 # ---------------------------------------------------------------- silently wrong
 def test_variable_frame_rate_video_uses_the_containers_timestamps(tmp_path):
     av = pytest.importorskip("av")

@@ -81,10 +81,10 @@ class Worker:
                 os.fsync(fh.fileno())
             os.replace(tmp, out_path)
         except RTATLError as exc:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
             return {"status": "failed", "error": str(getattr(exc, "reason", exc))}
         except Exception as exc:  # a bug or a library's error on this input: this input fails, not its task
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
             log.exception("%s: failed", name)
             return {"status": "failed", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
         entry = {"status": "done", "output": out_path.name, "frames": writer.frames, "rows": writer.rows,
@@ -95,6 +95,14 @@ class Worker:
 
     def process_many(self, items: list[tuple[str, str, str]]) -> list[dict]:
         return [self.process(*item) for item in items]
+
+
+def _remove(path: Path) -> None:
+    """Remove a failed input's partial output; one that cannot be removed (or never existed) is left."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _units(files: list[Path], names: dict[Path, str], images_per_task: int) -> list[list[tuple[str, str, str]]]:

@@ -128,10 +128,16 @@ def path_hash(f: Path) -> str:
     return hashlib.sha1(os.fsencode(os.path.abspath(f))).hexdigest()[:8]
 
 
+#: the longest output file name, in bytes: file systems allow 255, and an output's temporary and
+#: side files (``.<name>.part-<pid>``, ``.<name>.settings.json``) need room around it
+MAX_OUTPUT_NAME = 200
+
+
 def output_names(files: list[Path], tail, taken: list[Path] | None = None) -> dict[Path, str]:
     """A file name per input: ``<stem><tail(input)>``, with a short hash of the input's full path
     where two inputs would share a name or the name is itself an input's (of ``files``, or of
-    ``taken`` when given: every input of the run); never an input's name."""
+    ``taken`` when given: every input of the run); never an input's name. A name longer than
+    ``MAX_OUTPUT_NAME`` bytes keeps the start of its stem and gets the hash."""
     taken = {f.name for f in (taken if taken is not None else files)}
     # names OpenCV can write: bytes that are not UTF-8 become U+FFFD (the path hash keeps them apart)
     stem = {f: os.fsencode(f.stem).decode("utf-8", "replace") for f in files}
@@ -143,6 +149,10 @@ def output_names(files: list[Path], tail, taken: list[Path] | None = None) -> di
     for f, name in base.items():
         if counts[name] > 1 or name in taken or stem[f] != f.stem:
             name = f"{stem[f]}_{path_hash(f)}{tail(f)}"
+        if len(os.fsencode(name)) > MAX_OUTPUT_NAME:  # cut the stem; the hash keeps such names apart
+            room = MAX_OUTPUT_NAME - len(os.fsencode(f"_{path_hash(f)}{tail(f)}"))
+            short = os.fsencode(stem[f])[:max(room, 1)].decode("utf-8", "ignore")
+            name = f"{short}_{path_hash(f)}{tail(f)}"
         out[f] = name
     return out
 
