@@ -36,6 +36,52 @@ def test_the_face_model_is_read_from_the_landmarker_file_in_mm():
     assert m.points[1, 2] < m.points[33, 2]  # the nose tip is nearer the camera (z into the head)
 
 
+def _geometry(points: np.ndarray, ids, weights) -> bytes:
+    """A GeometryPipelineMetadata message (the fields ``pose.parse_geometry`` reads), encoded."""
+    import struct
+
+    def varint(v: int) -> bytes:
+        out = b""
+        while True:
+            out += bytes([(v & 0x7F) | (0x80 if v > 0x7F else 0)])
+            v >>= 7
+            if not v:
+                return out
+
+    def field(num: int, payload: bytes) -> bytes:
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+    verts = b"".join(varint(3 << 3 | 5) + struct.pack("<f", float(x)) for p in points for x in (*p, 0.0, 0.0))
+    basis = b"".join(field(2, varint(1 << 3) + varint(i) + varint(2 << 3 | 5) + struct.pack("<f", w)) for i, w in zip(ids, weights))
+    return field(1, verts) + basis
+
+
+@pytest.mark.parametrize("case,why", [("cut", "no readable face geometry"), ("ids", "landmark ids outside 0-467"),
+                                      ("nan", "points that are not finite"), ("weights", "weights that are negative")])
+def test_a_landmarker_file_with_garbage_face_geometry_is_refused_by_name(case, why, tmp_path):
+    import zipfile
+
+    from rtatl_sdk.errors import ModelFileError
+
+    pts, ids, w = np.zeros((468, 3)), list(range(33)), [1 / 33] * 33
+    assert P.parse_geometry(_geometry(pts, ids, w)).points.shape == (468, 3)  # the encoder writes what is read
+    if case == "ids":
+        ids[5] = 9999
+    if case == "nan":
+        pts[7, 1] = np.nan
+    if case == "weights":
+        w[3] = -1.0
+    data = _geometry(pts, ids, w)
+    if case == "cut":
+        data = data[: len(data) // 2 + 1]
+    task = tmp_path / f"{case}.task"
+    with zipfile.ZipFile(task, "w") as z:
+        z.writestr(P.GEOMETRY_MEMBER, data)
+    with pytest.raises(ModelFileError, match=why) as exc:
+        P.face_model(str(task))
+    assert str(task) in str(exc.value)
+
+
 def test_euler_angles_round_trip_through_the_rotation_matrix():
     from rtatl_sdk.io.draw import rotation_matrix
 

@@ -125,10 +125,18 @@ def face_model(task_path: str) -> FaceModel:
         with zipfile.ZipFile(task_path) as z:
             data = z.read(GEOMETRY_MEMBER)
         model = parse_geometry(data)
-    except (OSError, KeyError, ValueError, StopIteration, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"face landmarker {task_path}: no readable face geometry ({GEOMETRY_MEMBER}: {exc})") from None
+    except (OSError, KeyError, ValueError, IndexError, StopIteration, zipfile.BadZipFile) as exc:  # IndexError: cut short
+        raise ModelFileError(f"face landmarker {task_path}: no readable face geometry ({GEOMETRY_MEMBER}: "
+                             f"{type(exc).__name__}: {exc})") from None
     if model.points.shape != (468, 3) or len(model.ids) < 6:
         raise ModelFileError(f"face landmarker {task_path}: face geometry of unexpected shape {model.points.shape}")
+    bad = [why for why, ok in (("points that are not finite", np.isfinite(model.points).all()),
+                               ("landmark ids outside 0-467", ((model.ids >= 0) & (model.ids < 468)).all()),
+                               ("weights that are negative, not finite or all 0",
+                                np.isfinite(model.weights).all() and (model.weights >= 0).all() and model.weights.sum() > 0))
+           if not ok]
+    if bad:
+        raise ModelFileError(f"face landmarker {task_path}: its face geometry has {'; '.join(bad)}")
     return model
 
 
