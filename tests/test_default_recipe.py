@@ -427,6 +427,11 @@ def test_analogue_pretrains_on_one_half_and_runs_variants_on_the_other(tiny_corp
               "--clip-frames", "12", "--half-seed", str(half_seed), "--no-progress"]
     assert analogue.main(["run", *common, "--steps", "2"]) == 2  # no trunk yet: refused by name
     assert "pretrained trunk" in capsys.readouterr().err
+    torch.save({"head.weight": torch.zeros(3)}, tmp_path / "not_a_trunk.pth")
+    assert analogue.main(["run", *common, "--steps", "2", "--pretrained", str(tmp_path / "not_a_trunk.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "not_a_trunk.pth: not a torchvision ResNet-18 state dict" in err and "Traceback" not in err
+    assert not (out / "data").exists()  # refused before any data were built
     assert analogue.main(["pretrain", *common, "--steps", "2", "--eval-every", "1"]) == 0
     trunk = out / "pretrain" / analogue.TRUNK
     prov = json.loads((res / "pretrain.json").read_text())

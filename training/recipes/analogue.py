@@ -147,8 +147,14 @@ def _data(args, data: Path, half: str, summary_path: Path) -> dict:
 
 
 def _trunk_hash(weights: Path) -> str:
+    """The trunk's hash, after checking the file is a ResNet-18 trunk (``model.load_pretrained``: a
+    file that is not is refused in one line, naming what differs)."""
     import torch
+    from torchvision.models import resnet18
 
+    from ..model import load_pretrained
+
+    load_pretrained(resnet18(weights=None), weights)
     return _weights_hash(torch.load(weights, map_location="cpu", weights_only=True))
 
 
@@ -175,10 +181,10 @@ def run(args) -> list[dict]:
     if not weights.is_file():
         raise RTATLError(f"pretrained trunk {weights}: not there (run `python -m training.recipes.analogue pretrain "
                          f"--out {args.out}` first, or give --pretrained)")
+    trunk = _trunk_hash(weights)  # a file that is not a trunk is refused before any work
     data = args.out / "data"
     _data(args, data, "analogue", args.out / "data_summary.json")
     args.results.mkdir(parents=True, exist_ok=True)
-    trunk = _trunk_hash(weights)
     rows = []
     for seed in args.seeds:  # seed-major: every variant has a first seed before any has a second
         for variant in args.variants:
