@@ -380,6 +380,30 @@ def test_recipe_refuses_missing_folders(tmp_path, capsys):
 
 
 @pytest.mark.media
+def test_default_recipe_refuses_faces_without_a_face_in_a_split(media, tmp_path, capsys):
+    """Images in which no face is found: the validation split is empty, so the recipe stops with
+    one line saying so (no traceback later when it fits thresholds on nothing)."""
+    import csv
+    import shutil
+
+    from training.recipes import default_model
+
+    d = tmp_path / "faces" / "set"
+    d.mkdir(parents=True)
+    with open(d / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["image", "identity", "emotion"])
+        w.writeheader()
+        for k in range(6):
+            shutil.copyfile(media / "free-mountain-vector-01.jpg", d / f"m{k}.jpg")
+            w.writerow({"image": f"m{k}.jpg", "identity": f"p{k}", "emotion": "neutral"})
+    assert default_model.main(["--faces", str(tmp_path / "faces"), "--media", str(media), "--out", str(tmp_path / "o"),
+                               "--val-fraction", "0.5", "--edits", "0", "--workers", "1", "--clip-frames", "4",
+                               "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "split has no usable face" in err and "without a face found" in err and "Traceback" not in err
+
+
+@pytest.mark.media
 def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, tmp_path, capsys):
     pytest.importorskip("torch")
     from training.recipes import table1

@@ -59,12 +59,12 @@ class Part:
     def __post_init__(self):
         n = len(self.frames)
         self.frames = np.asarray(self.frames, np.int64)
-        self.labels = np.asarray(self.labels, np.int8).reshape(n, -1)
+        self.labels = _rows(self.labels, n, np.int8)
         self.landmarks = np.asarray(self.landmarks, np.float32).reshape(n, N_LANDMARKS, 2)
         self.matrices = np.asarray(self.matrices, np.float32).reshape(n, 2, 3)
         self.has_flow = np.asarray(self.has_flow, bool).reshape(n)
         if self.targets is not None:
-            self.targets = np.asarray(self.targets, np.float32).reshape(n, -1)
+            self.targets = _rows(self.targets, n, np.float32)
             if self.targets.shape != self.labels.shape:
                 raise CacheError(f"{self.key}: targets {self.targets.shape} do not match labels {self.labels.shape}")
         for k in self.extra:
@@ -73,6 +73,13 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def _rows(a, n: int, dtype) -> np.ndarray:
+    """``a`` as (n, columns); a part without frames keeps its (0, columns) shape (reshape cannot
+    infer the columns of an empty array)."""
+    a = np.asarray(a, dtype)
+    return a if n == 0 and a.ndim == 2 else a.reshape(n, -1)
 
 
 def fingerprint(*items) -> str:

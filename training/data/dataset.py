@@ -39,6 +39,10 @@ class CacheIndex:
             if subjects is not None and part.subject not in subjects:
                 continue
             n = len(part)
+            if "noface_labels" in part.extra:
+                noface.append(part.extra["noface_labels"].reshape(-1, part.labels.shape[1]))
+            if n == 0:  # a part in which no face was found: no frame to index
+                continue
             keys += [part.key] * n
             subs += [part.subject] * n
             frames.append(part.frames)
@@ -50,8 +54,6 @@ class CacheIndex:
                           else np.full(part.labels.shape, -1.0, np.float32))
             votes.append(part.extra["votes"].reshape(n, -1).astype(np.float32) if "votes" in part.extra
                          else np.full((n, len(EMOTIONS)), -1.0, np.float32))
-            if "noface_labels" in part.extra:
-                noface.append(part.extra["noface_labels"].reshape(-1, part.labels.shape[1]))
         if not keys:
             raise InputError(str(cache), f"has no finished sequences{' for subjects ' + ' '.join(subjects) if subjects else ''}")
         self.keys = np.array(keys)

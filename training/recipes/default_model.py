@@ -180,7 +180,7 @@ def _write_rows(cache: Path, key: str, rows: list[FaceRow], skipped: dict, aus, 
                "emotion": np.array([r.record.emotion for r in rows], dtype=str),
                "identity": np.array([r.record.identity for r in rows], dtype=str),
                "source": np.array([str(r.record.path) for r in rows], dtype=str),
-               "votes": np.array([expression_votes(r.record) for r in rows], np.float32).reshape(n, -1)}))
+               "votes": np.array([expression_votes(r.record) for r in rows], np.float32).reshape(n, len(EMOTIONS))}))
 
 
 def _run_jobs(fn, jobs, workers: int, desc: str) -> list:
@@ -404,8 +404,13 @@ def build_data(rec: Recipe, data: Path, half: str | None = None, half_seed: int 
         summary[f"{name}_no_face"] = skipped
     from ..data.dataset import CacheIndex
 
-    summary["train_faces"] = len(CacheIndex(data / "train"))
-    summary["val_faces"] = len(CacheIndex(data / "val"))
+    for split in ("train", "val"):
+        summary[f"{split}_faces"] = sum(len(p) for p in cache_format.iter_parts(data / split, extra=False))
+    for split in ("train", "val"):  # nothing to train on, or nothing to fit thresholds and judge on
+        if not summary[f"{split}_faces"] or (split == "val" and not summary["val_images"]):
+            raise InputError(f"--faces {rec.faces}", f"the {split} split has no usable face ({summary[f'{split}_images']} "
+                             f"images, {summary.get(f'{split}_no_face', 0)} without a face found); give a folder of "
+                             "face images of several people")
     if test:
         summary["test_faces"] = len(CacheIndex(data / "test"))
     summary["edits"] = int(sum(np.char.startswith(CacheIndex(data / "train").keys.astype(str), "edits")))
