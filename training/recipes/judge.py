@@ -31,7 +31,7 @@ from training.teacher import TEACHER_THRESHOLD, teacher_scores
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=Path, default=FACES)
     ap.add_argument("--model", type=Path, default=None, help="exported .onnx (default: the installed default model)")
@@ -48,10 +48,41 @@ def main(argv=None) -> int:
     ap.add_argument("--neutral-rates", type=float, nargs="*", default=None,
                     help="also the trade-off curve: thresholds fitted on half of the validation people under each "
                          "stated neutral rate per AU, judged on the other half")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _largest(det, rec):
+    """The largest face ``det`` finds in the padded image of ``rec`` (None: none, or unreadable)."""
+    try:
+        faces = det.detect(corpus.padded(load_image(rec.path)))
+    except InputError:
+        return None
+    return max(faces, key=lambda x: x.box.w * x.box.h) if faces else None  # results carry Box, not the pipeline's Face
+
+
+def collect(det, other, val, aus) -> dict:
+    """Scores of ``det`` (and ``other``, on the same image and face pipeline), the teacher's
+    scores, emotions and identities of the validation faces; ``missed``: images without a face."""
+    out = {"probs": [], "teach": [], "emo": [], "who": [], "probs2": [], "missed": 0}
+    for rec in val:
+        f = _largest(det, rec)
+        g = _largest(other, rec) if other is not None and f is not None else None
+        if f is None or (other is not None and g is None):  # the pipelines are the same: g missing is not expected
+            out["missed"] += 1
+            continue
+        if g is not None:
+            out["probs2"].append([g.aus[a].score for a in other.aus])
+        out["probs"].append([f.aus[a].score for a in det.aus])  # raw scores: the thresholds are on them
+        out["teach"].append(teacher_scores(f.blendshapes, aus))
+        out["emo"].append(rec.emotion)
+        out["who"].append(rec.identity)
+    return {k: (np.array(v) if isinstance(v, list) else v) for k, v in out.items()}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     if args.compare and args.agree_with:
         raise SystemExit("give --agree-with or --compare, not both")
-
     records, _ = corpus.read_corpus(args.faces)
     _, val = corpus.split_records(records, args.val_fraction, args.seed)
     det = AUDetector(args.model, blendshapes=True)
@@ -60,47 +91,23 @@ def main(argv=None) -> int:
     if other is not None and other.au_numbers != det.au_numbers:
         raise SystemExit(f"{second}: its AUs {other.au_numbers} are not {det.au_numbers}")
     aus = det.au_numbers
-    probs, teach, emo, who, missed, probs2 = [], [], [], [], 0, []
     t0 = time.time()
-    for rec in val:
-        try:
-            faces = det.detect(corpus.padded(load_image(rec.path)))
-        except InputError:
-            faces = []
-        if not faces:
-            missed += 1
-            continue
-        f = max(faces, key=lambda x: x.box.w * x.box.h)  # results carry Box, not the pipeline's Face
-        if other is not None:  # the same image, the same face pipeline, the other engine
-            found = other.detect(corpus.padded(load_image(rec.path)))
-            if not found:  # the pipelines are the same: not expected, but then the face counts as missed
-                missed += 1
-                continue
-            g = max(found, key=lambda x: x.box.w * x.box.h)
-            probs2.append([g.aus[a].score for a in other.aus])
-        probs.append([f.aus[a].score for a in det.aus])  # raw scores: the thresholds are on them
-        teach.append(teacher_scores(f.blendshapes, aus))
-        emo.append(rec.emotion)
-        who.append(rec.identity)
-    probs, teach, emo, who = np.array(probs), np.array(teach), np.array(emo), np.array(who)
+    c = collect(det, other, val, aus)
+    probs, teach, emo, who = c["probs"], c["teach"], c["emo"], c["who"]
     teacher_labels = (teach >= TEACHER_THRESHOLD).astype(np.int8)
     target_labels = targets.hard(np.array([targets.combine(t, e, aus) for t, e in zip(teach, emo)]))
     student = measures.judge(probs, det.thresholds, emo, who, aus, teacher_labels, target_labels)
     teacher = measures.judge(teach, [TEACHER_THRESHOLD] * len(aus), emo, who, aus, teacher_labels, target_labels)
     print(f"model: {det.model_path} ({det.engine.providers[0]}); {len(probs)} faces of {len(set(who))} validation "
-          f"people, {missed} images without a face; {time.time() - t0:.0f} s")
+          f"people, {c['missed']} images without a face; {time.time() - t0:.0f} s")
     print(measures.table(student, teacher))
     agreement = compared = None
     if args.compare:
-        compared = compare(np.array(probs2), other, probs, emo, who, teacher_labels, target_labels, student, args.bootstrap)
-        other.close()
+        compared = compare(c["probs2"], other, probs, emo, who, teacher_labels, target_labels, student, args.bootstrap)
     elif other is not None:
-        agreement = agree(probs, np.array(probs2), det.thresholds, det.aus)
-        print(f"\nDecisions of {det.model_path.name} against {other.model_path.name} on the same {len(probs)} faces "
-              f"(card thresholds): {100 * agreement['flip_share']:.2f} % flipped, mean |dp| {agreement['mean_abs_dp']:.4f}, "
-              f"max |dp| {agreement['max_abs_dp']:.3f}")
-        print("| AU | " + " | ".join(a[2:] for a in det.aus) + " |\n|---|" + "---|" * len(det.aus))
-        print("| flipped % | " + " | ".join(f"{100 * v:.1f}" for v in agreement["flip_share_per_au"].values()) + " |")
+        agreement = agree(probs, c["probs2"], det.thresholds, det.aus)
+        print_agreement(agreement, det, other, len(probs))
+    if other is not None:
         other.close()
     if args.neutral_rates:
         print(measures.tradeoff_table(measures.tradeoff(probs, emo, who, aus, teacher_labels, target_labels,
@@ -108,9 +115,17 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(det.model_path), "student": student, "teacher": teacher,
-                                         "missed": missed, "agreement": agreement, "compared": compared}, indent=1))
+                                         "missed": c["missed"], "agreement": agreement, "compared": compared}, indent=1))
     det.close()
     return 0
+
+
+def print_agreement(agreement: dict, det, other, n: int) -> None:
+    print(f"\nDecisions of {det.model_path.name} against {other.model_path.name} on the same {n} faces "
+          f"(card thresholds): {100 * agreement['flip_share']:.2f} % flipped, mean |dp| {agreement['mean_abs_dp']:.4f}, "
+          f"max |dp| {agreement['max_abs_dp']:.3f}")
+    print("| AU | " + " | ".join(a[2:] for a in det.aus) + " |\n|---|" + "---|" * len(det.aus))
+    print("| flipped % | " + " | ".join(f"{100 * v:.1f}" for v in agreement["flip_share_per_au"].values()) + " |")
 
 
 def compare(probs2, other, probs, emo, who, teacher_labels, target_labels, student, reps: int) -> dict:
