@@ -204,3 +204,23 @@ def test_a_writer_made_from_the_detector_takes_its_columns():
         w = RowWriter(Path(d) / "x.csv", det)
         assert "AU12_r" in w.columns and w.columns[-9:] == [*EMOTIONS, "error"]
         w.close()
+
+
+def test_model_inputs_are_normalise_of_the_colour_swapped_crops_bit_for_bit():
+    """The per-plane fast path (no channel-swapped copy, no transpose) computes exactly what
+    ``normalise`` does on the model's colour order: equal arrays, not merely close ones."""
+    from rtatl_sdk.contract import preprocess
+    from rtatl_sdk.contract.au import AU_SETS
+    from tests.helpers import mean_face
+
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (192, 192, 3), dtype=np.uint8) for _ in range(3)]
+    pts = [mean_face(rng, 1.0) for _ in crops]
+    for order, step in (("RGB", -1), ("BGR", 1)):
+        for mean, std in ((preprocess.MEAN, preprocess.STD), ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))):
+            image, centres = preprocess.model_inputs(crops, pts, AU_SETS["OPENFACE"], mean, std, order)
+            want = preprocess.normalise(np.stack([c[:, :, ::step] for c in crops]), mean, std)
+            assert image.dtype == np.float32 and image.flags.c_contiguous and np.array_equal(image, want)
+            assert centres.shape == (3, 36, 2)
+    with pytest.raises(ValueError, match="one size"):
+        preprocess.model_inputs([crops[0], crops[0][:100]], pts[:2], AU_SETS["BP4D"])

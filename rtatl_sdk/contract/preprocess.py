@@ -35,7 +35,18 @@ def model_inputs(crops_bgr, crop_landmarks, aus, mean=MEAN, std=STD, colour_orde
 
     if colour_order not in ("RGB", "BGR"):
         raise ValueError(f"colour_order must be 'RGB' or 'BGR', got {colour_order!r}")
-    step = -1 if colour_order == "RGB" else 1
-    rgb = np.stack([np.asarray(c)[:, :, ::step] for c in crops_bgr])
+    crops = [np.asarray(c) for c in crops_bgr]
+    if len({c.shape for c in crops}) > 1 or crops[0].ndim != 3 or crops[0].shape[2] != 3:
+        raise ValueError(f"crops must be (H, W, 3) images of one size, got {sorted({c.shape for c in crops})}")
+    order = (2, 1, 0) if colour_order == "RGB" else (0, 1, 2)
+    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    h, w = crops[0].shape[:2]
+    image = np.empty((len(crops), 3, h, w), np.float32)
+    for b, crop in enumerate(crops):  # ``normalise``'s arithmetic, plane by plane: no channel-swapped copy, no transpose
+        for ch, src in enumerate(order):
+            plane = image[b, ch]
+            np.divide(crop[:, :, src], np.float32(255.0), out=plane, dtype=np.float32)
+            plane -= m[ch]
+            plane /= s[ch]
     centres = np.stack([au_centres(p, aus) for p in crop_landmarks]).astype(np.float32)
-    return normalise(rgb, mean, std), centres
+    return image, centres
