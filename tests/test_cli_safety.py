@@ -88,7 +88,6 @@ def test_annotating_into_the_input_folder_keeps_originals_and_reruns_identically
 
 @pytest.mark.media
 def test_file_names_of_any_bytes_are_processed_and_resumable(tmp_path, media, model_path):
-    import os
 
     d = tmp_path / "in"
     d.mkdir()
@@ -138,6 +137,11 @@ def test_resumed_state_annotated_video_and_plot_equal_an_uninterrupted_run(state
 
 
 # ---------------------------------------------------------------- properties
+import json
+import os
+
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -197,7 +201,6 @@ def test_any_option_combination_ends_in_a_result_or_one_line_and_touches_nothing
 @PROPS
 @given(raw=st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")))
 def test_any_file_name_bytes_round_trip_through_resume(raw, tmp_path_factory):
-    import os
 
     from rtatl_sdk.io.writers import RowWriter
 
@@ -218,7 +221,6 @@ def test_any_file_name_bytes_round_trip_through_resume(raw, tmp_path_factory):
 def test_outputs_that_are_not_regular_files_are_refused(kind, inputs, tmp_path, capsys):
     """--out a named pipe or a link to /dev/null would block or swallow the rows; an --annotate
     that is a broken link cannot be made: each is one line, exit 2, before anything is written."""
-    import os
 
     target = tmp_path / ("r.csv" if kind != "dangling" else "ann")
     if kind == "fifo":
@@ -251,7 +253,6 @@ def test_resume_without_the_settings_record_or_with_a_broken_one_is_refused(inpu
 def test_an_unreadable_folder_is_named_and_the_search_goes_on(inputs, monkeypatch):
     """A folder that cannot be listed (no permission: simulated, as the tests run as root) is named
     with its reason; the other folders are still searched."""
-    import os
 
     from rtatl_sdk.apps.runner import expand_inputs
 
@@ -290,3 +291,142 @@ def test_a_resumed_run_with_a_report_keeps_the_pages_of_inputs_finished_before(i
     index = (rep / "index.html").read_text()
     assert index.count("<tr><td><a href=") == 2  # the input finished before has its page too
     assert out.read_bytes().startswith(rows) and len(list(csv.DictReader(open(out, newline="")))) == 1 + 5
+
+
+@pytest.mark.media
+def test_plots_of_several_videos_never_overwrite_an_input_or_each_other(det, media, tmp_path):
+    from rtatl_sdk.apps.runner import plot_names
+
+    a, b = tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4"
+    for p in (a, b):
+        p.parent.mkdir()
+        shutil.copy(media / "single_face.mp4", p)
+    photo = tmp_path / "a" / "clip_au.png"  # a user's photo with the name the plot would get
+    shutil.copy(media / "single_face.jpg", photo.with_suffix(".jpg"))
+    photo.with_suffix(".jpg").rename(photo)
+    before = photo.read_bytes()
+    names = plot_names([a, b, photo], tmp_path / "a" / "au.png")
+    assert set(names) == {a, b} and len(set(names.values())) == 2 and photo not in set(names.values())
+    assert plot_names([a, photo], tmp_path / "au.png") == {a: tmp_path / "au.png"}  # one video: the name given
+    from rtatl_sdk.apps.cli import main
+
+    assert main([str(tmp_path / "a"), str(b), "--plot", str(tmp_path / "a" / "au.png"), "--max-frames", "5",
+                 "--out", str(tmp_path / "r.csv"), "--quiet", "--model", str(det.model_path)]) == 0
+    assert photo.read_bytes() == before
+    plots = sorted(p.name for p in (tmp_path / "a").glob("*_au.png") if p != photo)
+    assert len(plots) == 2, plots  # one per video, though both are called clip.mp4
+
+
+@pytest.mark.media
+def test_resume_with_other_settings_refuses_in_one_line_and_touches_nothing(det, media, tmp_path, capsys):
+    from rtatl_sdk.apps.cli import main, settings_file
+
+    out = tmp_path / "r.csv"
+    common = [str(media / "single_face.mp4"), "--out", str(out), "--max-frames", "6", "--quiet", "--model",
+              str(det.model_path)]
+    assert main(common) == 0
+    assert json.loads(settings_file(out).read_text())["options"]["detect_every"] == 10
+    before = out.read_bytes()
+    for extra, needle in ((["--smooth", "0.5"], "smoothing: None -> 0.5"), (["--detect-every", "2"], "detect_every: 10 -> 2")):
+        capsys.readouterr()
+        assert main(common + ["--resume", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+        assert out.read_bytes() == before
+    assert main(common + ["--resume"]) == 0  # the same settings continue
+
+
+def test_symlinked_folders_are_searched_and_broken_links_and_loops_named(tmp_path):
+    from rtatl_sdk.apps.runner import expand_inputs
+
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (real / "a.jpg").write_bytes(b"x")
+    top = tmp_path / "in"
+    top.mkdir()
+    (top / "b.jpg").write_bytes(b"x")
+    (top / "linked").symlink_to(real)
+    (top / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (top / "loop").symlink_to(top)
+    files, bad = expand_inputs([str(top)])
+    assert sorted(f.name for f in files) == ["a.jpg", "b.jpg"]
+    reasons = dict(bad)
+    assert "broken symbolic link" in reasons[str(top / "gone.jpg")]
+    assert "link loop" in reasons[str(top / "loop")]
+    files, bad = expand_inputs([str(top / "gone.jpg")])
+    assert files == [] and "broken symbolic link" in bad[0][1]
+
+
+@pytest.mark.media
+def test_an_annotated_image_that_cannot_be_written_is_a_named_failure(det, media, tmp_path, capsys):
+    from rtatl_sdk.apps.cli import main
+
+    ann = tmp_path / "ann"
+    (ann / "single_face_annotated.jpg").mkdir(parents=True)  # a folder where the file should go
+    out = tmp_path / "r.csv"
+    code = main([str(media / "single_face.jpg"), "--annotate", str(ann), "--out", str(out), "--quiet", "--model",
+                 str(det.model_path)])
+    assert code == 1
+    assert "annotated image could not be written" in capsys.readouterr().err
+    assert len(list(csv.DictReader(out.open(newline="")))) == 1  # its row is written
+
+
+def test_out_json_is_refused_with_the_name_to_use(tmp_path, capsys):
+    from rtatl_sdk.apps.cli import main
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main([str(tmp_path / "a.jpg"), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert ".jsonl" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_out_dir_inside_an_input_folder_is_not_read_as_inputs(tmp_path):
+    from rtatl_sdk.apps.runner import expand_inputs
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    out = tmp_path / "results"
+    out.mkdir()
+    for name in ("manifest.json", ".rtatl-cluster.lock", "a.csv"):
+        (out / name).write_text("ours")
+    files, bad = expand_inputs([str(tmp_path)], (), out_dir=out)
+    assert [f.name for f in files] == ["a.jpg"] and bad == []
+
+
+@pytest.mark.media
+def test_one_input_that_raises_fails_alone_with_its_reason(det, media, tmp_path, monkeypatch):
+    from rtatl_sdk.apps.cluster import Worker
+
+    w = Worker(str(det.model_path), {})
+    real = w.det.detect
+
+    def flaky(image, *a, **k):
+        if "bad" in str(getattr(image, "name", "")) or (isinstance(image, np.ndarray) and image.shape[0] == 100):
+            raise TypeError("something broke in a library")
+        return real(image, *a, **k)
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "bad.jpg"), np.full((100, 100, 3), 90, np.uint8))
+    monkeypatch.setattr(w.det, "detect", flaky)
+    items = [(str(tmp_path / "bad.jpg"), "bad.jpg", str(tmp_path / "bad.csv")),
+             (str(media / "single_face.jpg"), "single_face.jpg", str(tmp_path / "good.csv"))]
+    bad, good = w.process_many(items)
+    assert bad == {"status": "failed", "error": "TypeError: something broke in a library"}
+    assert good["status"] == "done" and (tmp_path / "good.csv").is_file() and not (tmp_path / "bad.csv").exists()
+    w.det.close()
+
+
+@pytest.mark.media
+def test_an_annotated_video_that_cannot_be_opened_is_named_and_the_rows_are_kept(det, media, tmp_path, capsys):
+    from rtatl_sdk.apps.cli import main
+
+    blocked = tmp_path / "ann.mp4"
+    blocked.mkdir()  # a folder where the video file should go
+    out = tmp_path / "r.csv"
+    code = main([str(media / "single_face.mp4"), "--annotate", str(blocked), "--out", str(out), "--max-frames", "5",
+                 "--quiet", "--model", str(det.model_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "could not be opened for writing" in err and err.count("could not be opened") == 1
+    assert len(list(csv.DictReader(out.open(newline="")))) == 5

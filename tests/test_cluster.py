@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rtatl_sdk.errors import InputError
 from tests.helpers import REPO, wait_for
 
 ray = pytest.importorskip("ray")
@@ -136,3 +137,101 @@ def test_a_killed_worker_and_an_interrupted_run_lose_and_duplicate_nothing(media
     entries = json.loads((out / "manifest.json").read_text())["inputs"]
     assert len(entries) == 2 and all(e["status"] == "done" for e in entries.values())
     assert {k: (out / entries[k]["output"]).stat().st_mtime_ns for k in kept} == kept
+
+
+def test_a_second_cluster_run_with_files_of_the_same_name_gets_other_output_names(tmp_path):
+    from rtatl_sdk.apps.cluster import Manifest, _names
+
+    out = tmp_path / "out"
+    out.mkdir()
+    m = Manifest(out)
+    first = tmp_path / "one" / "x.mp4"
+    m.record(str(first), {"status": "done", "output": "x.csv"})
+    (out / "x.csv").write_text("first run\n")
+    second = tmp_path / "two" / "x.mp4"
+    names = _names([second], m)
+    assert names[second] != "x.csv" and names[second].startswith("x_") and names[second].endswith(".csv")
+    assert _names([first], m)[first] == "x.csv"  # the same input keeps its name
+
+
+@pytest.mark.media
+def test_an_input_whose_output_name_would_be_too_long_does_not_fail_its_chunk(media, tmp_path):
+    """A cluster task of images where one has a 240-byte name: every image of the task is done
+    (its output name keeps the start of the stem and gets a hash), none fails with the long one."""
+    from rtatl_sdk.apps.cluster import Manifest, Worker, _names, _units
+    from rtatl_sdk.apps.runner import MAX_OUTPUT_NAME
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_a = folder / ("a" * 236 + ".jpg")
+    long_b = folder / ("a" * 235 + "b.jpg")  # the same first 200 bytes: the hash tells them apart
+    plain = folder / "plain.jpg"
+    for f in (long_a, long_b, plain):
+        shutil.copyfile(media / "single_face.jpg", f)
+    out = tmp_path / "out"
+    out.mkdir()
+    files = [long_a, long_b, plain]
+    names = _names(files, Manifest(out))
+    assert all(len(os.fsencode(n)) <= MAX_OUTPUT_NAME for n in names.values()) and len(set(names.values())) == 3
+    assert names[plain] == "plain.csv" and names[long_a].startswith("a" * 150)
+    (unit,) = _units(files, {f: str(out / n) for f, n in names.items()}, images_per_task=32)
+    entries = Worker(None, {}).process_many(unit)
+    assert [e["status"] for e in entries] == ["done"] * 3, entries
+    assert all((out / n).is_file() for n in names.values())
+
+
+def test_a_cluster_rerun_with_other_settings_redoes_those_inputs(tmp_path):
+    from rtatl_sdk.apps.cluster import Manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.csv").write_text("rows\n")
+    m = Manifest(out)
+    trial = {"model": "default", "options": {"smoothing": None}, "max_frames": 5}
+    m.record("x.mp4", {"status": "done", "output": "x.csv", "settings": trial})
+    full = {**trial, "max_frames": None}
+    assert m.done("x.mp4", trial) and not m.done("x.mp4", full)
+    assert "max_frames: 5 -> None" in m.redo_reason("x.mp4", full)
+
+
+def test_cluster_flag_takes_a_folder_as_input_and_an_address_as_address():
+    from rtatl_sdk.apps.cli import build_parser
+
+    def parse(argv):
+        a = build_parser().parse_args(argv)
+        return a.cluster, [*getattr(a, "cluster_inputs", []), *a.inputs]
+
+    assert parse(["--cluster", "archive/", "--out-dir", "results/"]) == ("local", ["archive/"])
+    assert parse(["--cluster", "ray://head:10001", "/shared/archive", "--out-dir", "r"]) == ("ray://head:10001",
+                                                                                            ["/shared/archive"])
+    assert parse(["a/", "--cluster", "--out-dir", "r"]) == ("local", ["a/"])
+
+
+def test_cluster_failures_end_in_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from rtatl_sdk.apps import cluster
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def refuse(**kw):
+        raise ConnectionError("\x1b[31mray client connection timeout\x1b[0m")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(InputError, match=r"^--cluster ray://h:1: cannot start or reach the Ray cluster \(ConnectionError: "
+                                         r"ray client connection timeout\)$"):
+        cluster._connect("ray://h:1")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot be made"):
+        cluster.process_archive([str(tmp_path)], blocker / "out", progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"inputs": {"a.mp4": "done"}}))
+    with pytest.raises(InputError, match="is not a manifest written by rtatl-detect --cluster"):
+        cluster.process_archive([str(tmp_path / "nothing")], out, progress=False)
+    with pytest.raises(InputError, match="smoothin: is not an AUDetector option"):
+        cluster.process_archive([str(tmp_path)], out, detector={"smoothin": 0.5}, progress=False)
+    text = cluster._first_line(RuntimeError("ray::Worker.process()\n\x1b[36mTraceback...\x1b[0m\nValueError: real reason"))
+    assert text == "ValueError: real reason"

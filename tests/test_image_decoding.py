@@ -107,3 +107,30 @@ def test_apply_orientation_matches_pillow_exif_transpose(orientation):
     pil.info["exif"] = exif.tobytes()
     pil.getexif()[0x0112] = orientation
     assert np.array_equal(apply_orientation(img, orientation), np.asarray(ImageOps.exif_transpose(pil)))
+
+
+def test_variable_frame_rate_video_uses_the_containers_timestamps(tmp_path):
+    av = pytest.importorskip("av")
+    import fractions
+
+    from rtatl_sdk.stream.video import iter_frames
+
+    path = tmp_path / "vfr.mp4"
+    box = av.open(str(path), "w")
+    s = box.add_stream("mpeg4", rate=30)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    s.codec_context.time_base = s.time_base = fractions.Fraction(1, 1000)
+    stamps, t = [], 0
+    for i in range(40):  # 30 frames at ~30 fps, then 10 at 5 fps
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 6, np.uint8), format="bgr24")
+        f.pts, f.time_base = t, fractions.Fraction(1, 1000)
+        stamps.append(t / 1000)
+        for pkt in s.encode(f):
+            box.mux(pkt)
+        t += 33 if i < 30 else 200
+    for pkt in s.encode():
+        box.mux(pkt)
+    box.close()
+    got = [fr.timestamp for fr in iter_frames(path)]
+    assert len(got) == 40
+    assert np.abs(np.array(got) - stamps).max() < 0.002  # index / average fps would be off by 0.1 s and more

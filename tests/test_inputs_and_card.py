@@ -112,3 +112,22 @@ def test_importing_the_sdk_does_not_import_torch():
     code = ("import rtatl_sdk, rtatl_sdk.contract.geometry, rtatl_sdk.contract.card, rtatl_sdk.face, sys; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_cards_with_absurd_normalisation_are_refused_and_colour_order_is_applied():
+    from rtatl_sdk import store
+    from rtatl_sdk.contract.card import ModelCard
+    from rtatl_sdk.contract.preprocess import model_inputs
+
+    card = json.loads((store.PACKAGE_MODELS / "model.card.json").read_text())
+    for key, value in (("std", [0, 0.2, 0.2]), ("std", [float("nan"), 0.2, 0.2]), ("mean", [120, 0.4, 0.4]),
+                       ("colour_order", "YUV")):
+        with pytest.raises(ModelCardError, match=key):
+            ModelCard.from_json(json.dumps({**card, key: value}))
+    crop = np.zeros((192, 192, 3), np.uint8)
+    crop[..., 0] = 255  # blue in BGR
+    pts = np.tile(np.linspace(40, 150, 68)[:, None], (1, 2))
+    rgb, _ = model_inputs([crop], [pts], (1, 2), mean=(0, 0, 0), std=(1, 1, 1), colour_order="RGB")
+    bgr, _ = model_inputs([crop], [pts], (1, 2), mean=(0, 0, 0), std=(1, 1, 1), colour_order="BGR")
+    assert rgb[0, 2].max() == 1.0 and rgb[0, 0].max() == 0.0  # blue is the last channel for an RGB model
+    assert bgr[0, 0].max() == 1.0 and bgr[0, 2].max() == 0.0

@@ -1,5 +1,9 @@
 """Writers, smoothing and calibration without models."""
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -141,7 +145,6 @@ def test_au_heatmap_writes_a_png_with_gaps(tmp_path):
 
 
 def test_fetch_models_offline_fails_in_one_line(tmp_path, monkeypatch, capsys):
-    import subprocess
 
     from rtatl_sdk.apps import fetch
 
@@ -198,7 +201,6 @@ def test_a_writer_made_from_the_detector_takes_its_columns():
 
     det = SimpleNamespace(aus=AUS, has_intensity=True, emotion_names=list(EMOTIONS))
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as d:
         w = RowWriter(Path(d) / "x.csv", det)
@@ -224,3 +226,30 @@ def test_model_inputs_are_normalise_of_the_colour_swapped_crops_bit_for_bit():
             assert centres.shape == (3, 36, 2)
     with pytest.raises(ValueError, match="one size"):
         preprocess.model_inputs([crops[0], crops[0][:100]], pts[:2], AU_SETS["BP4D"])
+
+
+def test_a_full_disk_while_writing_rows_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """The disk takes half of a write, then refuses: one InputError naming the file, the half row
+    cut off again (the file ends at its last whole row), and closing the writer raises nothing
+    (no buffered rest is flushed at close, as Python's buffered files would)."""
+    import errno
+
+    from rtatl_sdk.io import writers
+    from rtatl_sdk.io.writers import RowWriter
+
+    w = RowWriter(tmp_path / "r.csv", ["AU01"])
+    w.write_rows([{"input": "a.jpg", "frame": 0, "timestamp": 0.0, "success": 1, "AU01_p": 0.25}])
+    whole = (tmp_path / "r.csv").read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        if len(data) > 4:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers.os, "write", half_then_full)
+    with pytest.raises(InputError, match=r"r\.csv: cannot be written \(No space left on device\); the rows before are kept"):
+        w.write_rows([{"input": "b.jpg", "frame": 0, "timestamp": 0.0, "success": 1, "AU01_p": 0.75}])
+    monkeypatch.setattr(writers.os, "write", real_write)
+    w.close()
+    assert (tmp_path / "r.csv").read_bytes() == whole  # the header and the first row, nothing torn

@@ -1,11 +1,16 @@
 """The training and export commands refuse bad input in one line before doing any work."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rtatl_sdk.errors import InputError
+from rtatl_sdk.errors import CheckpointError, InputError, ModelCardError
+from tests.helpers import REPO
 
 torch = pytest.importorskip("torch")
 
@@ -83,7 +88,6 @@ def test_bp4d_labels_in_another_encoding_are_named(tmp_path):
 
 def test_a_card_nested_thousands_deep_is_refused_not_a_crash():
     from rtatl_sdk.contract.card import ModelCard
-    from rtatl_sdk.errors import ModelCardError
 
     with pytest.raises(ModelCardError, match="nested"):
         ModelCard.from_json("[" * 200_000 + "]" * 200_000)
@@ -132,3 +136,53 @@ def test_cluster_exit_status_counts_frames_without_a_picture_as_a_single_run_doe
     assert "3 frames without a picture" in capsys.readouterr().err
     del entries["a.mp4"]["warnings"]
     assert cli.run_cluster(args, None) == 0
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_before_any_of_it_runs(tmp_path):
+    torch = pytest.importorskip("torch")
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"format": "rtatl-checkpoint-v1", "model": {}, "x": Payload()}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="refused: it holds more than tensors and plain data"):
+        load_checkpoint(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+    # old checkpoints keep loading: tensors, plain data and numpy values (older recipes stored those)
+    save_checkpoint(tmp_path / "ok.ckpt", {"model": {"w": torch.ones(2)}, "metrics": {"auc": np.float64(0.7)},
+                                           "thresholds": np.array([0.4, 0.6]), "aus": [1, 2]})
+    state = load_checkpoint(tmp_path / "ok.ckpt")
+    assert float(state["metrics"]["auc"]) == 0.7 and state["thresholds"].tolist() == [0.4, 0.6]
+
+
+@pytest.mark.parametrize("tool", ["export.cli", "training.evaluate"])
+def test_the_checkpoint_readers_refuse_such_a_file_in_one_line(tool, tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"format": "rtatl-checkpoint-v1", "x": Payload()}, tmp_path / "evil.ckpt")
+    argv = {"export.cli": ["--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(tmp_path / "out")],
+            "training.evaluate": ["--ckpt", str(tmp_path / "evil.ckpt"), "--cache", str(tmp_path)]}[tool]
+    res = subprocess.run([sys.executable, "-m", tool, *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "refused" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.parametrize("override,needle", [("optim.batch_size=0", "optim.batch_size=0"), ("optim.lr=-1", "optim.lr=-1"),
+                                             ("model.heads=3", "must divide model.d=128"),
+                                             ("run.log_every=0", "run.log_every=0"), ("optim.steps=-5", "optim.steps=-5")])
+def test_rtatl_train_refuses_bad_settings_in_one_line(override, needle, tmp_path):
+    pytest.importorskip("torch")
+    res = subprocess.run([sys.executable, "-m", "training.train", "--config", str(REPO / "training/configs/smoke.yaml"),
+                          override, f"run.out={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

@@ -7,6 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+
+import pytest
+
 from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.errors import InputError, RTATLError
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -203,3 +206,25 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(RTATLError, match="no such file"):
         load_checkpoint(tmp_path / "none.ckpt")
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
+
+
+@pytest.mark.media
+def test_rtatl_prep_redoes_a_sequence_whose_labels_were_corrected(media, tmp_path):
+    pytest.importorskip("torch")
+    from training import prep
+    from training.data import synthetic
+    from training.data.cache import read_part
+    from training.flow import FlowParams
+
+    root = synthetic.make_bp4d(tmp_path / "bp4d", [media / "single_face.mp4"], subjects=("F001", "M001"), tasks=("T1",),
+                               frames=3, drop_images=0)
+    cache = tmp_path / "cache"
+    fast = FlowParams(scale=0.5, warps=1, scales=1)
+    assert prep.prepare("BP4D", root, cache, params=fast, with_flow=False, progress=False)["resumed"] == 0
+    label = root / "AUCoding" / "AU_OCC" / "M001_T1.csv"
+    rows = [r.split(",") for r in label.read_text().splitlines()]
+    rows[1][1] = "1" if rows[1][1] == "0" else "0"  # AU1 of the first frame corrected
+    label.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    totals = prep.prepare("BP4D", root, cache, params=fast, with_flow=False, progress=False)
+    assert totals["resumed"] == 1 and totals["frames"] == 3  # F001 reused, M001 redone
+    assert read_part(cache / "parts" / "M001_T1.npz").labels[0, 0] == int(rows[1][1])
