@@ -418,9 +418,17 @@ def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, t
     assert all(r["auc_mean"] is not None and 0 <= r["auc_mean"] <= 1 for r in rows)  # the man: neutral vs happy
     assert table1.main(common + ["--seeds", "0", "1", "--variants", "backbone", "--label-fraction", "0.5"]) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert [(r["variant"], r["seed"], r["label_fraction"]) for r in rows[2:]] == [("backbone", 0, 0.5), ("backbone", 1, 0.5)]
+    assert {(r["variant"], r["seed"], r["label_fraction"]) for r in rows} == {
+        ("backbone", 0, 1.0), ("rotation", 0, 1.0), ("backbone", 0, 0.5), ("backbone", 1, 0.5)}
+    assert sorted(p.name for p in (out / "results").iterdir()) == [  # one results file per run
+        "backbone_s0_steps2.json", "backbone_s0_steps2_labels0.5.json", "backbone_s1_steps2_labels0.5.json",
+        "rotation_s0_steps2.json"]
+    # a results.json of the time before per-run files: its rows become files, and count as done
+    (out / "results").joinpath("rotation_s0_steps2.json").unlink()
+    before = (out / "results" / "backbone_s0_steps2.json").stat().st_mtime_ns
     assert table1.main(common + ["--seeds", "0", "--variants", "backbone", "rotation"]) == 0  # all done: nothing rerun
-    assert len(json.loads((out / "results.json").read_text())) == 4
+    assert len(json.loads((out / "results.json").read_text())) == 4 and (out / "results" / "rotation_s0_steps2.json").is_file()
+    assert (out / "results" / "backbone_s0_steps2.json").stat().st_mtime_ns == before
     table = (out / "table1.md").read_text()
     assert "| backbone, 50% labels | 2 |" in table and "| rotation | 1 |" in table
     assert (out / "table1.png").stat().st_size > 1000

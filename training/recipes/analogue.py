@@ -42,7 +42,7 @@ from pathlib import Path
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
-from . import table1
+from . import runs, table1
 from .spec import Recipe
 
 log = logging.getLogger("rtatl.analogue")
@@ -67,17 +67,12 @@ def _config(args, data: Path, variant: str, seed: int, steps: int, out: Path, pr
 
 def _segments(cfg, steps: int, every: int, data: Path, progress: bool) -> tuple[object, list[dict]]:
     """Train to ``steps`` in segments of ``every``, validating after each (mean prototype-AU AUC)."""
-    from ..checkpoint import model_from_checkpoint
-    from ..train import train
+    def auc(model, stop, _ckpt) -> dict:
+        point = {"step": stop, "auc_mean": recipe.validate(model, data)["student"]["auc_mean"]}
+        log.info("%s step %d: validation AUC %s", cfg.run.out.name, stop, point["auc_mean"])
+        return point
 
-    curve, model = [], None
-    for stop in sorted({*range(every, steps, every), steps}):
-        cfg.optim.steps = stop
-        res = train(cfg, progress=progress)
-        model, _ = model_from_checkpoint(Path(res["checkpoint"]))
-        curve.append({"step": stop, "auc_mean": recipe.validate(model, data)["student"]["auc_mean"]})
-        log.info("%s step %d: validation AUC %s", cfg.run.out.name, stop, curve[-1]["auc_mean"])
-    return model, curve
+    return runs.train_in_segments(cfg, steps, every, auc, progress)
 
 
 # ---------------------------------------------------------------- the pretrained trunk
@@ -158,21 +153,21 @@ def _trunk_hash(weights: Path) -> str:
     return _weights_hash(torch.load(weights, map_location="cpu", weights_only=True))
 
 
-def _done_with(path: Path, trunk: str, results: Path) -> bool:
-    """Whether the results file ``path`` is a finished run from this trunk. A file without the
-    trunk's hash (written before hashes were kept) came from the first trunk: it counts while
-    ``pretrain.json`` has not recorded a different trunk since."""
-    if not path.is_file():
-        return False
-    made_with = json.loads(path.read_text()).get("init_sha256")
-    if made_with is None:
-        prov = results / "pretrain.json"
-        valid = (json.loads(prov.read_text()) if prov.is_file() else {}).get("hashless_results_valid", True)
-        made_with = trunk if valid else "the first trunk"
-    if made_with != trunk:
-        log.warning("%s came from another trunk (%s): run again from this one", path.name, made_with[:12])
-        return False
-    return True
+def _from_trunk(trunk: str, results: Path):
+    """``runs.Results.done``'s validity test: a results file counts only if it was made from this
+    trunk. A file without the trunk's hash (written before hashes were kept) came from the first
+    trunk: it counts while ``pretrain.json`` has not recorded a different trunk since."""
+    def valid(row: dict) -> bool:
+        made_with = row.get("init_sha256")
+        if made_with is None:
+            prov = results / "pretrain.json"
+            ok = (json.loads(prov.read_text()) if prov.is_file() else {}).get("hashless_results_valid", True)
+            made_with = trunk if ok else "the first trunk"
+        if made_with != trunk:
+            log.warning("a run came from another trunk (%s): run again from this one", made_with[:12])
+        return made_with == trunk
+
+    return valid
 
 
 # ---------------------------------------------------------------- the analogue runs
@@ -184,13 +179,12 @@ def run(args) -> list[dict]:
     trunk = _trunk_hash(weights)  # a file that is not a trunk is refused before any work
     data = args.out / "data"
     _data(args, data, "analogue", args.out / "data_summary.json")
-    args.results.mkdir(parents=True, exist_ok=True)
+    results, from_trunk = runs.Results(args.results), _from_trunk(trunk, args.results)
     rows = []
     for seed in args.seeds:  # seed-major: every variant has a first seed before any has a second
         for variant in args.variants:
             name = run_name(variant, seed, args.steps, args.label_fraction, weights.name)
-            path = args.results / f"{name}.json"
-            if _done_with(path, trunk, args.results):
+            if results.done(name, from_trunk):
                 continue
             t = time.time()
             cfg = _config(args, data, variant, seed, args.steps, args.out / name, weights, args.label_fraction)
@@ -204,7 +198,7 @@ def run(args) -> list[dict]:
                    "neutral_present_fitted": fitted["neutral_present"],
                    "auc": {k: c["auc"] for k, c in fitted["contrasts"].items()}, "curve": curve,
                    "half_seed": args.half_seed, "crop_prob": cfg.model.crop_prob, "seconds": round(time.time() - t)}
-            path.write_text(json.dumps(row, indent=1))
+            results.write(name, row)
             rows.append(row)
             log.info("finished %s: %s", name, {k: row[k] for k in ("auc_mean", "f1_mean", "f1_fitted_mean")})
     return rows
@@ -214,7 +208,7 @@ def read_results(results: Path) -> list[dict]:
     """The finished runs made from the trunk ``pretrain.json`` describes (a table never mixes trunks)."""
     prov = results / "pretrain.json"
     prov = json.loads(prov.read_text()) if prov.is_file() else {}
-    rows = [json.loads(p.read_text()) for p in sorted(results.glob("*.json")) if p.name != "pretrain.json"]
+    rows = runs.Results(results).rows(exclude=("pretrain.json",))
     current = [r for r in rows if r.get("init_sha256", "hashless") == prov.get("weights_sha256") or
                ("init_sha256" not in r and prov.get("hashless_results_valid", True))]
     if len(current) < len(rows):

@@ -52,7 +52,7 @@ from rtatl_sdk.errors import InputError, RTATLError
 from ..data import cache as cache_format
 from ..flow import FlowParams, tvl1_flow
 from ..teacher import TEACHER_THRESHOLD, teacher_scores
-from . import corpus, distil, measures, operating, targets
+from . import corpus, distil, measures, operating, runs, targets
 from .spec import GRAPHS, Recipe, describe_rates, neutral_rates
 
 log = logging.getLogger("rtatl.recipe")
@@ -584,7 +584,7 @@ def train_and_select(rec: Recipe, data: Path) -> tuple[Path, list[dict]]:
         first = _start(rec, data, history, best)
         sel_path.write_text(json.dumps(history, indent=1))
     done = {h["step"] for h in history}
-    for stop in list(range(rec.eval_every, rec.steps, rec.eval_every)) + [rec.steps]:
+    for stop in runs.segments(rec.steps, rec.eval_every):
         if stop in done or stop <= first:
             continue
         res = train(rec.train_config(data, stop), progress=rec.progress)

@@ -28,7 +28,6 @@ skips what is there and redoes only what is missing.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -41,7 +40,7 @@ import numpy as np
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
-from . import table1
+from . import runs, table1
 
 log = logging.getLogger("rtatl.diagnosis")
 
@@ -196,7 +195,7 @@ def main(argv=None) -> int:
     if args.steps < 1:
         ap.error(f"--steps must be at least 1, got {args.steps}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args.results.mkdir(parents=True, exist_ok=True)
+    results = runs.Results(args.results)
     try:
         if not args.report:
             data = args.data or args.out / "data"
@@ -204,17 +203,17 @@ def main(argv=None) -> int:
                 recipe.data_once(table1.analogue_recipe(args), data, args.out / "data_summary.json")
             for seed in args.seeds:
                 for factor in args.factors:
-                    path = args.results / f"{factor}_s{seed}_steps{args.steps}.json"
-                    if path.is_file():
+                    name = f"{factor}_s{seed}_steps{args.steps}"
+                    if results.done(name):
                         continue
                     row = run_factor(args, data, factor, seed)
-                    path.write_text(json.dumps(row, indent=1) + "\n")
+                    results.write(name, row)
                     log.info("finished %s seed %d: %s", factor, seed, {k: row.get(k) for k in
                                                                        ("f1_card_mean", "f1_fitted_mean", "auc_mean")})
     except RTATLError as exc:
         print(f"roii_diagnosis: error: {exc}", file=sys.stderr)
         return 2
-    rows = [json.loads(p.read_text()) for p in sorted(args.results.glob(f"*_steps{args.steps}.json"))]
+    rows = results.rows(f"*_steps{args.steps}")
     if rows:
         print(report(rows))
     return 0

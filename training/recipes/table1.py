@@ -10,8 +10,9 @@ Data are the default-model recipe's (``default_model.build_data``: identity-disj
 ``--faces``, teacher soft targets raised by emotion priors, the project's clip for flow and
 unlabelled frames), without its synthetic AU edits; every run uses the recipe's training
 settings and the shipped model's small graph, and differs only in ``model.variant`` and
-``run.seed``. Each finished run adds a row to ``OUT/results.json``; running the command again
-skips finished runs and resumes an interrupted one from its last checkpoint. ``--report``
+``run.seed``. Each finished run writes its row to ``OUT/results/NAME.json`` (``runs.Results``)
+and the list of all to ``OUT/results.json``; running the command again skips finished runs and
+resumes an interrupted one from its last checkpoint. ``--report``
 writes the table (mean and standard deviation over seeds) to ``OUT/table1.md`` and a plot to
 ``OUT/table1.png``, and, for variants run at several ``--label-fraction`` values, the
 limited-label curve to ``OUT/label_curve.png``.
@@ -34,6 +35,7 @@ import numpy as np
 from rtatl_sdk.errors import RTATLError
 
 from . import default_model as recipe
+from . import runs
 from .spec import Recipe
 
 log = logging.getLogger("rtatl.table1")
@@ -187,27 +189,47 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write the table and plot of the finished runs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    results = args.out / "results.json"
-    rows = json.loads(results.read_text()) if results.is_file() else []
+    results = _results(args.out)
     try:
         if not args.report:
             data = args.out / "data"
             recipe.data_once(analogue_recipe(args), data, args.out / "data_summary.json")
             for seed in args.seeds:  # seed-major: every variant has a first row before any has a second
                 for variant in args.variants:
-                    if any(r["variant"] == variant and r["seed"] == seed and r["steps"] == args.steps
-                           and r.get("label_fraction", 1.0) == args.label_fraction
-                           and r.get("roi_vector", "mean") == args.roi_vector for r in rows):
+                    name = run_name(variant, seed, args.steps, args.label_fraction, args.roi_vector)
+                    if results.done(name):
                         continue
-                    rows.append(run_one(args, data, variant, seed))
-                    results.write_text(json.dumps(rows, indent=1))
-                    log.info("finished %s seed %d: %s", variant, seed, rows[-1])
+                    row = run_one(args, data, variant, seed)
+                    results.write(name, row)
+                    (args.out / "results.json").write_text(json.dumps(results.rows(), indent=1))
+                    log.info("finished %s seed %d: %s", variant, seed, row)
     except RTATLError as exc:
         print(f"table1: error: {exc}", file=sys.stderr)
         return 2
+    rows = results.rows()
     if rows:
         print(report(args.out, rows))
     return 0
+
+
+def run_name(variant: str, seed: int, steps: int, label_fraction: float, roi_vector: str) -> str:
+    """The results file's stem of one run (one place: the skip test and the writer use it)."""
+    return (f"{variant}_s{seed}_steps{steps}" + (f"_labels{label_fraction:g}" if label_fraction < 1 else "")
+            + ("_roilinear" if roi_vector == "linear" else ""))
+
+
+def _results(out: Path) -> runs.Results:
+    """``OUT/results/``, one file per finished run (``runs.Results``); rows of an ``OUT/results.json``
+    written before per-run files are moved into files of their own first. ``OUT/results.json``
+    stays the list of every finished run, rewritten after each."""
+    results = runs.Results(out / "results")
+    legacy = out / "results.json"
+    if legacy.is_file():
+        for r in json.loads(legacy.read_text()):
+            name = run_name(r["variant"], r["seed"], r["steps"], r.get("label_fraction", 1.0), r.get("roi_vector", "mean"))
+            if not results.done(name):
+                results.write(name, r)
+    return results
 
 
 if __name__ == "__main__":
