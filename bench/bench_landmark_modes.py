@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench.bench_faces import four_face_clip
 
+from bench.bench_faces import four_face_clip
 from bench.common import MEDIA, header, save, table
 
 

@@ -35,7 +35,7 @@ def record(det, clip: Path) -> list:
             seq.append(None)
             continue
         f = max(faces, key=lambda x: x.box.w * x.box.h)
-        seq.append((f.crop_landmarks(), _thumbnail(f.crop()), det._probabilities([f])[0]))
+        seq.append((f.crop_landmarks(), _thumbnail(f.crop()), det._outputs([f])[0].scores))
     tracker.close()
     return seq
 

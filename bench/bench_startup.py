@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 from bench.bench_faces import whole_process
-
 from bench.common import MEDIA, header, save, table
 
 REPO = Path(__file__).resolve().parents[1]

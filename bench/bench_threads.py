@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from bench.bench_faces import four_face_clip, steady_ours
-
 from bench.common import MEDIA, header, save, table
 
 

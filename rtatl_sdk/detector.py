@@ -21,7 +21,7 @@ from .face.tracking import check_detect_every
 from .io.images import load_image
 from .options import DetectorOptions
 from .results import AUResult, FaceAUs, FrameResult, Gaze, HeadPose
-from .stream.state import StreamState, prefetch
+from .stream.state import FaceOutputs, StreamState, prefetch
 from .stream.temporal import ReuseConfig
 
 log = logging.getLogger(__name__)
@@ -182,31 +182,24 @@ class AUDetector:
             return None
         return list(self.card.emotions)
 
-    def _probabilities(self, faces) -> np.ndarray:
-        """(n, N) raw scores, then N raw intensities for a model with the intensity head, then E
-        expression probabilities for one with the expression head (``_unpack`` splits them; the
-        stream state smooths all and calibrates only the first N)."""
-        names = ["logits"] + (["intensity"] if self.has_intensity else []) + (["emotions"] if self.emotion_names else [])
-        width = len(self.aus) * (2 if self.has_intensity else 1) + len(self.emotion_names or ())
-        if not faces:
-            return np.zeros((0, width))
-        out = []
+    def _outputs(self, faces) -> list[FaceOutputs]:
+        """The AU model's outputs per face: raw scores, raw intensities (a model with the intensity
+        head) and expression probabilities (one with the expression head), each its own array (the
+        stream state calibrates the scores only and smooths each)."""
+        out: list[FaceOutputs] = []
         step = self.options.max_batch
         for s in range(0, len(faces), step):
             chunk = faces[s:s + step]
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
                                           self.card.mean, self.card.std, self.card.colour_order)
+            names = ["logits"] + (["intensity"] if self.has_intensity else []) + (["emotions"] if self.emotion_names else [])
             res = self.engine.infer(image, centres, names)
-            parts = [sigmoid(res["logits"])] + ([res["intensity"]] if self.has_intensity else []) \
-                + ([softmax(res["emotions"])] if self.emotion_names else [])
-            out.append(np.concatenate(parts, 1))
-        return np.concatenate(out)
-
-    def _unpack(self, row: np.ndarray):
-        """One face's packed outputs -> (scores, raw intensities or None, expression probabilities or None)."""
-        n = len(self.aus)
-        k = 2 * n if self.has_intensity else n
-        return row[:n], (row[n:k] if self.has_intensity else None), (row[k:] if self.emotion_names else None)
+            scores = sigmoid(res["logits"])
+            inten = np.asarray(res["intensity"], np.float64) if self.has_intensity else None  # float64 as the scores
+            emo = np.asarray(softmax(res["emotions"]), np.float64) if self.emotion_names else None
+            out += [FaceOutputs(scores[k], None if inten is None else inten[k], None if emo is None else emo[k])
+                    for k in range(len(chunk))]
+        return out
 
     def _geometry(self, face, image_shape) -> tuple[HeadPose | None, Gaze | None]:
         """Head pose and gaze of ``face`` in the frame's camera (``rtatl_sdk.face.pose``)."""
@@ -231,13 +224,13 @@ class AUDetector:
         return head, Gaze(eye0=tuple(float(v) for v in eyes[0]), eye1=tuple(float(v) for v in eyes[1]),
                           angle_x=ax, angle_y=ay)
 
-    def _result(self, i: int, face, probs: np.ndarray, image_shape, track_id: int | None = None,
+    def _result(self, i: int, face, outputs: FaceOutputs, image_shape, track_id: int | None = None,
                 geometry=None) -> FaceAUs:
         b = face.box
         pts = face.landmarks
         quality = float(inside_image(pts, image_shape).mean())
         seen = centres_in_image(pts, self.au_numbers, image_shape)
-        scores, raw_int, emo = self._unpack(probs)
+        scores, raw_int, emo = outputs
         card = self.card
         published = card.calibrate(scores, self.thresholds)
         shown_thr = self.published_thresholds
@@ -259,8 +252,8 @@ class AUDetector:
         self._check_open()
         bgr = load_image(image, colour=colour)
         faces = self._faces(bgr)
-        probs = self._probabilities(faces)
-        return [self._result(i, f, p, bgr.shape) for i, (f, p) in enumerate(zip(faces, probs))]
+        outputs = self._outputs(faces)
+        return [self._result(i, f, o, bgr.shape) for i, (f, o) in enumerate(zip(faces, outputs))]
 
     def detect_batch(self, images, colour: str = "bgr") -> list[list[FaceAUs]]:
         """Like ``detect`` for several images, pipelined: the face stage (decoding, detector,
@@ -283,10 +276,10 @@ class AUDetector:
 
         def flush() -> None:  # the AU model on every image found but not yet answered
             flat = [f for _, faces in found for f in faces]
-            probs = self._probabilities(flat)
+            outputs = self._outputs(flat)
             at = 0
             for shape, faces in found:
-                out.append([self._result(i, f, probs[at + i], shape) for i, f in enumerate(faces)])
+                out.append([self._result(i, f, outputs[at + i], shape) for i, f in enumerate(faces)])
                 at += len(faces)
             found.clear()
 
@@ -339,7 +332,7 @@ class AUDetector:
         every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
         tracker = FaceTracker(self.pipeline, every, video_mode=self.options.landmark_tracking)
         ids = IoUTracker()
-        stream = StreamState(self.options, neutral_frames, n_probabilities=len(self.aus))
+        stream = StreamState(self.options, neutral_frames)
         frames = (fr for fr in prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
         found = self._with_faces(frames, lookahead, tracker)
         try:
@@ -349,10 +342,10 @@ class AUDetector:
                                       error=fr.error or "frame could not be decoded")
                     continue
                 tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
-                probs = stream.probabilities(fr.index, faces, tids, self._probabilities)
+                outputs = stream.outputs(fr.index, faces, tids, self._outputs)
                 geo = [stream.geometry(tid, *self._geometry(f, fr.image.shape)) for f, tid in zip(faces, tids)]
-                results = [self._result(i, f, p, fr.image.shape, tid, g)
-                           for i, (f, p, tid, g) in enumerate(zip(faces, probs, tids, geo))]
+                results = [self._result(i, f, o, fr.image.shape, tid, g)
+                           for i, (f, o, tid, g) in enumerate(zip(faces, outputs, tids, geo))]
                 yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=results,
                                   image=fr.image if keep_images else None)
         finally:

@@ -5,6 +5,7 @@ track keyframe reuse, neutral baseline and smoothing (the ``stateful`` options o
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,38 +55,44 @@ def prefetch(frames, depth: int = 4):
         stop.set()
 
 
+class FaceOutputs(NamedTuple):
+    """The AU model's outputs for one face, each its own array (float64)."""
+
+    scores: np.ndarray  #: (N,) raw AU scores (probabilities before the card's calibration)
+    intensity: np.ndarray | None  #: (N,) raw 0-5 intensities (a model with the intensity head)
+    emotions: np.ndarray | None  #: (E,) expression probabilities (a model with the expression head)
+
+
 class StreamState:
     """Per-track state of one video stream: keyframe reuse, calibration, smoothing (in that order)."""
 
-    def __init__(self, options, neutral_frames=None, n_probabilities: int | None = None):
+    def __init__(self, options, neutral_frames=None):
         reuse = options.reuse_config
         self.smoother = Smoother(options.smoothing) if options.smoothing else None
         self.baseline = NeutralBaseline() if options.calibration else None
         self.reuse = KeyframeReuse(reuse) if reuse is not None else None
         self.neutral_frames = neutral_frames or set()
-        self.n = n_probabilities  #: the leading columns that are probabilities (the rest: intensities)
         # head pose and gaze are smoothed like the probabilities (never calibrated)
         self.pose_smoother = Smoother(options.smoothing) if options.smoothing else None
         self.gaze_smoother = Smoother(options.smoothing) if options.smoothing else None
 
-    def probabilities(self, index: int, faces, tids: list[int], infer) -> list[np.ndarray]:
-        """Each face's probabilities: the AU model's (``infer``), or its track's last ones where
-        keyframe reuse finds the face unchanged; then the track's baseline and smoothing."""
-        if self.reuse is None:
-            probs = list(infer(faces))
-        else:
-            probs = self.reuse(faces, tids, infer)
-        out = []
-        for p, tid in zip(probs, tids):
+    def outputs(self, index: int, faces, tids: list[int], infer) -> list[FaceOutputs]:
+        """Each face's outputs: the AU model's (``infer``), or its track's last ones where keyframe
+        reuse finds the face unchanged; then the track's baseline (on the scores only) and
+        smoothing (each output on its own, per track)."""
+        outs = list(infer(faces)) if self.reuse is None else self.reuse(faces, tids, infer)
+        result = []
+        for o, tid in zip(outs, tids):
+            scores = o.scores
             if self.baseline is not None:  # on the probabilities only, never the intensities
-                n = self.n or len(p)
                 if index in self.neutral_frames:
-                    self.baseline.add_neutral(tid, p[:n])
-                p = np.concatenate([self.baseline(tid, p[:n]), p[n:]])
+                    self.baseline.add_neutral(tid, scores)
+                scores = self.baseline(tid, scores)
+            o = o._replace(scores=scores)
             if self.smoother is not None:
-                p = self.smoother(tid, p)
-            out.append(p)
-        return out
+                o = FaceOutputs(*(None if v is None else self.smoother((tid, k), v) for k, v in zip(o._fields, o)))
+            result.append(o)
+        return result
 
     def geometry(self, tid: int, pose, gaze):
         """A track's head pose and gaze, smoothed per track when smoothing is on (the neutral
