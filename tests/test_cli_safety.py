@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rtatl_sdk.apps.cli import annotation_names, main
+from rtatl_sdk.apps.cli import main
+from rtatl_sdk.apps.inputs import annotation_names
 
 
 @pytest.fixture
@@ -254,7 +255,7 @@ def test_an_unreadable_folder_is_named_and_the_search_goes_on(inputs, monkeypatc
     """A folder that cannot be listed (no permission: simulated, as the tests run as root) is named
     with its reason; the other folders are still searched."""
 
-    from rtatl_sdk.apps.runner import expand_inputs
+    from rtatl_sdk.apps.inputs import expand_inputs
 
     (inputs / "locked").mkdir()
     real = os.scandir
@@ -271,7 +272,7 @@ def test_an_unreadable_folder_is_named_and_the_search_goes_on(inputs, monkeypatc
 
 
 def test_two_links_to_one_file_get_two_output_names(tmp_path):
-    from rtatl_sdk.apps.runner import output_names
+    from rtatl_sdk.apps.inputs import output_names
 
     (tmp_path / "x.jpg").write_bytes(b"x")
     for d in ("a", "b"):
@@ -295,7 +296,7 @@ def test_a_resumed_run_with_a_report_keeps_the_pages_of_inputs_finished_before(i
 
 @pytest.mark.media
 def test_plots_of_several_videos_never_overwrite_an_input_or_each_other(det, media, tmp_path):
-    from rtatl_sdk.apps.runner import plot_names
+    from rtatl_sdk.apps.inputs import plot_names
 
     a, b = tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4"
     for p in (a, b):
@@ -319,7 +320,8 @@ def test_plots_of_several_videos_never_overwrite_an_input_or_each_other(det, med
 
 @pytest.mark.media
 def test_resume_with_other_settings_refuses_in_one_line_and_touches_nothing(det, media, tmp_path, capsys):
-    from rtatl_sdk.apps.cli import main, settings_file
+    from rtatl_sdk.apps.cli import main
+    from rtatl_sdk.apps.settings import settings_file
 
     out = tmp_path / "r.csv"
     common = [str(media / "single_face.mp4"), "--out", str(out), "--max-frames", "6", "--quiet", "--model",
@@ -337,7 +339,7 @@ def test_resume_with_other_settings_refuses_in_one_line_and_touches_nothing(det,
 
 
 def test_symlinked_folders_are_searched_and_broken_links_and_loops_named(tmp_path):
-    from rtatl_sdk.apps.runner import expand_inputs
+    from rtatl_sdk.apps.inputs import expand_inputs
 
     real = tmp_path / "elsewhere"
     real.mkdir()
@@ -382,7 +384,7 @@ def test_out_json_is_refused_with_the_name_to_use(tmp_path, capsys):
 
 
 def test_an_out_dir_inside_an_input_folder_is_not_read_as_inputs(tmp_path):
-    from rtatl_sdk.apps.runner import expand_inputs
+    from rtatl_sdk.apps.inputs import expand_inputs
 
     (tmp_path / "a.jpg").write_bytes(b"x")
     out = tmp_path / "results"

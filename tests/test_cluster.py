@@ -159,7 +159,7 @@ def test_an_input_whose_output_name_would_be_too_long_does_not_fail_its_chunk(me
     """A cluster task of images where one has a 240-byte name: every image of the task is done
     (its output name keeps the start of the stem and gets a hash), none fails with the long one."""
     from rtatl_sdk.apps.cluster import Manifest, Worker, _names, _units
-    from rtatl_sdk.apps.runner import MAX_OUTPUT_NAME
+    from rtatl_sdk.apps.inputs import MAX_OUTPUT_NAME
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -18,7 +18,6 @@ duplicates).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,19 +28,9 @@ from ..io.images import VIDEO_EXTENSIONS
 from ..io.openface import GROUPS as OPENFACE_GROUPS
 from ..io.openface import check_groups
 from ..options import DetectorOptions
-from .runner import (
-    SKIPPED_OUTPUT,
-    InputRunner,
-    OpenFaceOutput,
-    RunOptions,
-    annotation_names,
-    expand_inputs,
-    openface_names,
-    plot_names,
-    report_names,
-    row_settings,
-    settings_difference,
-)
+from .inputs import SKIPPED_OUTPUT, annotation_names, expand_inputs, openface_names, plot_names, report_names
+from .runner import InputRunner, OpenFaceOutput, RunOptions
+from .settings import check_resume_settings, row_settings, settings_file, write_settings
 
 __all__ = ["annotation_names", "expand_inputs", "main"]
 
@@ -253,41 +242,6 @@ def _process(job: InputRunner, src) -> None:
     except InputError as exc:
         job.failures.append((name, exc.reason))
         print(f"rtatl-detect: {name}: {exc.reason}", file=sys.stderr)
-
-
-def settings_file(out: Path) -> Path:
-    """The record of the settings an output was written with: ``.<name>.settings.json`` beside it."""
-    return out.with_name(f".{out.name}.settings.json")
-
-
-def check_resume_settings(out: Path, settings: dict, resume: bool) -> None:
-    """A resume continues a file only with the settings it was written with (model, detector
-    options that change rows); otherwise one line says what differs and nothing is touched."""
-    side = settings_file(out)
-    if not (resume and out.exists() and out.stat().st_size > 0):
-        return
-    if not side.is_file():  # nothing tells which model and options wrote the rows: never mix two runs
-        raise InputError(f"--resume {out}", f"its settings record {side.name} is missing, so the model and options "
-                         "that wrote it cannot be checked; write to a new file")
-    try:
-        old = json.loads(side.read_text())
-    except (OSError, ValueError):
-        raise InputError(f"--resume {out}", f"its settings record {side.name} cannot be read; write to a new file") from None
-    if not isinstance(old, dict):
-        raise InputError(f"--resume {out}", f"its settings record {side.name} is not a settings record; write to a new file")
-    diff = settings_difference(old, settings)
-    if diff:
-        raise InputError(f"--resume {out}", f"it was written with other settings ({diff}); resume with those or "
-                         "write to a new file")
-
-
-def write_settings(out: Path, settings: dict) -> None:
-    from ..io.files import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(settings_file(out), json.dumps(settings, indent=1).encode())
-    except OSError as exc:
-        raise InputError(f"--out {out}", f"its settings record cannot be written ({exc.strerror or exc})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,9 @@ from ..errors import InputError, RTATLError
 from ..io.files import atomic_write_bytes
 from ..io.images import VIDEO_EXTENSIONS
 from ..options import DetectorOptions
-from .runner import InputRunner, RunOptions, expand_inputs, output_names, path_hash, row_settings, settings_difference
+from .inputs import expand_inputs, output_names, path_hash
+from .runner import InputRunner, RunOptions
+from .settings import row_settings, settings_difference
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
