@@ -95,6 +95,22 @@ def test_a_card_nested_thousands_deep_is_refused_not_a_crash():
         ModelCard.from_json(json.dumps({"x": "a" * 2_000_000}))
 
 
+def test_default_recipe_names_a_bad_setting_as_its_option(tmp_path, capsys):
+    """The typed recipe's ranges, said in the command line's words (the paths keep their own)."""
+    from training.recipes import default_model
+
+    (tmp_path / "my_faces").mkdir()
+    base = ["--faces", str(tmp_path / "my_faces"), "--media", str(tmp_path), "--out", str(tmp_path / "run_a")]
+    for argv, said in ((["--steps", "0"], "--steps=0: Input should be greater than or equal to 1"),
+                       (["--neutral-rate", "1.5"], "--neutral-rate=1.5: Input should be less than 1"),
+                       (["--neutral-rate-au", "AU99=0.1"], "--neutral-rate-au AU99=0.1: AU99 is not in the recipe's AU set"),
+                       (["--aus", "nope"], "--aus='NOPE'")):
+        assert default_model.main(base + argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, err
+    assert not (tmp_path / "run_a").exists()  # refused before anything was written
+
+
 def test_default_recipe_refuses_another_faces_folder_for_built_data(tmp_path, capsys):
     from training.recipes import default_model
 

@@ -19,7 +19,7 @@ from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError
 
-from ..config import COMPACT_GRAPH, TrainConfig, config_errors
+from ..config import COMPACT_GRAPH, TrainConfig
 from . import measures
 
 #: ``graph``: "shipped", the compact graph (``config.COMPACT_GRAPH``: it keeps the recipe about an
@@ -66,6 +66,17 @@ def describe_rates(rate: float, per_au, aus) -> str:
         groups.setdefault(r, []).append(f"AU{a:02d}")
     tail = "; ".join(f"{measures.pct(r)} for {', '.join(v)}" for r, v in groups.items())
     return f"{measures.pct(rate)} per AU" + (f" ({tail})" if tail else "")
+
+
+def _option_errors(exc: ValidationError) -> str:
+    """pydantic's errors in the command line's words: ``--steps=0: Input should be ...; ...``."""
+    parts = []
+    for e in exc.errors():
+        opt = "--" + str(e["loc"][0]).replace("_", "-") if e.get("loc") else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        shown = opt and e["type"] != "missing" and not isinstance(e.get("input"), dict)
+        parts.append(f"{opt}={e['input']!r}: {msg}" if shown else f"{opt or 'recipe'}: {msg}")
+    return "; ".join(parts)
 
 
 class Recipe(BaseModel):
@@ -136,7 +147,7 @@ class Recipe(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise InputError(where, config_errors(exc).replace("_", "-")) from None
+            raise InputError(where, _option_errors(exc)) from None
 
     @classmethod
     def from_options(cls, options, **over) -> Recipe:
