@@ -404,15 +404,13 @@ def build_data(rec: Recipe, data: Path, half: str | None = None, half_seed: int 
         summary[f"{name}_no_face"] = skipped
     from ..data.dataset import CacheIndex
 
-    for split in ("train", "val"):
+    for split in ("train", "val") + (("test",) if test else ()):
         summary[f"{split}_faces"] = sum(len(p) for p in cache_format.iter_parts(data / split, extra=False))
     for split in ("train", "val"):  # nothing to train on, or nothing to fit thresholds and judge on
-        if not summary[f"{split}_faces"] or (split == "val" and not summary["val_images"]):
+        if not summary[f"{split}_faces"]:
             raise InputError(f"--faces {rec.faces}", f"the {split} split has no usable face ({summary[f'{split}_images']} "
                              f"images, {summary.get(f'{split}_no_face', 0)} without a face found); give a folder of "
                              "face images of several people")
-    if test:
-        summary["test_faces"] = len(CacheIndex(data / "test"))
     summary["edits"] = int(sum(np.char.startswith(CacheIndex(data / "train").keys.astype(str), "edits")))
     return summary
 
@@ -679,7 +677,7 @@ def judge_and_publish(model, data: Path, rec: Recipe) -> tuple[dict, dict | None
     build_val_edits(data, seed=rec.seed)
     val["student"]["edit_contrasts"] = edit_contrasts(model, data)
     test = None
-    if (data / "test").is_dir() and any(True for _ in cache_format.iter_parts(data / "test", extra=False)):
+    if (data / "test").is_dir() and any(len(p) for p in cache_format.iter_parts(data / "test", extra=False)):
         test_out = predict_outputs(model, data / "test", rec.au_set)
         test = validate(model, data, thresholds=op["thresholds"], outputs=test_out, split="test")
         test["expressions"] = expression_reports(test_out, data, "test")
