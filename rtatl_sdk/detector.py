@@ -187,12 +187,12 @@ class AUDetector:
         head) and expression probabilities (one with the expression head), each its own array (the
         stream state calibrates the scores only and smooths each)."""
         out: list[FaceOutputs] = []
+        names = ["logits"] + (["intensity"] if self.has_intensity else []) + (["emotions"] if self.emotion_names else [])
         step = self.options.max_batch
         for s in range(0, len(faces), step):
             chunk = faces[s:s + step]
             image, centres = model_inputs([f.crop() for f in chunk], [f.crop_landmarks() for f in chunk], self.au_numbers,
                                           self.card.mean, self.card.std, self.card.colour_order)
-            names = ["logits"] + (["intensity"] if self.has_intensity else []) + (["emotions"] if self.emotion_names else [])
             res = self.engine.infer(image, centres, names)
             scores = sigmoid(res["logits"])
             inten = np.asarray(res["intensity"], np.float64) if self.has_intensity else None  # float64 as the scores

@@ -423,12 +423,18 @@ def test_table1_analogue_runs_variants_resumes_and_reports(tiny_corpus, media, t
     assert sorted(p.name for p in (out / "results").iterdir()) == [  # one results file per run
         "backbone_s0_steps2.json", "backbone_s0_steps2_labels0.5.json", "backbone_s1_steps2_labels0.5.json",
         "rotation_s0_steps2.json"]
-    # a results.json of the time before per-run files: its rows become files, and count as done
-    (out / "results").joinpath("rotation_s0_steps2.json").unlink()
     before = (out / "results" / "backbone_s0_steps2.json").stat().st_mtime_ns
+    trained = (out / "rotation_s0" / "last.ckpt").stat().st_mtime_ns
     assert table1.main(common + ["--seeds", "0", "--variants", "backbone", "rotation"]) == 0  # all done: nothing rerun
-    assert len(json.loads((out / "results.json").read_text())) == 4 and (out / "results" / "rotation_s0_steps2.json").is_file()
     assert (out / "results" / "backbone_s0_steps2.json").stat().st_mtime_ns == before
+    # a run folder of the time before per-run files (results.json, no results/): its rows become
+    # files and count as done, nothing is trained again
+    import shutil
+
+    shutil.rmtree(out / "results")
+    assert table1.main(common + ["--seeds", "0", "--variants", "backbone", "rotation"]) == 0
+    assert len(json.loads((out / "results.json").read_text())) == 4 and (out / "results" / "rotation_s0_steps2.json").is_file()
+    assert len(list((out / "results").iterdir())) == 4 and (out / "rotation_s0" / "last.ckpt").stat().st_mtime_ns == trained
     table = (out / "table1.md").read_text()
     assert "| backbone, 50% labels | 2 |" in table and "| rotation | 1 |" in table
     assert (out / "table1.png").stat().st_size > 1000

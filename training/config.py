@@ -166,12 +166,14 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
         raise InputError(str(path or "config"), "invalid configuration: " + config_errors(exc)) from None
 
 
-def config_errors(exc: ValidationError) -> str:
-    """pydantic's errors as one line: ``optim.batch_size=0: Input should be greater than or equal to 1; ...``."""
+def config_errors(exc: ValidationError, label=None, whole: str = "config") -> str:
+    """pydantic's errors as one line: ``optim.batch_size=0: Input should be greater than or equal to 1; ...``.
+    ``label``: how a setting's location is named (default ``a.b``); ``whole``: the name of the whole."""
     parts = []
     for e in exc.errors():
-        where = ".".join(str(x) for x in e.get("loc", ()))
+        loc = tuple(e.get("loc", ()))
+        where = (label(loc) if label else ".".join(str(x) for x in loc)) if loc else ""
         msg = e["msg"].removeprefix("Value error, ")
         shown = where and e["type"] != "missing" and not isinstance(e.get("input"), dict)
-        parts.append(f"{where}={e['input']!r}: {msg}" if shown else f"{where or 'config'}: {msg}")
+        parts.append(f"{where}={e['input']!r}: {msg}" if shown else f"{where or whole}: {msg}")
     return "; ".join(parts)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rtatl_sdk import AUDetector, InputError, load_image
+from rtatl_sdk.face.pipeline import largest_face
 from training.recipes import corpus, measures, targets
 from training.teacher import TEACHER_THRESHOLD, teacher_scores
 
@@ -57,7 +58,7 @@ def _largest(det, rec):
         faces = det.detect(corpus.padded(load_image(rec.path)))
     except InputError:
         return None
-    return max(faces, key=lambda x: x.box.w * x.box.h) if faces else None  # results carry Box, not the pipeline's Face
+    return largest_face(faces)
 
 
 def collect(det, other, val, aus) -> dict:

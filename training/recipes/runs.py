@@ -50,13 +50,12 @@ class Results:
         return p.is_file() and (valid is None or valid(json.loads(p.read_text())))
 
     def write(self, name: str, row: dict) -> Path:
-        """The finished run's results, written whole (a temporary file renamed over it)."""
+        """The finished run's results, written whole (readers see no file or all of it)."""
+        from rtatl_sdk.io.files import atomic_write_bytes
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        p = self.path(name)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(row, indent=1) + "\n")
-        tmp.replace(p)
-        return p
+        atomic_write_bytes(self.path(name), (json.dumps(row, indent=1) + "\n").encode())
+        return self.path(name)
 
     def rows(self, pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[dict]:
         """Every finished run's results (file names matching ``pattern``), in name order."""

@@ -1,9 +1,9 @@
 """The default-model recipe's settings as one typed object (``Recipe``), with every range declared
 once, the AU set it trains, and the training configuration it gives ``rtatl-train``.
 
-The command line (``default_model._parser``) only spells these fields; the Table 1 analogue, the
-RoII diagnosis and the recipe variants build a ``Recipe`` from their own options plus overrides
-(``Recipe.with_overrides``).
+The command line (``default_model._parser``) only spells these fields; the Table 1 analogue and the
+RoII diagnosis build a ``Recipe`` from their own options plus overrides (``Recipe.from_options``),
+the variants from a mapping of fields (``variants.recipe_for``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rtatl_sdk.contract.au import AU_SETS
 from rtatl_sdk.contract.emotions import EMOTIONS
 from rtatl_sdk.errors import InputError
 
-from ..config import COMPACT_GRAPH, TrainConfig
+from ..config import COMPACT_GRAPH, TrainConfig, config_errors
 from . import measures
 
 #: ``graph``: "shipped", the compact graph (``config.COMPACT_GRAPH``: it keeps the recipe about an
@@ -68,15 +68,9 @@ def describe_rates(rate: float, per_au, aus) -> str:
     return f"{measures.pct(rate)} per AU" + (f" ({tail})" if tail else "")
 
 
-def _option_errors(exc: ValidationError) -> str:
-    """pydantic's errors in the command line's words: ``--steps=0: Input should be ...; ...``."""
-    parts = []
-    for e in exc.errors():
-        opt = "--" + str(e["loc"][0]).replace("_", "-") if e.get("loc") else ""
-        msg = e["msg"].removeprefix("Value error, ")
-        shown = opt and e["type"] != "missing" and not isinstance(e.get("input"), dict)
-        parts.append(f"{opt}={e['input']!r}: {msg}" if shown else f"{opt or 'recipe'}: {msg}")
-    return "; ".join(parts)
+def _option(loc: tuple) -> str:
+    """A Recipe field as the command line spells it: ``neutral_rate_au`` -> ``--neutral-rate-au``."""
+    return "--" + str(loc[0]).replace("_", "-")
 
 
 class Recipe(BaseModel):
@@ -147,7 +141,7 @@ class Recipe(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise InputError(where, _option_errors(exc)) from None
+            raise InputError(where, config_errors(exc, _option, "recipe")) from None
 
     @classmethod
     def from_options(cls, options, **over) -> Recipe:
@@ -155,10 +149,6 @@ class Recipe(BaseModel):
         then ``over``; the rest keep the recipe's defaults."""
         given = {k: v for k, v in vars(options).items() if k in cls.model_fields}
         return cls.parse({**given, **over})
-
-    def with_overrides(self, **over) -> Recipe:
-        """This recipe with some settings changed, validated again."""
-        return type(self).parse({**self.model_dump(), **over, "started": self.started})
 
     @property
     def au_set(self) -> tuple[int, ...]:

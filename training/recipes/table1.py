@@ -219,12 +219,13 @@ def run_name(variant: str, seed: int, steps: int, label_fraction: float, roi_vec
 
 
 def _results(out: Path) -> runs.Results:
-    """``OUT/results/``, one file per finished run (``runs.Results``); rows of an ``OUT/results.json``
-    written before per-run files are moved into files of their own first. ``OUT/results.json``
-    stays the list of every finished run, rewritten after each."""
+    """``OUT/results/``, one file per finished run (``runs.Results``). A run folder from before
+    per-run files (``OUT/results.json`` and no ``OUT/results/``) has its rows moved into files
+    first; after that ``OUT/results.json`` is only the list of every finished run, rewritten after
+    each (deleting a run's file runs it again)."""
     results = runs.Results(out / "results")
     legacy = out / "results.json"
-    if legacy.is_file():
+    if legacy.is_file() and not results.folder.is_dir():
         for r in json.loads(legacy.read_text()):
             name = run_name(r["variant"], r["seed"], r["steps"], r.get("label_fraction", 1.0), r.get("roi_vector", "mean"))
             if not results.done(name):
