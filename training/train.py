@@ -290,7 +290,12 @@ class Trainer:
         for k, v in terms.items():
             self._writer.add_scalar(f"loss/{k}", v, self.step)
         self._writer.add_scalar("speed/images_per_second", ips, self.step)
-        self._log_file.write(json.dumps({"step": self.step, **terms, "images_per_second": round(ips, 2)}) + "\n")
+        row = {"step": self.step, **terms, "images_per_second": round(ips, 2)}
+        if self.device.type == "cuda":  # the most this process's tensors have held on its GPU so far
+            import torch
+
+            row["gpu_peak_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        self._log_file.write(json.dumps(row) + "\n")
         self._log_file.flush()
 
     def save(self) -> None:
