@@ -241,6 +241,41 @@ def test_video_mode_landmarks_agree_with_image_mode_on_a_real_clip(default_det, 
 
 
 @pytest.mark.media
+def test_points_read_from_the_c_result_equal_mediapipes_own_objects_bit_for_bit(media):
+    """The Landmarker's points are read straight from MediaPipe's C result: the same floats as its
+    public objects give, in image mode and in video mode (two sessions fed the same crops), and
+    None on a crop with no face."""
+    import cv2
+    import mediapipe as mp
+
+    from rtatl_sdk.face import FacePipeline
+    from rtatl_sdk.face.landmarker import _points_reader, _public
+
+    read = _points_reader()
+    assert read is not None  # this MediaPipe is laid out as the reader expects
+    cap = cv2.VideoCapture(str(media / "single_face.mp4"))
+    frames = [cap.read()[1] for _ in range(12)]
+    with FacePipeline() as pipe:
+        lmk = pipe.landmarker
+        assert lmk._read is not None and all(hasattr(lmk._landmarker, a) for a in ("_lib", "_handle"))  # not the fallback
+        m = lmk.crop_matrix(*pipe.process(frames[0])[0].box.square(lmk.crop_factor))
+        crops = [np.ascontiguousarray(cv2.warpAffine(f, m, (lmk.crop_size,) * 2)[:, :, ::-1]) for f in frames]
+        crops.append(np.zeros_like(crops[0]))
+        fast, public = lmk.session(), lmk.session()
+        n = 0
+        for rgb in crops:
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+            a, b = read(lmk._landmarker, image, None), _public(lmk._landmarker, image, None)
+            c, d = fast.points(image, read), public.points(image, _public)
+            for x, y in ((a, b), (c, d)):
+                assert (x is None and y is None) or (x.dtype == np.float64 and np.array_equal(x, y))
+            n += a is not None
+        fast.close()
+        public.close()
+    assert n == 12 and a is None  # every face frame had points; the blank crop none
+
+
+@pytest.mark.media
 def test_several_tracks_landmarked_in_threads_equal_one_after_another(default_det, media, tmp_path, monkeypatch):
     """Four tracked faces: their video-mode Landmarkers run in two threads (LANDMARK_THREADS); the
     results are those of running them one after another, face for face."""

@@ -59,6 +59,58 @@ def _create_graph(path, video: bool, blendshapes: bool, min_presence: float):
         raise ModelFileError(f"face landmarker {path}: cannot be loaded ({exc})") from None
 
 
+def _points_reader():
+    """``read(graph, image, ts) -> (478, 3) float64 normalised points or None`` that calls the
+    Landmarker's C function as ``detect``/``detect_for_video`` do and reads the points straight
+    from the C result with numpy, instead of through the 478 Python objects MediaPipe builds per
+    face (about 1.1 ms per call here, holding the GIL: ``bench/bench_frame_profile.py``). The
+    values are the same floats. None where this MediaPipe is laid out otherwise (older versions):
+    the public calls are used then."""
+    import ctypes
+
+    try:
+        from mediapipe.tasks.python.components.containers.landmark_c import MpNormalizedLandmarkC as Point
+        from mediapipe.tasks.python.vision.face_landmarker import MpFaceLandmarkerResultC as Result
+    except ImportError:
+        return None
+    size, x = ctypes.sizeof(Point), Point.x.offset
+    if (Point.y.offset, Point.z.offset) != (x + 4, x + 8) or ctypes.sizeof(ctypes.c_float) != 4:
+        return None
+
+    def read(graph, image, ts):
+        lib, handle = getattr(graph, "_lib", None), getattr(graph, "_handle", None)
+        ptr = getattr(image, "_image_ptr", None)
+        if lib is None or handle is None or ptr is None:
+            return _public(graph, image, ts)
+        res = Result()
+        if ts is None:
+            lib.MpFaceLandmarkerDetectImage(handle, ptr, None, ctypes.byref(res))
+        else:
+            lib.MpFaceLandmarkerDetectForVideo(handle, ptr, None, ts, ctypes.byref(res))
+        try:
+            if res.face_landmarks_count < 1 or res.face_landmarks[0].landmarks_count < 1:
+                return None
+            face = res.face_landmarks[0]
+            raw = (ctypes.c_char * (face.landmarks_count * size)).from_address(ctypes.addressof(face.landmarks.contents))
+            return np.ndarray((face.landmarks_count, 3), np.float32, raw, x, (size, 4)).astype(np.float64)
+        finally:
+            lib.MpFaceLandmarkerCloseResult(ctypes.byref(res))
+
+    return read
+
+
+def _result_points(result) -> np.ndarray | None:
+    """The first face's normalised points of a MediaPipe result object, or None."""
+    if not result.face_landmarks:
+        return None
+    return np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)
+
+
+def _public(graph, image, ts):
+    """The points through MediaPipe's public calls and result objects."""
+    return _result_points(graph.detect(image) if ts is None else graph.detect_for_video(image, ts))
+
+
 class LandmarkSession:
     """One tracked face's Landmarker in video mode (``FaceLandmarker.session()``): consecutive
     calls follow the face from its previous landmarks; MediaPipe's detector runs again only when
@@ -73,10 +125,18 @@ class LandmarkSession:
         self.closed = False
 
     def detect(self, image):
+        """MediaPipe's result for the next frame's crop (its public objects)."""
+        return self._graph.detect_for_video(image, self._next())
+
+    def points(self, image, read) -> np.ndarray | None:
+        """The next frame's normalised points through ``read`` (``_points_reader``), or None."""
+        return read(self._graph, image, self._next())
+
+    def _next(self) -> int:
         if self.closed:
             raise ClosedError("landmark session: closed")
         self._ts += self.STEP_MS
-        return self._graph.detect_for_video(image, self._ts)
+        return self._ts
 
     def close(self) -> None:
         if not self.closed:
@@ -98,6 +158,7 @@ class FaceLandmarker:
         self.blendshapes = blendshapes
         self.crop_factor = crop_factor
         self.crop_size = crop_size
+        self._read = _points_reader()
 
     def close(self) -> None:
         if not self._closed:
@@ -135,15 +196,21 @@ class FaceLandmarker:
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         rgb = np.ascontiguousarray(crop[:, :, ::-1])
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        result = self._landmarker.detect(image) if session is None else session.detect(image)
-        if not result.face_landmarks:
-            return None
-        pts = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)
+        shapes = None
+        if self.blendshapes:  # the teacher's path: MediaPipe's own result objects
+            result = self._landmarker.detect(image) if session is None else session.detect(image)
+            pts = _result_points(result)
+            if pts is None:
+                return None
+            if result.face_blendshapes:
+                shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
+        else:
+            read = self._read or _public
+            pts = read(self._landmarker, image, None) if session is None else session.points(image, read)
+            if pts is None:
+                return None
         pts[:, :2] *= self.crop_size
         k = m[0, 0]
         pts[:, 0] = (pts[:, 0] - m[0, 2]) / k
         pts[:, 1] = (pts[:, 1] - m[1, 2]) / k
-        shapes = None
-        if self.blendshapes and result.face_blendshapes:
-            shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
         return LandmarkResult(pts, shapes)
