@@ -30,7 +30,7 @@ def record(det, clip: Path) -> list:
     tracker = FaceTracker(det.pipeline, det.detect_every, video_mode=det.options.landmark_tracking)
     seq = []
     for fr in iter_frames(clip):
-        faces = tracker(fr.image) if fr.image is not None else []
+        faces = [f for _, f in tracker(fr.image)] if fr.image is not None else []
         if not faces:
             seq.append(None)
             continue

@@ -319,7 +319,6 @@ class AUDetector:
         another, up to ``lookahead`` frames ahead of the AU model; results stay in frame order.
         ``lookahead=0`` runs every stage in the caller's thread.
         """
-        from .face.pipeline import IoUTracker
         from .face.tracking import FaceTracker
         from .stream.video import iter_frames
 
@@ -331,17 +330,16 @@ class AUDetector:
                 raise InputError(f"{label}={value!r}", f"must be a whole number, {low} or more")
         every = self.options.detect_every if detect_every is None else check_detect_every(detect_every)
         tracker = FaceTracker(self.pipeline, every, video_mode=self.options.landmark_tracking)
-        ids = IoUTracker()
         stream = StreamState(self.options, neutral_frames)
         frames = (fr for fr in prefetch(iter_frames(source, max_frames=max_frames)) if fr.index >= start)
         found = self._with_faces(frames, lookahead, tracker)
         try:
-            for fr, faces in found:
+            for fr, tracked in found:
                 if fr.image is None:
                     yield FrameResult(index=fr.index, timestamp=fr.timestamp, faces=[],
                                       error=fr.error or "frame could not be decoded")
                     continue
-                tids = ids.update([np.array([f.box.x, f.box.y, f.box.w, f.box.h]) for f in faces])
+                tids, faces = [t for t, _ in tracked], [f for _, f in tracked]
                 outputs = stream.outputs(fr.index, faces, tids, self._outputs)
                 geo = [stream.geometry(tid, *self._geometry(f, fr.image.shape)) for f, tid in zip(faces, tids)]
                 results = [self._result(i, f, o, fr.image.shape, tid, g)
@@ -355,7 +353,7 @@ class AUDetector:
         self.last_stream = stream.stats(tracker)
 
     def _with_faces(self, frames, lookahead: int, tracker):
-        """(frame, faces) in order; face finding runs ``lookahead`` frames ahead in a thread."""
+        """(frame, [(track_id, face)]) in order; face finding runs ``lookahead`` frames ahead in a thread."""
         def find(fr):
             if fr.image is None:
                 return fr, []

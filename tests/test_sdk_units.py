@@ -228,6 +228,18 @@ def test_model_inputs_are_normalise_of_the_colour_swapped_crops_bit_for_bit():
         preprocess.model_inputs([crops[0], crops[0][:100]], pts[:2], AU_SETS["BP4D"])
 
 
+def test_the_face_detectors_input_is_the_mean_subtracted_planes_bit_for_bit():
+    """The detector's per-plane input equals ``(img - mean).transpose(2, 0, 1)``, odd sizes too."""
+    from rtatl_sdk.face.detector import _MEAN_BGR, detector_input
+
+    rng = np.random.default_rng(4)
+    for h, w in ((360, 640), (17, 33)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        x = detector_input(img)
+        want = (img.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[None]
+        assert x.dtype == np.float32 and x.flags.c_contiguous and x.shape == (1, 3, h, w) and np.array_equal(x, want)
+
+
 def test_a_full_disk_while_writing_rows_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     """The disk takes half of a write, then refuses: one InputError naming the file, the half row
     cut off again (the file ends at its last whole row), and closing the writer raises nothing

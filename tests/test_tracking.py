@@ -111,14 +111,14 @@ def test_detection_frames_end_tracks_no_box_covers_and_add_new_faces():
     tracker = FaceTracker(pipe, detect_every=3)
     counts, detected = _run(tracker, pipe, 4)
     assert detected == [0, 3] and counts == [1, 1, 1, 1]
-    assert tracker._faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
+    assert tracker.faces[0].box.x == pytest.approx(300, abs=5)  # the old face ended, the new one tracked
     # each track had its own video-mode Landmarker from its second frame: the first followed frames 1-3
     # (its face ended at 3's detection), the second face was found at 3 (image mode) and has one unused yet
     first, second = pipe.sessions
     assert first.frames == [1, 2, 3] and first.closed
     assert second.frames == [] and not second.closed
     tracker.close()
-    assert second.closed and tracker._faces == []
+    assert second.closed and tracker.faces == []
 
 
 def test_a_lost_track_closes_its_session_and_the_face_found_again_gets_a_new_one():
@@ -131,6 +131,39 @@ def test_a_lost_track_closes_its_session_and_the_face_found_again_gets_a_new_one
     still = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99)])
     counts, _ = _run(FaceTracker(still, detect_every=10, video_mode=False), still, 3)
     assert counts == [1, 1, 1] and still.sessions == []  # image mode: no sessions
+
+
+def test_track_ids_continue_tracks_and_come_back_to_a_face_found_again_where_it_was():
+    from rtatl_sdk.face.tracking import MAX_MISSED, _Identities
+
+    ids = _Identities(0.3)
+    a, a_moved, far = (100, 100, 60, 80), (104, 101, 60, 80), (400, 100, 60, 80)
+    assert ids.assign([None], [a]) == [0]
+    assert ids.assign([None, None], [a_moved, far]) == [0, 1]  # found anew each frame: IoU frame to frame
+    assert ids.assign([0], [far]) == [0]  # a continuing track keeps its id wherever its box went...
+    assert ids.assign([0, None], [far, a]) == [0, 2]  # ...and a face at a takes no ended id (1 was last seen far)
+    for _ in range(MAX_MISSED):
+        assert ids.assign([], []) == []
+    assert ids.assign([None], [a]) == [2]  # 2 was last seen MAX_MISSED frames ago: found again
+    for _ in range(MAX_MISSED + 1):
+        ids.assign([], [])
+    assert ids.assign([None], [a]) == [3]  # one frame more: a new person
+
+
+def test_the_tracker_gives_each_face_its_id_and_starts_again_from_zero_after_close():
+    pipe = _Pipeline(lambda i: [Box(x=100 + i, y=100, w=60, h=80, score=0.99),
+                                Box(x=400, y=100, w=60, h=80, score=0.99)], blind={4})
+    tracker = FaceTracker(pipe, detect_every=10)
+    seen = []
+    for i in range(7):
+        pipe.frame = i
+        seen.append([tid for tid, _ in tracker(np.zeros((8, 8, 3), np.uint8))])
+    # frame 4: both tracks lost (the Landmarker is blind) and no face found; frame 5 finds both
+    # again where they were: the same ids, left to right
+    assert seen == [[0, 1]] * 4 + [[]] + [[0, 1]] * 2
+    tracker.close()
+    pipe.frame = 0
+    assert [tid for tid, _ in tracker(np.zeros((8, 8, 3), np.uint8))] == [0, 1]
 
 
 def test_two_tracks_on_one_face_become_one_and_detection_is_rerun():

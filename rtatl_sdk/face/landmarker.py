@@ -194,7 +194,7 @@ class FaceLandmarker:
         m = self.crop_matrix(cx, cy, side)
         crop = cv2.warpAffine(bgr, m, (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        rgb = np.ascontiguousarray(crop[:, :, ::-1])
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)  # the same bytes as crop[:, :, ::-1], 40x cheaper here
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
         shapes = None
         if self.blendshapes:  # the teacher's path: MediaPipe's own result objects

@@ -10,7 +10,6 @@ import numpy as np
 from ..contract import geometry, landmarks
 from ..errors import ClosedError
 from ..results import Box
-from .boxes import greedy_match
 from .detector import RetinaFaceDetector
 from .landmarker import FaceLandmarker
 
@@ -94,32 +93,3 @@ class FacePipeline:
 def largest_face(faces: list[Face]) -> Face | None:
     """The face with the largest detector box (the subject of a portrait or a dataset frame)."""
     return max(faces, key=lambda f: f.box.w * f.box.h) if faces else None
-
-
-class IoUTracker:
-    """Greedy IoU matching of boxes between consecutive frames -> stable track ids."""
-
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 15):
-        self.min_iou = min_iou
-        self.max_missed = max_missed
-        self._tracks: dict[int, tuple[np.ndarray, int]] = {}
-        self._next = 0
-
-    def update(self, boxes: list[np.ndarray]) -> list[int]:
-        ids: list[int | None] = [None] * len(boxes)
-        tracks = list(self._tracks.items())  # ascending ids: new ids are always the largest
-        for i, j in greedy_match(boxes, [t[0] for _, t in tracks], self.min_iou):
-            ids[i] = tracks[j][0]
-        for i, b in enumerate(boxes):
-            if ids[i] is None:
-                ids[i] = self._next
-                self._next += 1
-            self._tracks[ids[i]] = (np.asarray(b, dtype=np.float64), 0)
-        for tid in list(self._tracks):
-            if tid not in ids:
-                box, missed = self._tracks[tid]
-                if missed + 1 > self.max_missed:
-                    del self._tracks[tid]
-                else:
-                    self._tracks[tid] = (box, missed + 1)
-        return [int(i) for i in ids]

@@ -11,6 +11,10 @@ holds, or when a detection frame finds no detector box on it. ``detect_every=1``
 
 Each track has its own video-mode Landmarker (``LandmarkSession``), opened on the frame after the
 face is first found and closed when the track ends or the tracker closes (``close()``).
+
+The tracker also decides who is who (``track_id``): a face that continues a track keeps its id;
+a face found anew takes the id of a track that ended in the last ``MAX_MISSED`` frames where its
+box overlaps that track's last box (a face re-found after a miss), else a new one.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ MAX_SCALE_STEP = 1.5
 DUPLICATE_IOU = 0.6
 #: Threads that run several tracked faces' video-mode Landmarkers at once (1: one after another).
 LANDMARK_THREADS = 2
+#: Frames an ended track's id is kept for a face found again where it was (``min_iou`` overlap).
+MAX_MISSED = 15
 
 
 def box_from_landmarks(pts68: np.ndarray, score: float) -> Box:
@@ -66,6 +72,46 @@ def looks_like_a_face(face: Face, previous: Face | None) -> bool:
     return True
 
 
+class _Identities:
+    """Track ids. ``assign(known, boxes)``: ``known[i]`` is the id of the track face ``i``
+    continues, or None for a face found anew; such a face takes the id of a track not continued
+    this frame whose last box it overlaps most (greedy, IoU >= ``min_iou``) among those seen in the
+    last ``MAX_MISSED`` frames, else the next new id. With no continuing tracks (a detection on
+    every frame) this is IoU tracking from frame to frame."""
+
+    def __init__(self, min_iou: float):
+        self.min_iou = min_iou
+        self._last: dict[int, tuple[tuple, int]] = {}  #: id -> (last (x, y, w, h), frames since seen); ascending ids
+        self._next = 0
+
+    def assign(self, known: list[int | None], boxes: list[tuple]) -> list[int]:
+        ids = list(known)
+        taken = set(i for i in ids if i is not None)
+        free = [(tid, box) for tid, (box, _) in self._last.items() if tid not in taken]
+        new = [i for i, tid in enumerate(ids) if tid is None]
+        for i, j in greedy_match([boxes[k] for k in new], [b for _, b in free], self.min_iou):
+            ids[new[i]] = free[j][0]
+        for i, tid in enumerate(ids):
+            if tid is None:
+                ids[i] = tid = self._next
+                self._next += 1
+            self._last[tid] = (boxes[i], 0)
+        for tid in [t for t in self._last if t not in ids]:
+            box, missed = self._last[tid]
+            if missed + 1 > MAX_MISSED:
+                del self._last[tid]
+            else:
+                self._last[tid] = (box, missed + 1)
+        return [int(i) for i in ids]
+
+
+@dataclass
+class _Track:
+    face: Face
+    session: object  #: its video-mode Landmarker (None in image mode)
+    tid: int | None = None  #: None until ``_Identities`` names a face found this frame
+
+
 @dataclass
 class TrackStats:
     frames: int = 0
@@ -74,10 +120,11 @@ class TrackStats:
 
 
 class FaceTracker:
-    """``tracker(bgr) -> list[Face]`` for consecutive frames of one stream (faces left to right).
+    """``tracker(bgr) -> [(track_id, Face)]`` for consecutive frames of one stream (faces left to right).
 
     ``detect_every``: detector period in frames (1 = every frame, no tracking).
-    ``min_iou``: overlap of a detector box with a tracked face's box that makes them one face.
+    ``min_iou``: overlap of a detector box with a tracked face's box that makes them one face (and
+    of a face found anew with an ended track's last box that gives it that track's id).
     ``video_mode``: each track's own video-mode Landmarker (False: image mode on every frame).
     """
 
@@ -88,17 +135,22 @@ class FaceTracker:
         self.detect_every = detect_every
         self.video_mode = video_mode and detect_every > 1
         self.min_iou = min_iou
-        self._faces: list[Face] = []
-        self._sessions: list = []  #: the video-mode Landmarker of each face in ``_faces``
+        self._tracks: list[_Track] = []
+        self._ids = _Identities(min_iou)
         self._pool = None  #: threads for several tracks' Landmarkers (made on first need)
         self._since_detection = 0
         self._lost = False
         self.stats = TrackStats()
 
+    @property
+    def faces(self) -> list[Face]:
+        """The faces of the last frame, left to right."""
+        return [t.face for t in self._tracks]
+
     def _landmark_all(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face | None]:
         """``face_in_box`` for every track, in order; with several tracks in video mode the tracks'
         own graphs run in ``LANDMARK_THREADS`` threads (MediaPipe releases the GIL while it runs)."""
-        calls = list(zip(boxes, self._sessions))
+        calls = [(b, t.session) for b, t in zip(boxes, self._tracks)]
         if not self.video_mode or len(calls) < 2 or LANDMARK_THREADS < 2:
             return [self.pipeline.face_in_box(bgr, b, s) for b, s in calls]
         if self._pool is None:
@@ -107,25 +159,25 @@ class FaceTracker:
             self._pool = ThreadPoolExecutor(LANDMARK_THREADS, thread_name_prefix="rtatl-landmarks")
         return list(self._pool.map(lambda c: self.pipeline.face_in_box(bgr, *c), calls))
 
-    def _follow(self, bgr: np.ndarray) -> list[tuple[Face, object]]:
+    def _follow(self, bgr: np.ndarray) -> list[_Track]:
         """Each tracked face re-landmarked (by its own session) in the square its previous landmarks give."""
-        kept: list[tuple[Face, object]] = []
-        boxes = [box_from_landmarks(prev.landmarks, prev.box.score) for prev in self._faces]
+        kept: list[_Track] = []
+        boxes = [box_from_landmarks(t.face.landmarks, t.face.box.score) for t in self._tracks]
         found = self._landmark_all(bgr, boxes)
-        for prev, session, face in zip(self._faces, self._sessions, found):  # session: None in image mode
+        for prev, face in zip(self._tracks, found):  # prev.session: None in image mode
             if face is not None:
-                face.box = box_from_landmarks(face.landmarks, prev.box.score)
+                face.box = box_from_landmarks(face.landmarks, prev.face.box.score)
                 # a track that slid onto a face another track already holds ends too
-                if looks_like_a_face(face, prev) and all(iou(face.box, k.box) < DUPLICATE_IOU for k, _ in kept):
-                    kept.append((face, session))
+                if looks_like_a_face(face, prev.face) and all(iou(face.box, k.face.box) < DUPLICATE_IOU for k in kept):
+                    kept.append(_Track(face, prev.session, prev.tid))
                     continue
-            if session is not None:
-                session.close()
+            if prev.session is not None:
+                prev.session.close()
             self._lost = True
             self.stats.lost += 1
         return kept
 
-    def _detect(self, bgr: np.ndarray, tracked: list[tuple[Face, object]]) -> list[tuple[Face, object]]:
+    def _detect(self, bgr: np.ndarray, tracked: list[_Track]) -> list[_Track]:
         """Detector boxes: one over a tracked face keeps that face's landmarks from this frame;
         the others become new faces: landmarked in image mode now, followed by a session of their own
         from the next frame (so a box with no face there costs no session). Tracked faces no box covers end."""
@@ -133,22 +185,22 @@ class FaceTracker:
         boxes = self.pipeline.detector.detect(bgr)
         out = []
         used_box, used_track = set(), set()
-        for i, j in greedy_match(boxes, [f.box for f, _ in tracked], self.min_iou):
+        for i, j in greedy_match(boxes, [t.face.box for t in tracked], self.min_iou):
             used_box.add(i)
             used_track.add(j)
-            tracked[j][0].box = boxes[i]
+            tracked[j].face.box = boxes[i]
             out.append(tracked[j])
-        for j, (_, session) in enumerate(tracked):
-            if j not in used_track and session is not None:
-                session.close()
+        for j, t in enumerate(tracked):
+            if j not in used_track and t.session is not None:
+                t.session.close()
         for i, b in enumerate(boxes):
             if i not in used_box:
                 face = self.pipeline.face_in_box(bgr, b)
                 if face is not None:
-                    out.append((face, self.pipeline.landmarker.session() if self.video_mode else None))
+                    out.append(_Track(face, self.pipeline.landmarker.session() if self.video_mode else None))
         return out
 
-    def __call__(self, bgr: np.ndarray) -> list[Face]:
+    def __call__(self, bgr: np.ndarray) -> list[tuple[int, Face]]:
         self.stats.frames += 1
         self._lost = False
         tracks = self._follow(bgr) if self.detect_every > 1 else []
@@ -158,17 +210,22 @@ class FaceTracker:
             self._since_detection = 0
         else:
             self._since_detection += 1
-        tracks.sort(key=lambda t: t[0].box.x + t[0].box.w / 2)
-        self._faces = [f for f, _ in tracks]
-        self._sessions = [s for _, s in tracks]
-        return list(self._faces)
+        tracks.sort(key=lambda t: t.face.box.x + t.face.box.w / 2)
+        ids = self._ids.assign([t.tid for t in tracks], [(t.face.box.x, t.face.box.y, t.face.box.w, t.face.box.h)
+                                                         for t in tracks])
+        for t, tid in zip(tracks, ids):
+            t.tid = tid
+        self._tracks = tracks
+        return [(t.tid, t.face) for t in tracks]
 
     def close(self) -> None:
-        """Close the tracks' video-mode Landmarkers; the tracker starts afresh if called again."""
+        """Close the tracks' video-mode Landmarkers; the tracker starts afresh if called again
+        (track ids from 0)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for session in self._sessions:
-            if session is not None:
-                session.close()
-        self._faces, self._sessions = [], []
+        for t in self._tracks:
+            if t.session is not None:
+                t.session.close()
+        self._tracks = []
+        self._ids = _Identities(self.min_iou)
