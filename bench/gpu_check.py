@@ -75,13 +75,12 @@ def gpu_tests(out: Path) -> dict:
 
 
 def cuda_provider(out: Path) -> dict:
+    import onnxruntime as ort
     import torch
 
     from export import export_model
     from export.api import inference_model, random_inputs
     from rtatl_sdk.engines import OnnxEngine
-
-    import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return {"skipped": "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"}

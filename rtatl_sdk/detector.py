@@ -203,26 +203,13 @@ class AUDetector:
 
     def _geometry(self, face, image_shape) -> tuple[HeadPose | None, Gaze | None]:
         """Head pose and gaze of ``face`` in the frame's camera (``rtatl_sdk.face.pose``)."""
-        from .face import pose
+        from .face.pose import head_and_gaze
 
         path = getattr(self.pipeline.landmarker, "path", None)
         mesh = getattr(face, "mesh", None)
         if path is None or mesh is None:
             return None, None
-        model = pose.face_model(str(path))
-        k = pose.camera_matrix(image_shape, self.options.focal_length, self.options.principal_point)
-        fit = pose.fit_pose(mesh, model, k)
-        if fit is None:
-            return None, None
-        rx, ry, rz = pose.euler_xyz(fit.rotation)
-        t = fit.translation
-        head = HeadPose(tx=float(t[0]), ty=float(t[1]), tz=float(t[2]), rx=rx, ry=ry, rz=rz)
-        eyes = pose.gaze_vectors(mesh, fit, model, k, image_shape)
-        if eyes is None:
-            return head, None
-        ax, ay = pose.gaze_angles(*eyes)
-        return head, Gaze(eye0=tuple(float(v) for v in eyes[0]), eye1=tuple(float(v) for v in eyes[1]),
-                          angle_x=ax, angle_y=ay)
+        return head_and_gaze(mesh, path, image_shape, self.options.focal_length, self.options.principal_point)
 
     def _result(self, i: int, face, outputs: FaceOutputs, image_shape, track_id: int | None = None,
                 geometry=None) -> FaceAUs:

@@ -137,7 +137,8 @@ class InputRunner:
                 writer.write_rows(frame_rows(name, fr.index, fr.timestamp, fr.faces))
             elif not writer and (args.camera or plot is None) and of is None:
                 _print_faces(name, fr.index, fr.faces)
-            series.append(_plot_point(fr))
+            if plot is not None:  # only a plot needs the series (a camera runs without end)
+                series.append(_plot_point(fr))
             if vw is not None:
                 vw.write(fr)
         bar.close()

@@ -228,5 +228,25 @@ def gaze_angles(g0: np.ndarray, g1: np.ndarray) -> tuple[float, float]:
     return float(np.arctan2(g[0], -g[2])), float(np.arctan2(g[1], -g[2]))
 
 
+def head_and_gaze(mesh_px: np.ndarray, landmarker_path, image_shape, focal_length=None, principal_point=None):
+    """(``HeadPose``, ``Gaze``) of one face's mesh in the frame's camera, each None where it cannot
+    be fitted: the one place a face's pose and gaze are built (the stream only smooths them)."""
+    from ..results import Gaze, HeadPose
+
+    model = face_model(str(landmarker_path))
+    k = camera_matrix(image_shape, focal_length, principal_point)
+    fit = fit_pose(mesh_px, model, k)
+    if fit is None:
+        return None, None
+    rx, ry, rz = euler_xyz(fit.rotation)
+    t = fit.translation
+    head = HeadPose(tx=float(t[0]), ty=float(t[1]), tz=float(t[2]), rx=rx, ry=ry, rz=rz)
+    eyes = gaze_vectors(mesh_px, fit, model, k, image_shape)
+    if eyes is None:
+        return head, None
+    ax, ay = gaze_angles(*eyes)
+    return head, Gaze(eye0=tuple(float(v) for v in eyes[0]), eye1=tuple(float(v) for v in eyes[1]), angle_x=ax, angle_y=ay)
+
+
 __all__ = ["EYEBALL_RADIUS", "FaceModel", "PoseFit", "camera_matrix", "euler_xyz", "face_model", "fit_pose",
-           "gaze_angles", "gaze_vectors", "parse_geometry"]
+           "gaze_angles", "gaze_vectors", "head_and_gaze", "parse_geometry"]
