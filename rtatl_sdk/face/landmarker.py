@@ -63,8 +63,8 @@ def _points_reader():
     """``read(graph, image, ts) -> (478, 3) float64 normalised points or None`` that calls the
     Landmarker's C function as ``detect``/``detect_for_video`` do and reads the points straight
     from the C result with numpy, instead of through the 478 Python objects MediaPipe builds per
-    face (about 1.1 ms per call here, holding the GIL: ``bench/bench_frame_profile.py``). The
-    values are the same floats. None where this MediaPipe is laid out otherwise (older versions):
+    face (a video-mode call 9.98 -> 8.88 ms here, and that 1.1 ms held the GIL; docs/benchmarks.md).
+    The values are the same floats. None where this MediaPipe is laid out otherwise (older versions):
     the public calls are used then."""
     import ctypes
 
