@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,15 +15,34 @@ from .landmarker import FaceLandmarker
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Face:
-    """One face of one image, in image pixels unless said otherwise."""
+    """One face of one image, in image pixels unless said otherwise.
 
-    box: Box
-    mesh: np.ndarray  #: (478, 3) MediaPipe points
-    landmarks: np.ndarray  #: (68, 2)
-    aligned: geometry.AlignedFace  #: 200x200 canvas, its landmarks and the transform
-    blendshapes: dict[str, float] | None = None
+    ``aligned`` (the 200x200 canvas, its landmarks and the transform) is given, or made from
+    ``frame`` the first time it is asked for: in a video that is on the AU model's thread, not on
+    the face thread that sets the frame rate. Two threads asking at once both compute the same
+    canvas; one of them is kept."""
+
+    def __init__(self, box: Box, mesh: np.ndarray, landmarks: np.ndarray, aligned: geometry.AlignedFace | None = None,
+                 blendshapes: dict[str, float] | None = None, frame: np.ndarray | None = None):
+        if aligned is None and frame is None:
+            raise ValueError("Face: give its aligned canvas or the frame to align it from")
+        self.box = box
+        self.mesh = mesh  #: (478, 3) MediaPipe points
+        self.landmarks = landmarks  #: (68, 2)
+        self.blendshapes = blendshapes
+        self._aligned, self._frame = aligned, frame
+
+    @property
+    def aligned(self) -> geometry.AlignedFace:
+        """The 200x200 canvas, its landmarks and the transform."""
+        if self._aligned is None:
+            self._aligned = geometry.align_face(self._frame, self.landmarks)
+            self._frame = None  # the frame is not held longer than the face needs it
+        return self._aligned
+
+    def __repr__(self) -> str:
+        return f"Face(box={self.box!r}, aligned={'yes' if self._aligned is not None else 'on first use'})"
 
     def crop(self) -> np.ndarray:
         """The 192x192 centre crop the AU model sees (BGR)."""
@@ -80,7 +98,7 @@ class FacePipeline:
             log.debug("box %s had no landmarks", box)
             return None
         pts68 = landmarks.mediapipe_to_68(res.mesh)
-        return Face(box, res.mesh, pts68, geometry.align_face(bgr, pts68), res.blendshapes)
+        return Face(box, res.mesh, pts68, None, res.blendshapes, frame=bgr)
 
     def process(self, bgr: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         self._check_open()
