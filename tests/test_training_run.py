@@ -75,15 +75,61 @@ def test_cached_faces_are_aligned(caches):
 def test_flip_is_consistent_across_image_centres_flow_and_labels(caches, monkeypatch):
     ds = AUDataset(caches["bp4d"], train=True)
     i = int(np.flatnonzero(ds.index.has_flow)[0])
-    monkeypatch.setattr(ds, "augmentation", lambda i: (3, 5, False))
+    monkeypatch.setattr(ds, "augmentation", lambda i, epoch=None: (3, 5, False))
     a = ds[i]
-    monkeypatch.setattr(ds, "augmentation", lambda i: (3, 5, True))
+    monkeypatch.setattr(ds, "augmentation", lambda i, epoch=None: (3, 5, True))
     b = ds[i]
     assert np.allclose(b["image"], a["image"][:, :, ::-1])
     assert np.allclose(b["flow"], flip_flow(a["flow"]))
     assert np.array_equal(a["labels"], b["labels"])
     aus = AU_SETS["BP4D"]
     assert np.allclose(b["centres"], g.flip_centres(a["centres"], aus, g.CROP_SIZE), atol=1e-4)
+
+
+def test_a_sample_asked_for_with_its_epoch_is_that_epochs_sample(caches):
+    """``ds[(epoch, i)]`` (how the batch stream asks) equals ``ds[i]`` after ``set_epoch(epoch)``,
+    augmentation included, whatever epoch the dataset is at."""
+    ds = AUDataset(caches["bp4d"], train=True)
+    for epoch, i in ((0, 1), (3, 1), (7, 4)):
+        ds.set_epoch(epoch)
+        want = ds[i]
+        ds.set_epoch(99)
+        got = ds[(epoch, i)]
+        assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+    ds.set_epoch(3)
+    assert not np.array_equal(ds[1]["image"], ds[(0, 1)]["image"])  # the epoch does change the sample
+
+
+class _Keys:
+    """A dataset whose samples are the keys they were asked for."""
+
+    def __init__(self, n):
+        self.n, self.epoch = n, 0
+
+    def __len__(self):
+        return self.n
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        return {"key": np.array([epoch, i])}
+
+
+def test_the_batch_stream_serves_every_epoch_from_one_loader_and_any_step_alike():
+    """Ten samples in batches of four: two steps an epoch. A sequential run of four epochs uses
+    one loader (one set of worker processes; it was one per epoch), and each step's batch is the
+    one a fresh stream gives for that step, with the same and with no workers."""
+    seq = train.BatchStream(_Keys(10), 4, seed=5, workers=2)
+    got = [seq.get(s)["key"].numpy() for s in range(8)]
+    assert seq.loaders_made == 1
+    for s in (0, 1, 2, 5, 7):
+        fresh = train.BatchStream(_Keys(10), 4, seed=5, workers=0).get(s)["key"].numpy()
+        assert np.array_equal(got[s], fresh)
+        epoch, offset = divmod(s, 2)
+        assert (got[s][:, 0] == epoch).all() and got[s][:, 1].tolist() == seq._batches(epoch)[offset]
+    assert seq.get(3)["key"].numpy().tolist() == got[3].tolist() and seq.loaders_made == 2  # a jump: a new loader
 
 
 def smoke_cfg(caches, out, **over):

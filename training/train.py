@@ -45,32 +45,38 @@ class BatchStream:
             raise TrainingError(f"{len(dataset)} samples are fewer than one batch of {batch_size} per process ({world} processes)")
         self._iter = None
         self._at = None
+        self.loaders_made = 0  #: DataLoaders (and sets of worker processes) started so far
 
     def _batches(self, epoch: int) -> list[list[int]]:
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.ds))
         mine = perm[self.rank::self.world][: self.per_epoch * self.bs]
         return [mine[i * self.bs:(i + 1) * self.bs].tolist() for i in range(self.per_epoch)]
 
+    def _from(self, step: int):
+        """Batches of ``(epoch, index)`` keys from global step ``step`` on, epoch after epoch."""
+        epoch, offset = divmod(step, self.per_epoch)
+        while True:
+            for batch in self._batches(epoch)[offset:]:
+                yield [(epoch, i) for i in batch]
+            epoch, offset = epoch + 1, 0
+
     def get(self, step: int) -> dict:
-        """The batch of global step ``step`` (sequential access is fast; any step works)."""
+        """The batch of global step ``step`` (sequential access is fast; any step works). One
+        loader, and its workers, serve every epoch of a sequential run: each sample carries its
+        epoch (its augmentation's seed), so a new epoch starts no new worker processes."""
         from torch.utils.data import DataLoader
 
         from .data.dataset import collate
 
         if self._at != step or self._iter is None:
-            epoch, offset = divmod(step, self.per_epoch)
-            self.ds.set_epoch(epoch)
-            loader = DataLoader(self.ds, batch_sampler=self._batches(epoch)[offset:], collate_fn=collate, pin_memory=self.pin_memory,
+            self.ds.set_epoch(step // self.per_epoch)
+            self._iter = None  # the old loader's workers end with it
+            loader = DataLoader(self.ds, batch_sampler=self._from(step), collate_fn=collate, pin_memory=self.pin_memory,
                                 num_workers=self.workers)
             self._iter, self._at = iter(loader), step
-        try:
-            batch = next(self._iter)
-        except StopIteration:
-            self._iter = None
-            return self.get(step)
+            self.loaders_made += 1
+        batch = next(self._iter)
         self._at = step + 1
-        if self._at % self.per_epoch == 0:
-            self._iter = None  # next epoch, new permutation
         return batch
 
 

@@ -156,12 +156,12 @@ class AUDataset:
     def __len__(self) -> int:
         return len(self.index)
 
-    def augmentation(self, i: int) -> tuple[int, int, bool]:
-        """(x0, y0, flip) for sample i in the current epoch."""
+    def augmentation(self, i: int, epoch: int | None = None) -> tuple[int, int, bool]:
+        """(x0, y0, flip) for sample i in ``epoch`` (default: the current one)."""
         if not self.train:
             o = geometry.CENTRE_CROP_OFFSET
             return o, o, False
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, i])
         span = geometry.ALIGNED_SIZE - geometry.CROP_SIZE
         x0, y0 = (int(v) for v in rng.integers(0, span + 1, 2))
         return x0, y0, bool(rng.random() < 0.5)
@@ -191,20 +191,23 @@ class AUDataset:
             rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else rgb
         return rgb
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        """Sample ``key``: an index in the current epoch, or ``(epoch, index)`` (how ``BatchStream``
+        asks, so that one loader's workers serve several epochs)."""
         import cv2
 
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         idx = self.index
         path = idx.image_path(i)
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(str(path), "cached face image cannot be decoded (re-run rtatl-prep on a new cache)")
-        x0, y0, flip = self.augmentation(i)
+        x0, y0, flip = self.augmentation(i, epoch)
         s = geometry.CROP_SIZE
         pts = idx.landmarks[i]
         has_flow = bool(idx.has_flow[i])
         flow = np.load(idx.flow_path(i)).astype(np.float32) if has_flow else None
-        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        rng = np.random.default_rng([self.seed, epoch, i, 1])
         if self.train and self.augment.scale > 0:
             img, pts, flow = _zoom(img, pts, flow, float(rng.uniform(1 - self.augment.scale, 1 + self.augment.scale)))
         crop = img[y0:y0 + s, x0:x0 + s, ::-1]  # BGR -> RGB
