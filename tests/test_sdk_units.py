@@ -228,6 +228,25 @@ def test_model_inputs_are_normalise_of_the_colour_swapped_crops_bit_for_bit():
         preprocess.model_inputs([crops[0], crops[0][:100]], pts[:2], AU_SETS["BP4D"])
 
 
+def test_a_face_aligns_from_its_frame_on_first_use_and_then_lets_the_frame_go():
+    from rtatl_sdk.contract import geometry
+    from rtatl_sdk.face.pipeline import Face
+    from rtatl_sdk.results import Box
+    from tests.helpers import mean_face
+
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    pts = mean_face() * 1.5 + [160, 120]
+    face = Face(Box(x=100, y=60, w=120, h=140, score=0.9), np.zeros((478, 3)), pts, frame=frame)
+    assert "on first use" in repr(face)
+    want = geometry.align_face(frame, pts)
+    got = face.aligned
+    assert np.array_equal(got.image, want.image) and np.array_equal(got.matrix, want.matrix)
+    assert face._frame is None and face.aligned is got  # made once; the frame is not held
+    with pytest.raises(ValueError, match="aligned canvas or the frame"):
+        Face(face.box, face.mesh, pts)
+
+
 def test_the_face_detectors_input_is_the_mean_subtracted_planes_bit_for_bit():
     """The detector's per-plane input equals ``(img - mean).transpose(2, 0, 1)``, odd sizes too."""
     from rtatl_sdk.face.detector import _MEAN_BGR, detector_input

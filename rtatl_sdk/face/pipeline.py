@@ -36,10 +36,13 @@ class Face:
     @property
     def aligned(self) -> geometry.AlignedFace:
         """The 200x200 canvas, its landmarks and the transform."""
-        if self._aligned is None:
-            self._aligned = geometry.align_face(self._frame, self.landmarks)
+        aligned, frame = self._aligned, self._frame
+        if aligned is None:
+            if frame is None:  # another thread has just made it (it sets the canvas before dropping the frame)
+                return self._aligned
+            aligned = self._aligned = geometry.align_face(frame, self.landmarks)
             self._frame = None  # the frame is not held longer than the face needs it
-        return self._aligned
+        return aligned
 
     def __repr__(self) -> str:
         return f"Face(box={self.box!r}, aligned={'yes' if self._aligned is not None else 'on first use'})"
