@@ -140,9 +140,11 @@ def _cache(out: Path) -> Path:
 
 
 def _train(out: Path, name: str, config: str, steps: int, *overrides: str) -> dict:
-    res = subprocess.run([sys.executable, "-m", "training.train", "--config", config, f"data.cache={_cache(out)}",
-                          f"data.unlabelled_cache={_cache(out)}", f"run.out={out / name}", "data.fold=null", f"optim.steps={steps}", f"run.log_every={steps // 2}",
-                          "run.device=cuda", *overrides], cwd=REPO, capture_output=True, text=True)
+    cache = _cache(out)
+    res = subprocess.run([sys.executable, "-m", "training.train", "--config", config, f"data.cache={cache}",
+                          f"data.unlabelled_cache={cache}", f"run.out={out / name}", "data.fold=null",
+                          f"optim.steps={steps}", f"run.log_every={steps // 2}", "run.device=cuda", *overrides],
+                         cwd=REPO, capture_output=True, text=True)
     log = [json.loads(x) for x in (out / name / "log.jsonl").read_text().splitlines()] if res.returncode == 0 else []
     steady = None
     if len(log) >= 2:  # images per second is an average from the start: the second half's own rate
@@ -166,15 +168,14 @@ def paper_training(out: Path) -> dict:
     rows = {}
     for amp in ("true", "false"):
         rows[f"amp={amp}"] = _train(out, f"paper_amp_{amp}", "training/configs/bp4d.yaml", 200, f"run.amp={amp}",
-                                    "run.workers=8",
-                                    "run.ckpt_every=1000")
+                                    "run.workers=8", "run.ckpt_every=1000")
     return rows
 
 
 def resume_across_devices(out: Path) -> dict:
     cache = _cache(out)
-    common = [sys.executable, "-m", "training.train", "--config", "training/configs/smoke.yaml", f"data.cache={cache}", f"data.unlabelled_cache={cache}",
-              f"run.out={out / 'cross'}", "data.fold=null", "optim.batch_size=4"]
+    common = [sys.executable, "-m", "training.train", "--config", "training/configs/smoke.yaml", f"data.cache={cache}",
+              f"data.unlabelled_cache={cache}", f"run.out={out / 'cross'}", "data.fold=null", "optim.batch_size=4"]
     codes = {}
     for device, steps in (("cpu", 2), ("cuda", 4), ("cpu", 6)):
         res = subprocess.run(common + [f"run.device={device}", f"optim.steps={steps}"], cwd=REPO, capture_output=True, text=True)
@@ -195,17 +196,17 @@ def main(argv=None) -> int:
                     "rtatl-prep); without it one is prepared, which needs mediapipe and opencv-contrib")
     ap.add_argument("--only", nargs="+", choices=[c.__name__ for c in CHECKS], help="run these checks alone")
     args = ap.parse_args(argv)
+    if args.cache is not None:
+        if not (args.cache / "manifest.json").is_file():
+            print(f"gpu_check: --cache {args.cache}: not a prepared cache (no manifest.json)", file=sys.stderr)
+            return 2
+        CACHE[:] = [args.cache.resolve()]
     import torch
 
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU visible; nothing to check here", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.cache is not None:
-        if not (args.cache / "manifest.json").is_file():
-            print(f"gpu_check: --cache {args.cache}: not a prepared cache (no manifest.json)", file=sys.stderr)
-            return 2
-        CACHE[:] = [args.cache.resolve()]
     results = {}
     for check in (c for c in CHECKS if not args.only or c.__name__ in args.only):
         t = time.perf_counter()

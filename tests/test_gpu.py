@@ -109,8 +109,9 @@ def bp4d_cache(media, tmp_path_factory):
 def test_a_mixed_precision_training_step_runs_and_lowers_nothing_to_nan(bp4d_cache, tmp_path):
     cache = bp4d_cache
     res = subprocess.run([sys.executable, "-m", "training.train", "--config", "training/configs/smoke.yaml",
-                          f"data.cache={cache}", f"run.out={tmp_path / 'amp'}", "data.fold=null", f"data.unlabelled_cache={cache}", "optim.steps=4",
-                          "optim.batch_size=8", "run.device=cuda", "run.amp=true", "run.log_every=1"],
+                          f"data.cache={cache}", f"data.unlabelled_cache={cache}", f"run.out={tmp_path / 'amp'}",
+                          "data.fold=null", "optim.steps=4", "optim.batch_size=8", "run.device=cuda", "run.amp=true",
+                          "run.log_every=1"],
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "amp" / "log.jsonl").read_text().splitlines()]
@@ -123,7 +124,7 @@ def test_a_checkpoint_resumes_across_devices(bp4d_cache, tmp_path):
 
     cache = bp4d_cache
     common = [sys.executable, "-m", "training.train", "--config", "training/configs/smoke.yaml", f"data.cache={cache}",
-              f"run.out={tmp_path / 'cross'}", "data.fold=null", f"data.unlabelled_cache={cache}", "optim.batch_size=4"]
+              f"data.unlabelled_cache={cache}", f"run.out={tmp_path / 'cross'}", "data.fold=null", "optim.batch_size=4"]
     for device, steps in (("cpu", 2), ("cuda", 4), ("cpu", 6)):
         res = subprocess.run(common + [f"run.device={device}", f"optim.steps={steps}"], cwd=REPO, capture_output=True,
                              text=True, timeout=900)
