@@ -76,7 +76,7 @@ class _Recorded:
 
 def main(argv=None) -> int:
     from rtatl_sdk import AUDetector
-    from rtatl_sdk.stream.temporal import ReuseConfig
+    from rtatl_sdk.options import ReuseConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=Path, nargs="+", default=[MEDIA / "WolfgangLanger_Pexels.mp4", MEDIA / "single_face.mp4"])

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import MEDIA, header, save, table
-from rtatl_sdk.face.tracking import DETECT_EVERY
+from rtatl_sdk.options import DETECT_EVERY
 
 MODELS = Path(__file__).resolve().parents[1] / "rtatl_sdk" / "models"
 MODES = {  # name -> (detect_every, reuse); None: each of --detect-every
@@ -61,7 +61,7 @@ def peer_run(video: Path, max_frames: int | None) -> tuple[int, float]:
 
 
 def our_run(det, video: Path, max_frames: int | None, every: int, reuse: bool):
-    from rtatl_sdk.stream.temporal import ReuseConfig
+    from rtatl_sdk.options import ReuseConfig
 
     det.reuse = ReuseConfig() if reuse else None
     t = time.perf_counter()

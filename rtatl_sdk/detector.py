@@ -17,12 +17,10 @@ from .contract.emotions import softmax
 from .contract.geometry import centres_in_image, inside_image
 from .contract.preprocess import model_inputs, sigmoid
 from .errors import ClosedError, InputError, RTATLError
-from .face.tracking import check_detect_every
 from .io.images import load_image
-from .options import DetectorOptions
+from .options import DetectorOptions, ReuseConfig, check_detect_every
 from .results import AUResult, FaceAUs, FrameResult, Gaze, HeadPose
 from .stream.state import FaceOutputs, StreamState, prefetch
-from .stream.temporal import ReuseConfig
 
 log = logging.getLogger(__name__)
 

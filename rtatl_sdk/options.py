@@ -39,7 +39,6 @@ def check_detect_every(value, name: str = "detect_every") -> int:
     return value
 
 
-
 @dataclass(frozen=True)
 class ReuseConfig:
     """When a track's face counts as unchanged since its last AU inference (keyframe reuse).
@@ -60,7 +59,6 @@ class ReuseConfig:
     def __post_init__(self):
         if not (self.max_shift >= 0 and self.max_pixel >= 0 and self.max_age >= 1):
             raise ValueError(f"reuse: max_shift and max_pixel must be >= 0 and max_age >= 1, got {self}")
-
 
 
 class DetectorOptions(BaseModel):

@@ -122,7 +122,7 @@ class Recipe(BaseModel):
     def _rates(cls, data):
         """``neutral_rate_au`` as the command line gives it (["AU12=0.08", ...]) or as a mapping."""
         if isinstance(data, dict) and isinstance(data.get("neutral_rate_au"), (list, tuple)):
-            aus = AU_SETS[str(data.get("aus", "BP4D")).upper()] if str(data.get("aus", "BP4D")).upper() in AU_SETS else ()
+            aus = AU_SETS.get(str(data.get("aus", "BP4D")).upper(), ())
             data = {**data, "neutral_rate_au": parse_rate_overrides(data["neutral_rate_au"], aus)}
         return data
 
