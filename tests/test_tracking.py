@@ -295,11 +295,17 @@ def test_points_read_from_the_c_result_equal_mediapipes_own_objects_bit_for_bit(
         crops = [np.ascontiguousarray(cv2.warpAffine(f, m, (lmk.crop_size,) * 2)[:, :, ::-1]) for f in frames]
         crops.append(np.zeros_like(crops[0]))
         fast, public = lmk.session(), lmk.session()
+        handed_off = []  # calls MediaPipe's dispatcher ran in its own thread for the fast path's graphs
+        for graph in (lmk._landmarker, fast._graph):
+            submit = graph._lib._executor.submit
+            graph._lib._executor.submit = lambda *a, _s=submit, **k: handed_off.append(a[0]) or _s(*a, **k)
         n = 0
         for rgb in crops:
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-            a, b = read(lmk._landmarker, image, None), _public(lmk._landmarker, image, None)
-            c, d = fast.points(image, read), public.points(image, _public)
+            a, c = read(lmk._landmarker, image, None), fast.points(image, read)
+            assert not handed_off  # the fast path calls MediaPipe's C functions in this thread
+            b, d = _public(lmk._landmarker, image, None), public.points(image, _public)
+            handed_off.clear()
             for x, y in ((a, b), (c, d)):
                 assert (x is None and y is None) or (x.dtype == np.float64 and np.array_equal(x, y))
             n += a is not None

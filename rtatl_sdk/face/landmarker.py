@@ -61,32 +61,51 @@ def _create_graph(path, video: bool, blendshapes: bool, min_presence: float):
 
 def _points_reader():
     """``read(graph, image, ts) -> (478, 3) float64 normalised points or None`` that calls the
-    Landmarker's C function as ``detect``/``detect_for_video`` do and reads the points straight
-    from the C result with numpy, instead of through the 478 Python objects MediaPipe builds per
-    face (a video-mode call 9.98 -> 8.88 ms here, and that 1.1 ms held the GIL; docs/benchmarks.md).
-    The values are the same floats. None where this MediaPipe is laid out otherwise (older versions):
-    the public calls are used then."""
+    Landmarker's C function as ``detect``/``detect_for_video`` do, but in the calling thread, and
+    reads the points straight from the C result with numpy.
+
+    MediaPipe's own calls hand each C call to a per-graph dispatcher thread and build 478 Python
+    objects per face; reading the points directly cut a video-mode call 9.98 -> 8.88 ms here (that
+    1.1 ms held the GIL), and calling in this thread spares the face thread two thread hand-offs per
+    frame (docs/benchmarks.md). The values are the same floats. The caller keeps calls to one graph
+    one at a time, as the dispatcher did (``LandmarkSession`` and ``FaceLandmarker`` hold a lock).
+    None where this MediaPipe is laid out otherwise (older versions): the public calls are used then."""
     import ctypes
 
     try:
         from mediapipe.tasks.python.components.containers.landmark_c import MpNormalizedLandmarkC as Point
+        from mediapipe.tasks.python.core.mediapipe_c_utils import handle_status
         from mediapipe.tasks.python.vision.face_landmarker import MpFaceLandmarkerResultC as Result
     except ImportError:
         return None
     size, x = ctypes.sizeof(Point), Point.x.offset
     if (Point.y.offset, Point.z.offset) != (x + 4, x + 8) or ctypes.sizeof(ctypes.c_float) != 4:
         return None
+    calls = ("MpFaceLandmarkerDetectImage", "MpFaceLandmarkerDetectForVideo", "MpFaceLandmarkerCloseResult", "MpErrorFree")
+
+    def c_library(graph):
+        """The ctypes library behind the graph's dispatcher, with MediaPipe's signatures set; else None."""
+        lib = getattr(getattr(graph, "_lib", None), "_lib", None)
+        try:
+            return lib if all(getattr(lib, f).argtypes is not None for f in calls) else None
+        except AttributeError:
+            return None
 
     def read(graph, image, ts):
-        lib, handle = getattr(graph, "_lib", None), getattr(graph, "_handle", None)
+        lib, handle = c_library(graph), getattr(graph, "_handle", None)
         ptr = getattr(image, "_image_ptr", None)
         if lib is None or handle is None or ptr is None:
             return _public(graph, image, ts)
-        res = Result()
+        res, err = Result(), ctypes.c_char_p()
         if ts is None:
-            lib.MpFaceLandmarkerDetectImage(handle, ptr, None, ctypes.byref(res))
+            status = lib.MpFaceLandmarkerDetectImage(handle, ptr, None, ctypes.byref(res), ctypes.byref(err))
         else:
-            lib.MpFaceLandmarkerDetectForVideo(handle, ptr, None, ts, ctypes.byref(res))
+            status = lib.MpFaceLandmarkerDetectForVideo(handle, ptr, None, ts, ctypes.byref(res), ctypes.byref(err))
+        try:
+            handle_status(status, err)  # MediaPipe's own exception for a failed call
+        finally:
+            if err.value is not None:
+                lib.MpErrorFree(err)
         try:
             if res.face_landmarks_count < 1 or res.face_landmarks[0].landmarks_count < 1:
                 return None
@@ -114,7 +133,8 @@ def _public(graph, image, ts):
 class LandmarkSession:
     """One tracked face's Landmarker in video mode (``FaceLandmarker.session()``): consecutive
     calls follow the face from its previous landmarks; MediaPipe's detector runs again only when
-    its face-presence score drops. One session per face; ``close()`` frees the graph."""
+    its face-presence score drops. One session per face; ``close()`` frees the graph. Calls from
+    several threads are taken one at a time."""
 
     #: milliseconds between calls (video mode needs increasing timestamps; nothing else reads them)
     STEP_MS = 33
@@ -122,15 +142,18 @@ class LandmarkSession:
     def __init__(self, graph):
         self._graph = graph
         self._ts = 0
+        self._lock = threading.Lock()  #: one call into the graph at a time, and none after close
         self.closed = False
 
     def detect(self, image):
         """MediaPipe's result for the next frame's crop (its public objects)."""
-        return self._graph.detect_for_video(image, self._next())
+        with self._lock:
+            return self._graph.detect_for_video(image, self._next())
 
     def points(self, image, read) -> np.ndarray | None:
         """The next frame's normalised points through ``read`` (``_points_reader``), or None."""
-        return read(self._graph, image, self._next())
+        with self._lock:
+            return read(self._graph, image, self._next())
 
     def _next(self) -> int:
         if self.closed:
@@ -139,9 +162,10 @@ class LandmarkSession:
         return self._ts
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._graph.close()
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self._graph.close()
 
 
 class FaceLandmarker:
@@ -151,6 +175,7 @@ class FaceLandmarker:
         self.path = path  #: the .task file (it also carries the face geometry of ``rtatl_sdk.face.pose``)
         self.min_presence = min_presence
         self._landmarker = _create_graph(path, False, blendshapes, min_presence)
+        self._lock = threading.Lock()  #: one image-mode call at a time, and none after close
         # Close the graph before interpreter teardown: mediapipe's own __del__ fails once its
         # dispatcher threads are gone, and threading's exit hooks run before that happens.
         self._closed = False
@@ -161,9 +186,10 @@ class FaceLandmarker:
         self._read = _points_reader()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._landmarker.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._landmarker.close()
 
     def session(self) -> LandmarkSession:
         """A video-mode Landmarker for one tracked face (the caller closes it)."""
@@ -176,6 +202,13 @@ class FaceLandmarker:
             self.close()
         except Exception:  # interpreter teardown: nothing left to report to
             pass
+
+    def _image_mode(self, call):
+        """``call(graph)`` on the image-mode graph, one caller at a time."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("face landmarker: closed; make a new one")
+            return call(self._landmarker)
 
     def crop_matrix(self, cx: float, cy: float, side: float) -> np.ndarray:
         """2x3 matrix: image pixels -> crop pixels for a square of ``side`` centred at (cx, cy)."""
@@ -198,7 +231,7 @@ class FaceLandmarker:
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
         shapes = None
         if self.blendshapes:  # the teacher's path: MediaPipe's own result objects
-            result = self._landmarker.detect(image) if session is None else session.detect(image)
+            result = self._image_mode(lambda g: g.detect(image)) if session is None else session.detect(image)
             pts = _result_points(result)
             if pts is None:
                 return None
@@ -206,7 +239,7 @@ class FaceLandmarker:
                 shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
         else:
             read = self._read or _public
-            pts = read(self._landmarker, image, None) if session is None else session.points(image, read)
+            pts = self._image_mode(lambda g: read(g, image, None)) if session is None else session.points(image, read)
             if pts is None:
                 return None
         pts[:, :2] *= self.crop_size
