@@ -6,7 +6,10 @@ In a pipelined ``detect_video`` run (the default path), times the face thread in
 (and in it the Landmarker and the face detector) and the AU thread inside the AU model and pose
 and gaze, per frame; then the frame rate with the AU model's output replayed instead of run (what
 the rest costs alone); then the CPU time per frame of our process and of the peer (MediaPipe's
-Landmarker with blendshapes in video mode, as in ``bench_faces``). Best of ``--rounds`` each.
+Landmarker with blendshapes in video mode, as in ``bench_faces``), best of ``--rounds`` each;
+then, on Linux, our CPU time per frame by thread in one more run (from /proc/self/task, sampled
+every 0.05 s; a thread that ends with the run loses its last 0.05 s at most): the AU thread (the caller's), the face thread, MediaPipe's graph threads and its
+dispatcher threads, the decoder, and the native pools (onnxruntime's, OpenCV's).
 Writes out/bench/face_thread.json.
 """
 
@@ -46,6 +49,67 @@ def _rounds(fn, rounds: int) -> dict:
         row = {"fps": n / wall, "cpu_ms_per_frame": 1000 * cpu / n, "cpu_percent_of_a_core": 100 * cpu / wall}
         best = row if best is None or row["fps"] > best["fps"] else best
     return best
+
+
+def _thread_group(name: str, python_names: dict, tid: str) -> str:
+    py = python_names.get(tid)
+    if py == "MainThread":
+        return "AU thread (the caller's: AU model, pose and gaze, results)"
+    if py is not None:
+        if py.startswith("rtatl-face-thread"):
+            return "face thread (tracker: crops, detector, our side of the Landmarker)"
+        if py.startswith("rtatl-decode"):
+            return "decoder (reading frames)"
+        if py.startswith("ThreadPoolExecutor"):
+            return "MediaPipe's dispatcher threads (graph set-up, public calls)"
+        return f"other Python thread ({py})"
+    if name == "drishti":
+        return "MediaPipe's graph threads (the Landmarker's work)"
+    if name.startswith("av:"):
+        return "decoder (FFmpeg's threads)"
+    return "native pools (onnxruntime's, OpenCV's)"
+
+
+def cpu_by_thread(run) -> list[dict] | None:
+    """CPU milliseconds per frame of each group of this process's threads during ``run() -> frames``
+    (Linux); None elsewhere."""
+    import threading
+
+    task = Path("/proc/self/task")
+    if not task.is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def snap() -> dict:
+        out = {}
+        for d in task.iterdir():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:  # the thread ended
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            out[d.name] = (stat.split("(", 1)[1].rsplit(")", 1)[0], (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    base, last, names, done = snap(), {}, {}, threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            last.update(snap())
+            names.update({str(t.native_id): t.name for t in threading.enumerate()})
+
+    sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+    sampler.start()
+    n = run()
+    last.update(snap())
+    done.set()
+    sampler.join()
+    groups: dict[str, float] = defaultdict(float)
+    for tid, (name, cpu) in last.items():
+        if names.get(tid) != "bench-sampler":
+            groups[_thread_group(name, names, tid)] += cpu - base.get(tid, (name, 0.0))[1]
+    return [{"threads": k, "cpu ms per frame": 1000 * v / n} for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+            if v > 0]
 
 
 def _peer(clip: Path, frames: int):
@@ -112,6 +176,8 @@ def main(argv=None) -> int:
 
             det.engine.infer = replayed
             no_au = _rounds(run, args.rounds)
+            det.engine.infer = real
+            by_thread = cpu_by_thread(run)
     finally:
         tracking.FaceTracker.__call__ = call
     peer = _rounds(_peer(args.clip, args.frames), args.rounds)
@@ -121,7 +187,11 @@ def main(argv=None) -> int:
     rows = [{"run": "ours", **ours}, {"run": "ours, the AU model's output replayed", **no_au},
             {"run": "peer (MediaPipe alone)", **peer}]
     print("\n" + table(rows, ["run", "fps", "cpu_ms_per_frame", "cpu_percent_of_a_core"]))
-    save("face_thread", {"header": info, "clip": args.clip.name, "frames": n, "parts": parts, "rows": rows})
+    if by_thread:
+        print("\nours, CPU by thread (one more run):\n")
+        print(table(by_thread, ["threads", "cpu ms per frame"]))
+    save("face_thread", {"header": info, "clip": args.clip.name, "frames": n, "parts": parts, "rows": rows,
+                         "cpu_by_thread": by_thread})
     return 0
 
 

@@ -352,7 +352,7 @@ class AUDetector:
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="rtatl-face-thread") as pool:
             pending: deque = deque()
             for fr in frames:
                 pending.append(pool.submit(find, fr))

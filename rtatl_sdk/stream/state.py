@@ -41,7 +41,7 @@ def prefetch(frames, depth: int = 4):
             frames.close()  # release the capture in this thread
         put(done)
 
-    t = threading.Thread(target=reader, daemon=True)
+    t = threading.Thread(target=reader, name="rtatl-decode", daemon=True)
     t.start()
     try:
         while True:
