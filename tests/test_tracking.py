@@ -315,6 +315,33 @@ def test_points_read_from_the_c_result_equal_mediapipes_own_objects_bit_for_bit(
 
 
 @pytest.mark.media
+def test_a_video_runs_in_named_threads_and_the_landmarker_runs_in_the_face_thread(default_det, media):
+    """While a video is read, the decoder and the face thread carry the SDK's names, and the
+    tracked face's Landmarker is called from the face thread (not the caller's, not MediaPipe's
+    dispatcher); the threads are gone once the video is done."""
+    import threading
+
+    from rtatl_sdk.face import landmarker
+
+    seen, calls = set(), []
+    points = landmarker.LandmarkSession.points
+
+    def spy(self, image, read):
+        calls.append(threading.current_thread().name)
+        return points(self, image, read)
+
+    landmarker.LandmarkSession.points = spy
+    try:
+        for _ in default_det.detect_video(media / "single_face.mp4", max_frames=8):
+            seen |= {t.name.split("_")[0] for t in threading.enumerate()}
+    finally:
+        landmarker.LandmarkSession.points = points
+    assert {"rtatl-decode", "rtatl-face-thread"} <= seen
+    assert len(calls) == 7 and all(c.startswith("rtatl-face-thread") for c in calls)  # frames 2-8 follow the face
+    assert not any(t.name.startswith(("rtatl-decode", "rtatl-face-thread")) for t in threading.enumerate())
+
+
+@pytest.mark.media
 def test_several_tracks_landmarked_in_threads_equal_one_after_another(default_det, media, tmp_path, monkeypatch):
     """Four tracked faces: their video-mode Landmarkers run in two threads (LANDMARK_THREADS); the
     results are those of running them one after another, face for face."""
