@@ -8,8 +8,9 @@ and gaze, per frame; then the frame rate with the AU model's output replayed ins
 the rest costs alone); then the CPU time per frame of our process and of the peer (MediaPipe's
 Landmarker with blendshapes in video mode, as in ``bench_faces``), best of ``--rounds`` each;
 then, on Linux, our CPU time per frame by thread in one more run (from /proc/self/task, sampled
-every 0.05 s; a thread that ends with the run loses its last 0.05 s at most): the AU thread (the caller's), the face thread, MediaPipe's graph threads and its
-dispatcher threads, the decoder, and the native pools (onnxruntime's, OpenCV's).
+every 0.05 s; a thread that ends with the run loses its last 0.05 s at most): the AU thread (the
+caller's), the face thread, MediaPipe's graph threads and its dispatcher threads, the decoder,
+and the native pools (onnxruntime's, OpenCV's).
 Writes out/bench/face_thread.json.
 """
 
