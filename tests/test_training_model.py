@@ -369,11 +369,11 @@ def test_gradient_norms_show_which_parts_each_loss_reaches():
     warm = make(variant="rtatl", ff=64, g_width=64, dc_width=16, flow_width=16, roi_cells=4, aux_warmup=10)
     warm.set_step(0)
     out0 = warm.generator_step(b, torch.Generator().manual_seed(1))
-    assert float(out0.total) == pytest.approx(float(out0.terms["sup"]), rel=1e-6)  # auxiliary weight 0 at step 0
+    assert float(out0.total.detach()) == pytest.approx(float(out0.terms["sup"].detach()), rel=1e-6)  # auxiliary weight 0 at step 0
     warm.set_step(5)
     out5 = warm.generator_step(b, torch.Generator().manual_seed(1))
     t = out5.terms
-    assert float(out5.total) == pytest.approx(float(t["sup"] + 0.5 * (t["G"] + warm.cfg.lambda_f * t["flow"])), rel=1e-5)
+    assert float(out5.total.detach()) == pytest.approx(float((t["sup"] + 0.5 * (t["G"] + warm.cfg.lambda_f * t["flow"])).detach()), rel=1e-5)
 
 
 def test_batchnorm_reestimation_changes_only_running_statistics():
